@@ -1,0 +1,34 @@
+"""Controller-side recorder: the one place metrics are written.
+
+Runs inside Ray Train's controller actor (not the driver), so it writes files and
+prints nothing; the driver follows metrics.jsonl for the console.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from ray.train import UserCallback
+
+from raysim.metrics import METRICS_FILE, aggregate_epoch, append_lines
+
+
+class MetricsRecorder(UserCallback):
+    def __init__(self, run_dir: Path, run_start_unix: float):
+        self.metrics_path = Path(run_dir) / METRICS_FILE
+        self.run_start_unix = run_start_unix
+
+    def after_report(self, run_context, metrics, checkpoint):
+        ranks = [{"kind": "rank", **m} for m in metrics]
+        append_lines(self.metrics_path, [*ranks, aggregate_epoch(metrics, self.run_start_unix)])
+
+    def after_exception(self, run_context, worker_exceptions):
+        failures = {
+            str(rank): "".join(traceback.format_exception(err)).strip()
+            for rank, err in worker_exceptions.items()
+        }
+        append_lines(
+            self.metrics_path, [{"kind": "error", "time_unix": time.time(), "ranks": failures}]
+        )

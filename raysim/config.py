@@ -1,0 +1,206 @@
+"""Typed experiment configuration: defaults < YAML file < explicit overrides.
+
+The dataclass is the source of truth; YAML is only an input format. Loading is
+strict: unknown keys, wrong types and out-of-range values are all collected and
+reported together, each naming the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("digits", "imagefolder", "synthetic")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message says how."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid raysim configuration{where}:\n{lines}")
+
+
+@dataclass(kw_only=True)
+class ExperimentConfig:
+    """One simulated-cluster training experiment (single node is num_nodes=1)."""
+
+    num_nodes: int = 1
+    """Simulated nodes: one Ray Train worker each."""
+    batch_size: int = 8
+    """Batch size per node; the global batch is num_nodes × batch_size."""
+    num_epochs: int = 100
+    learning_rate: float = 1e-4
+    memory_fraction: float = 0.23
+    """Share of the device memory each node may use (CUDA cap or simulated budget)."""
+    gpu_fraction: float = 0.23
+    """Share of the device each node asks Ray for; packs the nodes on one device."""
+    device_memory_gb: float = 10.0
+    """Simulated device memory on CPU hosts (the reference card: RTX 3080, 10 GB)."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, or cuda."""
+    dataset: str = "digits"
+    """digits (bundled, real), imagefolder (data_dir in Stanford Cars layout), synthetic."""
+    data_dir: str = "data/car_data"
+    image_size: int = 32
+    num_classes: int = 10
+    """Classes of the synthetic set; digits and imagefolder take theirs from the data."""
+    synthetic_samples: int = 2048
+    seed: int = 0
+    run_dir: str = "runs"
+    """Parent folder of run directories."""
+    run_name: str | None = None
+    """Run directory name under run_dir; default: a timestamped name."""
+    num_workers_per_loader: int = 0
+    max_steps_per_epoch: int | None = None
+    """Cap on training steps per epoch (quick checks); None runs whole epochs."""
+    weights_path: str | None = None
+    """Local file of ResNet18 weights to start from (never downloaded)."""
+    address: str | None = None
+    """Existing Ray cluster ('auto' or host:port); None starts an embedded local Ray."""
+    cpus: int | None = None
+    """CPUs the embedded Ray may use; None means every core of this host."""
+    torch_threads: int | None = None
+    """Intra-op threads per worker; None divides the cores among the workers."""
+    verbose: bool = False
+    """Forward Ray's worker logs to the console."""
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.num_nodes * self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "num_nodes": (1, None, "use 1 for a single node"),
+    "batch_size": (1, None, "use a positive batch size per node"),
+    "num_epochs": (1, None, "train at least one epoch"),
+    "learning_rate": (0, None, "use a positive learning rate such as 0.0001"),
+    "memory_fraction": (0, 1, "use a share of the device in (0, 1], e.g. 0.23"),
+    "gpu_fraction": (0, 1, "use a share of the device in (0, 1], e.g. 0.23"),
+    "device_memory_gb": (0, None, "use the simulated card's memory in GB, e.g. 10"),
+    "image_size": (8, None, "use at least 8 pixels (32 on CPU, 224 on a GPU)"),
+    "num_classes": (2, None, "use at least 2 classes"),
+    "synthetic_samples": (16, None, "use at least 16 samples"),
+    "num_workers_per_loader": (0, None, "use 0 (load in the training process) or more"),
+    "max_steps_per_epoch": (1, None, "use a positive cap or leave it unset"),
+    "cpus": (1, None, "use at least 1 CPU or leave it unset"),
+    "torch_threads": (1, None, "use at least 1 thread or leave it unset"),
+}
+_EXCLUSIVE_LOW = {"learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb"}
+_CHOICES = {"dataset": DATASETS, "device": DEVICES}
+
+
+def field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(ExperimentConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(ExperimentConfig)}
+
+
+def config_keys() -> list[str]:
+    return list(field_types())
+
+
+def _accepts(type_hint: Any, value: Any) -> bool:
+    args = typing.get_args(type_hint)
+    if typing.get_origin(type_hint) in (typing.Union, types.UnionType):
+        return any(_accepts(a, value) for a in args)
+    if type_hint is type(None):
+        return value is None
+    if type_hint is bool:
+        return isinstance(value, bool)
+    if type_hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(type_hint: Any) -> str:
+    if typing.get_origin(type_hint) in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in typing.get_args(type_hint) if a is not type(None)]
+        return " or ".join(names) + " (or null)"
+    return getattr(type_hint, "__name__", str(type_hint))
+
+
+def _unknown_key_problem(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
+    return f"unknown key '{key}': {hint}"
+
+
+def _range_problems(values: dict[str, Any]) -> list[str]:
+    problems = []
+    for key, (low, high, fix) in _RANGES.items():
+        value = values.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        too_low = low is not None and (value <= low if key in _EXCLUSIVE_LOW else value < low)
+        too_high = high is not None and value > high
+        if too_low or too_high:
+            problems.append(f"{key}: {value!r} is out of range; {fix}")
+    for key, choices in _CHOICES.items():
+        value = values.get(key)
+        if isinstance(value, str) and value not in choices:
+            problems.append(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    return problems
+
+
+def build_config(values: dict[str, Any], source: str | None = None) -> ExperimentConfig:
+    """Validate a flat mapping of config keys and build the config, or raise ConfigError."""
+    types_by_key = field_types()
+    known = config_keys()
+    problems = [_unknown_key_problem(k, known) for k in values if k not in known]
+    for key, value in values.items():
+        if key in known and not _accepts(types_by_key[key], value):
+            problems.append(
+                f"{key}: {value!r} is a {type(value).__name__}; "
+                f"expected {_type_name(types_by_key[key])}"
+            )
+    if not problems:
+        problems = _range_problems(values)
+    if problems:
+        raise ConfigError(problems, source)
+    return ExperimentConfig(**values)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"config file {str(path)!r} does not exist; check the path"])
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError([f"not valid YAML: {err}"], str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must be a mapping of key: value lines"], str(path))
+    return data
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentConfig:
+    """Defaults < YAML file (if given) < overrides (None values are ignored)."""
+    values: dict[str, Any] = read_yaml(path) if path is not None else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return build_config(values, source=str(path) if path is not None else None)
+
+
+def replace(cfg: ExperimentConfig, **changes: Any) -> ExperimentConfig:
+    """A validated copy with some keys changed."""
+    return build_config({**cfg.to_dict(), **changes})
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

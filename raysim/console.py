@@ -1,0 +1,102 @@
+"""What the user sees in the terminal: one line per epoch and a final summary table.
+
+The recorder writes metrics.jsonl inside Ray's controller actor; the driver
+follows that file, so the console output is deliberate and in order.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+from raysim.metrics import epoch_lines, read_lines
+
+MB = 1e6
+
+
+def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
+    return (
+        f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  "
+        f"loss {epoch['train_loss']:.4f}  acc {epoch['train_accuracy']:.3f}  "
+        f"test acc {epoch['test_accuracy']:.3f}  {epoch['epoch_time_s']:.1f} s  "
+        f"{epoch['samples_per_s']:.0f} samples/s  peak RSS {epoch['peak_rss_bytes'] / MB:.0f} MB"
+    )
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
+    """Run figures, then one row per simulated node."""
+    run_rows = [["figure", "value"], ["status", summary["status"]]]
+    if summary["epochs_completed"]:
+        run_rows += [
+            ["nodes", str(summary["world_size"])],
+            ["epochs", str(summary["epochs_completed"])],
+            ["final test accuracy", f"{summary['final_test_accuracy']:.4f}"],
+            ["best test accuracy", f"{summary['best_test_accuracy']:.4f}"],
+            ["mean epoch time", f"{summary['mean_epoch_time_s']:.2f} s"],
+            ["epoch time after first", f"{summary['mean_epoch_time_after_first_s']:.2f} s"],
+            ["throughput", f"{summary['samples_per_s']:.1f} samples/s"],
+            ["time to first step", f"{summary['time_to_first_step_s']:.1f} s"],
+            ["wall time", f"{summary['wall_time_s']:.1f} s"],
+            ["ranks hold equal weights", "yes" if summary["checksums_match"] else "NO"],
+        ]
+    run_rows.append(["run directory", str(run_dir)])
+    node_rows = [["node", "rank", "samples/s", "step time", "peak RSS", "memory budget"]]
+    node_rows += [
+        [
+            n["node_id"],
+            str(n["rank"]),
+            f"{n['samples_per_s']:.1f}",
+            f"{n['step_time_s'] * 1000:.0f} ms",
+            f"{n['peak_rss_bytes'] / MB:.0f} MB",
+            f"{n['memory_budget_bytes'] / MB:.0f} MB",
+        ]
+        for n in summary["nodes"]
+    ]
+    parts = [_table(run_rows)]
+    if len(node_rows) > 1:
+        parts.append(_table(node_rows))
+    return "\n\n".join(parts)
+
+
+class ProgressFollower:
+    """Prints each aggregate epoch line as the controller appends it to metrics.jsonl."""
+
+    def __init__(
+        self, metrics_path: Path, num_epochs: int, out: TextIO | None, poll_s: float = 0.5
+    ):
+        self.metrics_path = metrics_path
+        self.num_epochs = num_epochs
+        self.out = out
+        self.poll_s = poll_s
+        self._printed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> ProgressFollower:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._print_new()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._print_new()
+
+    def _print_new(self) -> None:
+        if self.out is None or not self.metrics_path.exists():
+            return
+        epochs = epoch_lines(read_lines(self.metrics_path))
+        for epoch in epochs[self._printed :]:
+            print(epoch_line(epoch, self.num_epochs), file=self.out, flush=True)
+        self._printed = len(epochs)

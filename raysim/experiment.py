@@ -1,0 +1,187 @@
+"""Build a TorchTrainer from the plan, run it, and leave a self-contained run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from raysim.cluster import SimCluster
+from raysim.config import ConfigError, ExperimentConfig, dump_yaml
+from raysim.console import ProgressFollower, summary_table
+from raysim.data import check_data
+from raysim.metrics import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    epoch_lines,
+    read_lines,
+    summarize,
+)
+from raysim.plan import Hardware, ResourcePlan, detect_hardware, make_plan
+
+
+class RunFailedError(RuntimeError):
+    """Training failed on one or more simulated nodes; the message leads with their errors."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: ExperimentConfig
+    epochs: list[dict[str, Any]]
+    """Aggregate metrics per epoch, as in metrics.jsonl."""
+    summary: dict[str, Any]
+
+    @property
+    def final_test_accuracy(self) -> float:
+        return self.summary["final_test_accuracy"]
+
+
+def process_start_unix() -> float:
+    """When this command started (not when raysim was imported), from /proc on Linux."""
+    try:
+        with open("/proc/self/stat") as stat_file:
+            start_ticks = int(stat_file.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as stat_file:
+            boot = next(int(line.split()[1]) for line in stat_file if line.startswith("btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return time.time()
+
+
+def create_run_dir(cfg: ExperimentConfig) -> Path:
+    name = cfg.run_name or f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.num_nodes}node"
+    run_dir = (Path(cfg.run_dir) / name).resolve()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except FileExistsError:
+        raise ConfigError(
+            [f"run directory {run_dir} already exists; choose another run_name or remove it"]
+        ) from None
+    except OSError as err:
+        raise ConfigError(
+            [
+                f"cannot write the run directory {run_dir} ({err.strerror}); set run_dir to a "
+                "writable folder"
+            ]
+        ) from None
+    return run_dir
+
+
+def environment_facts(hw: Hardware, plan: ResourcePlan) -> dict[str, Any]:
+    import ray
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "platform": platform.platform(),
+        "cpus": hw.num_cpus,
+        "gpus": hw.num_gpus,
+        "gpu_name": hw.gpu_name,
+        "device_kind": plan.device_kind,
+        "backend": plan.backend,
+        "resources_per_worker": plan.resources_per_worker,
+        "torch_threads_per_worker": plan.torch_threads,
+        "device_memory_bytes": plan.device_memory_bytes,
+        "simulated_device": plan.simulated_device,
+    }
+
+
+def _failure_message(error: Exception) -> str:
+    failures = getattr(error, "worker_failures", None)
+    if not failures:
+        return f"training failed: {error}"
+    parts = [f"training failed on {len(failures)} simulated node(s):"]
+    for rank, worker_error in sorted(failures.items()):
+        parts.append(f"--- node-{rank} (rank {rank}) ---\n{worker_error}")
+    return "\n".join(parts)
+
+
+def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, train_fn: Callable) -> None:
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from raysim.callbacks import MetricsRecorder
+
+    trainer = TorchTrainer(
+        train_loop_per_worker=train_fn,
+        train_loop_config={"experiment": cfg, "plan": plan},
+        torch_config=TorchConfig(backend=plan.backend),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=plan.num_workers,
+            use_gpu=plan.use_gpu,
+            resources_per_worker=plan.resources_per_worker,
+        ),
+        run_config=ray.train.RunConfig(
+            name="ray_train",
+            storage_path=str(run_dir),
+            callbacks=[MetricsRecorder(run_dir, time.time())],
+            failure_config=ray.train.FailureConfig(max_failures=0),
+        ),
+    )
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        raise RunFailedError(_failure_message(err)) from None
+
+
+def run(
+    cfg: ExperimentConfig,
+    train_fn: Callable[[dict], None] | None = None,
+    out: TextIO | None = sys.stdout,
+) -> RunResult:
+    """Run one experiment on the simulated cluster; progress and summary go to `out`."""
+    from raysim.worker import train_loop_per_worker
+
+    started = process_start_unix()
+    hw = detect_hardware()
+    plan = make_plan(cfg, hw)
+    check_data(cfg)
+    run_dir = create_run_dir(cfg)
+    (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
+    if out is not None:
+        print(
+            f"raysim: {cfg.num_nodes} simulated node(s) on {plan.device_kind} "
+            f"({plan.backend}), global batch {cfg.global_batch_size}, run dir {run_dir}",
+            file=out,
+            flush=True,
+        )
+    wall_start = time.perf_counter()
+    failure: RunFailedError | None = None
+    try:
+        with (
+            SimCluster(plan, cfg.address, cfg.verbose),
+            ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out),
+        ):
+            _fit(cfg, plan, run_dir, train_fn or train_loop_per_worker)
+    except RunFailedError as err:
+        failure = err
+    metrics_path = run_dir / METRICS_FILE
+    records = read_lines(metrics_path) if metrics_path.exists() else []
+    summary = summarize(records, started)
+    summary.update(
+        wall_time_s=time.perf_counter() - wall_start,
+        environment=environment_facts(hw, plan),
+        config=cfg.to_dict(),
+    )
+    if failure is not None:
+        summary.update(status="failed", error=str(failure))
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    if out is not None:
+        print("\n" + summary_table(summary, run_dir), file=out, flush=True)
+    if failure is not None:
+        raise failure
+    return RunResult(run_dir=run_dir, config=cfg, epochs=epoch_lines(records), summary=summary)

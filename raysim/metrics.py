@@ -1,0 +1,116 @@
+"""The metrics log: one JSON line per rank per epoch, one aggregate line per epoch.
+
+Pure functions over plain dicts: the controller callback aggregates with them
+while a run goes, and reports read a finished run directory back with them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+
+
+def aggregate_epoch(rank_metrics: list[dict[str, Any]], run_start_unix: float) -> dict[str, Any]:
+    """Combine every rank's report of one epoch into the cluster's view of it."""
+    samples = sum(m["train_samples"] for m in rank_metrics)
+    test_total = sum(m["test_total"] for m in rank_metrics)
+    slowest = max(m["epoch_time_s"] for m in rank_metrics)
+    checksums = {m["param_checksum"] for m in rank_metrics}
+    return {
+        "kind": "epoch",
+        "epoch": rank_metrics[0]["epoch"],
+        "world_size": len(rank_metrics),
+        "train_samples": samples,
+        "train_loss": sum(m["train_loss_sum"] for m in rank_metrics) / max(samples, 1),
+        "train_accuracy": sum(m["train_correct"] for m in rank_metrics) / max(samples, 1),
+        "test_accuracy": sum(m["test_correct"] for m in rank_metrics) / max(test_total, 1),
+        "epoch_time_s": slowest,
+        "eval_time_s": max(m["eval_time_s"] for m in rank_metrics),
+        "samples_per_s": samples / slowest if slowest else 0.0,
+        "step_time_s": max(m["step_time_s"] for m in rank_metrics),
+        "steps": max(m["steps"] for m in rank_metrics),
+        "checksums_match": len(checksums) == 1,
+        "param_checksum": sorted(checksums)[0],
+        "peak_rss_bytes": max(m["peak_rss_bytes"] for m in rank_metrics),
+        "epoch_start_unix": min(m["epoch_start_unix"] for m in rank_metrics),
+        "wall_time_s": max(m["report_unix"] for m in rank_metrics) - run_start_unix,
+    }
+
+
+def append_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append and flush at once, so a crash later loses no line written before it."""
+    with path.open("a") as log:
+        for record in records:
+            log.write(json.dumps(record) + "\n")
+        log.flush()
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """All complete records; a torn last line (crash mid-write) is skipped."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def epoch_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == "epoch"]
+
+
+def rank_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == "rank"]
+
+
+def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per simulated node: throughput, step time and memory over the whole run."""
+    nodes = []
+    for rank in sorted({r["rank"] for r in ranks}):
+        mine = [r for r in ranks if r["rank"] == rank]
+        nodes.append(
+            {
+                "rank": rank,
+                "node_id": mine[-1]["node_id"],
+                "samples_per_s": statistics.mean(r["samples_per_s"] for r in mine),
+                "step_time_s": statistics.mean(r["step_time_s"] for r in mine),
+                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in mine),
+                "memory_budget_bytes": mine[-1]["memory_budget_bytes"],
+            }
+        )
+    return nodes
+
+
+def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[str, Any]:
+    """Run-level figures from the metrics log; epoch 1 includes warm-up, so both are given."""
+    epochs = epoch_lines(records)
+    errors = [r for r in records if r.get("kind") == "error"]
+    summary: dict[str, Any] = {
+        "status": "failed" if errors else "finished",
+        "epochs_completed": len(epochs),
+        "errors": errors,
+        "nodes": per_node_summary(rank_lines(records)),
+    }
+    if not epochs:
+        return summary
+    times = [e["epoch_time_s"] for e in epochs]
+    later = times[1:] or times
+    summary.update(
+        final_test_accuracy=epochs[-1]["test_accuracy"],
+        best_test_accuracy=max(e["test_accuracy"] for e in epochs),
+        final_train_loss=epochs[-1]["train_loss"],
+        mean_epoch_time_s=statistics.mean(times),
+        mean_epoch_time_after_first_s=statistics.mean(later),
+        samples_per_s=statistics.mean(e["samples_per_s"] for e in epochs[1:] or epochs),
+        time_to_first_step_s=epochs[0]["epoch_start_unix"] - process_start_unix,
+        checksums_match=all(e["checksums_match"] for e in epochs),
+        world_size=epochs[-1]["world_size"],
+    )
+    return summary

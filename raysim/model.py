@@ -1,0 +1,37 @@
+"""The model every simulated node trains, and the state that identifies it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def build_model(num_classes: int, weights_path: str | None = None) -> nn.Module:
+    """torchvision ResNet18; optional start weights from a local file, never a download."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=num_classes)
+    if weights_path is not None:
+        load_weights(model, Path(weights_path))
+    return model
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a state dict; a classifier head of another size is left freshly initialised."""
+    if not path.is_file():
+        raise FileNotFoundError(f"weights_path {path} does not exist; give a local .pth file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(compatible, strict=False)
+
+
+def parameter_checksum(model: nn.Module) -> str:
+    """Hash of every parameter's bytes: equal on every rank iff the weights are identical."""
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,149 @@
+"""From a config and the detected hardware: what each simulated node gets.
+
+Pure functions, so every decision (packing, backend, threads, budget) is tested
+without starting Ray or touching a device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from raysim.config import ConfigError, ExperimentConfig
+
+DEVICE_RESOURCE = "raysim_device"
+"""Logical Ray resource standing for the one simulated device on CPU hosts."""
+DEVICE_UNITS = 10_000
+"""The simulated device in units, because Ray node resources must be whole numbers."""
+GIB = 2**30
+
+
+class PlanError(ConfigError):
+    """The config cannot be placed on this hardware (e.g. impossible packing)."""
+
+
+@dataclass(frozen=True)
+class Hardware:
+    num_cpus: int
+    num_gpus: int = 0
+    gpu_memory_bytes: int = 0
+    gpu_name: str = ""
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """Everything Ray and each worker need to know about the placement."""
+
+    num_workers: int
+    device_kind: str
+    """'cuda' (real GPU share) or 'cpu' (simulated device)."""
+    use_gpu: bool
+    backend: str
+    resources_per_worker: dict[str, float]
+    cluster_cpus: int
+    cluster_resources: dict[str, float]
+    """Custom resources the embedded Ray declares (the simulated device)."""
+    torch_threads: int
+    memory_fraction: float
+    device_memory_bytes: int
+    memory_budget_bytes: int
+    """Per worker: memory_fraction × device memory (real card or simulated)."""
+
+    @property
+    def simulated_device(self) -> bool:
+        return self.device_kind == "cpu"
+
+
+def detect_hardware() -> Hardware:
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not torch.cuda.is_available():
+        return Hardware(num_cpus=cpus or 1)
+    props = torch.cuda.get_device_properties(0)
+    return Hardware(
+        num_cpus=cpus or 1,
+        num_gpus=torch.cuda.device_count(),
+        gpu_memory_bytes=props.total_memory,
+        gpu_name=props.name,
+    )
+
+
+def choose_device(cfg: ExperimentConfig, hw: Hardware) -> str:
+    if cfg.device == "cuda" and hw.num_gpus == 0:
+        raise PlanError(["device: 'cuda' but no CUDA device is visible; use device: auto or cpu"])
+    if cfg.device == "auto":
+        return "cuda" if hw.num_gpus > 0 else "cpu"
+    return cfg.device
+
+
+def max_nodes_per_device(share: float) -> int:
+    return math.floor(1 / share + 1e-9)
+
+
+def packing_problems(num_nodes: int, gpu_fraction: float, memory_fraction: float, devices: int):
+    """Ray waits forever on a request that cannot fit; say so before Ray starts."""
+    problems = []
+    per_device = max_nodes_per_device(gpu_fraction)
+    if num_nodes > per_device * devices:
+        fit = per_device * devices
+        problems.append(
+            f"impossible packing: {num_nodes} nodes × gpu_fraction {gpu_fraction:.2f} = "
+            f"{num_nodes * gpu_fraction:.2f} of {_devices_text(devices)}; at {gpu_fraction:.2f} "
+            f"at most {fit} nodes fit: lower num_nodes to {fit} or gpu_fraction to "
+            f"{math.floor(devices / num_nodes * 100) / 100:.2f}"
+        )
+    sharing = min(num_nodes, per_device) if devices > 1 else num_nodes
+    if sharing * memory_fraction > 1 + 1e-9:
+        fit = max_nodes_per_device(memory_fraction)
+        problems.append(
+            f"impossible packing: {sharing} nodes × memory_fraction {memory_fraction:.2f} = "
+            f"{sharing * memory_fraction:.2f} of one device's memory; at {memory_fraction:.2f} "
+            f"at most {fit} nodes fit: lower num_nodes or memory_fraction to "
+            f"{math.floor(100 / sharing) / 100:.2f}"
+        )
+    return problems
+
+
+def _devices_text(devices: int) -> str:
+    return "one device" if devices == 1 else f"{devices} devices"
+
+
+def cpu_share(cluster_cpus: int, num_workers: int) -> float:
+    """Ray accepts fractional requests below 1 and whole numbers above it."""
+    share = cluster_cpus / num_workers
+    return float(math.floor(share)) if share >= 1 else math.floor(share * 10_000) / 10_000
+
+
+def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
+    device_kind = choose_device(cfg, hw)
+    devices = hw.num_gpus if device_kind == "cuda" else 1
+    if cfg.address is None:
+        problems = packing_problems(cfg.num_nodes, cfg.gpu_fraction, cfg.memory_fraction, devices)
+        if problems:
+            raise PlanError(problems)
+    cluster_cpus = cfg.cpus or hw.num_cpus
+    shares_a_device = cfg.num_nodes > 1 and cfg.gpu_fraction < 1
+    if device_kind == "cuda":
+        device_resource = {"GPU": cfg.gpu_fraction}
+        cluster_resources: dict[str, float] = {}
+        device_memory = hw.gpu_memory_bytes
+    else:
+        device_resource = {DEVICE_RESOURCE: float(round(cfg.gpu_fraction * DEVICE_UNITS))}
+        cluster_resources = {DEVICE_RESOURCE: float(DEVICE_UNITS)}
+        device_memory = int(cfg.device_memory_gb * GIB)
+    return ResourcePlan(
+        num_workers=cfg.num_nodes,
+        device_kind=device_kind,
+        use_gpu=device_kind == "cuda",
+        # NCCL refuses two ranks on one GPU; gloo handles CUDA tensors too.
+        backend="nccl" if device_kind == "cuda" and not shares_a_device else "gloo",
+        resources_per_worker={"CPU": cpu_share(cluster_cpus, cfg.num_nodes), **device_resource},
+        cluster_cpus=cluster_cpus,
+        cluster_resources=cluster_resources,
+        torch_threads=cfg.torch_threads or max(1, cluster_cpus // cfg.num_nodes),
+        memory_fraction=cfg.memory_fraction,
+        device_memory_bytes=device_memory,
+        memory_budget_bytes=int(cfg.memory_fraction * device_memory),
+    )

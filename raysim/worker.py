@@ -1,0 +1,151 @@
+"""The per-worker training loop: one function for single and distributed runs.
+
+Ray Train launches `train_loop_per_worker` on every simulated node. It knows the
+typed config and the resource plan, nothing of YAML or the command line, and its
+metrics leave the worker only through `ray.train.report`.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from raysim.config import ExperimentConfig
+from raysim.data import eval_loader, load_data, train_loader
+from raysim.model import build_model, parameter_checksum
+from raysim.plan import ResourcePlan
+
+
+@dataclass
+class EpochStats:
+    samples: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    start_unix: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_device(plan: ResourcePlan) -> torch.device:
+    """Threads from the CPU share; on CUDA, cap this process at its memory fraction."""
+    import ray.train.torch
+
+    torch.set_num_threads(plan.torch_threads)
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.cuda.set_per_process_memory_fraction(plan.memory_fraction, device)
+    return device
+
+
+def memory_metrics(plan: ResourcePlan, device: torch.device) -> dict[str, int]:
+    from raysim.memory import process_rss_bytes
+
+    metrics = {
+        "rss_bytes": process_rss_bytes(),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "memory_budget_bytes": plan.memory_budget_bytes,
+    }
+    if device.type == "cuda":
+        metrics["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+        metrics["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    return metrics
+
+
+def train_epoch(model, loader, optimizer, device, max_steps: int | None) -> EpochStats:
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    stats = EpochStats(start_unix=time.time())
+    start = time.perf_counter()
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = loss_fn(logits, labels)
+        loss.backward()
+        optimizer.step()
+        stats.samples += len(labels)
+        stats.loss_sum += loss.item() * len(labels)
+        stats.correct += int((logits.argmax(1) == labels).sum())
+        stats.steps += 1
+        if max_steps is not None and stats.steps >= max_steps:
+            break
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+@torch.no_grad()
+def evaluate(model, loader, device) -> tuple[int, int]:
+    model.eval()
+    correct = total = 0
+    for images, labels in loader:
+        logits = model(images.to(device))
+        correct += int((logits.argmax(1) == labels.to(device)).sum())
+        total += len(labels)
+    return correct, total
+
+
+def epoch_metrics(epoch: int, stats: EpochStats, test: tuple[int, int], eval_s: float) -> dict:
+    correct, total = test
+    return {
+        "epoch": epoch,
+        "train_samples": stats.samples,
+        "train_loss_sum": stats.loss_sum,
+        "train_correct": stats.correct,
+        "train_loss": stats.loss_sum / max(stats.samples, 1),
+        "train_accuracy": stats.correct / max(stats.samples, 1),
+        "test_correct": correct,
+        "test_total": total,
+        "steps": stats.steps,
+        "epoch_time_s": stats.seconds,
+        "step_time_s": stats.seconds / max(stats.steps, 1),
+        "samples_per_s": stats.samples / stats.seconds if stats.seconds else 0.0,
+        "eval_time_s": eval_s,
+        "epoch_start_unix": stats.start_unix,
+        "report_unix": time.time(),
+    }
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    cfg: ExperimentConfig = loop_config["experiment"]
+    plan: ResourcePlan = loop_config["plan"]
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = setup_device(plan)
+    seed_everything(cfg.seed)
+    data = load_data(cfg)
+    train = train_loader(
+        data.train, cfg.batch_size, rank, world_size, cfg.seed, cfg.num_workers_per_loader
+    )
+    test = eval_loader(data.test, max(cfg.batch_size, 64), rank, world_size)
+    model = ray.train.torch.prepare_model(build_model(data.num_classes, cfg.weights_path))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    for epoch in range(1, cfg.num_epochs + 1):
+        train.sampler.set_epoch(epoch)
+        stats = train_epoch(model, train, optimizer, device, cfg.max_steps_per_epoch)
+        eval_start = time.perf_counter()
+        test_counts = evaluate(model, test, device)
+        metrics = epoch_metrics(epoch, stats, test_counts, time.perf_counter() - eval_start)
+        metrics.update(
+            rank=rank,
+            world_size=world_size,
+            node_id=f"node-{rank}",
+            param_checksum=parameter_checksum(model),
+            **memory_metrics(plan, device),
+        )
+        ray.train.report(metrics)

@@ -1,0 +1,48 @@
+"""One real local Ray for the whole session: runs reuse it instead of starting their own."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from raysim.cluster import SimCluster
+from raysim.config import load_config
+from raysim.plan import Hardware, make_plan
+
+SHARED_RAY_CPUS = 2
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    """A simulated CPU cluster big enough for 4 nodes; stopped at the end of the session."""
+    plan = make_plan(load_config(num_nodes=4, device="cpu"), Hardware(num_cpus=SHARED_RAY_CPUS))
+    with SimCluster(plan) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """Digits at 16 px: the smallest real run that still learns."""
+
+    def make(**overrides):
+        values = {
+            "image_size": 16,
+            "num_epochs": 2,
+            "batch_size": 8,
+            "device": "cpu",
+            "run_dir": str(tmp_path / "runs"),
+            "run_name": "run",
+        }
+        values.update(overrides)
+        return load_config(**values)
+
+    return make

@@ -1,0 +1,107 @@
+"""The command line and the original project's scripts, run as a user runs them."""
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def resolved(*args):
+    done = run_script(*args, "--print-config")
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_launcher_single_mode_is_one_node_from_the_single_config():
+    cfg = resolved("examples/launcher.py", "--mode", "single")
+    assert (cfg["num_nodes"], cfg["batch_size"], cfg["num_epochs"]) == (1, 8, 100)
+
+
+def test_launcher_distributed_flags_map_to_config():
+    cfg = resolved(
+        "examples/launcher.py", "--mode", "distributed", "--num-epochs", "3",
+        "--num-nodes", "4", "--batch-size", "8",
+    )  # fmt: skip
+    assert (cfg["num_nodes"], cfg["num_epochs"], cfg["batch_size"]) == (4, 3, 8)
+
+
+def test_original_train_scripts_accept_their_flags():
+    single = resolved(
+        "examples/train_single.py", "--num-epochs=100", "--batch-size", "8",
+        "--memory-fraction", "0.20",
+    )  # fmt: skip
+    assert (single["num_nodes"], single["memory_fraction"]) == (1, 0.20)
+    dist = resolved(
+        "examples/train_distributed.py", "--num-nodes", "4", "--num-epochs=100",
+        "--batch-size", "8", "--memory-fraction", "0.20",
+    )  # fmt: skip
+    assert (dist["num_nodes"], dist["num_epochs"], dist["memory_fraction"]) == (4, 100, 0.20)
+
+
+def test_impossible_packing_fails_fast_without_starting_ray(tmp_path):
+    start = time.perf_counter()
+    done = run_script(
+        "-m", "raysim.cli", "run", "--config", "configs/distributed_config.yaml",
+        "--gpu-fraction", "0.30", "--device", "cpu", "--run-dir", str(tmp_path),
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 2
+    assert "4 nodes × gpu_fraction 0.30 = 1.20 of one device" in done.stderr
+    assert "at most 3 nodes fit" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "ray" not in done.stdout.lower()
+    assert not any(tmp_path.iterdir()), "nothing is written for a config that cannot run"
+    assert elapsed < 5, elapsed
+
+
+def test_config_typo_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("num_nodes: 2\nmemory_fracton: 0.2\n")
+    done = run_script("-m", "raysim.cli", "run", "--config", str(bad))
+    assert done.returncode == 2
+    assert "unknown key 'memory_fracton': did you mean 'memory_fraction'?" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unwritable_run_dir_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = run_script(
+        "-m", "raysim.cli", "run", "--num-nodes", "1", "--device", "cpu",
+        "--run-dir", str(blocker / "runs"),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "cannot write the run directory" in done.stderr and "run_dir" in done.stderr
+
+
+@pytest.mark.slow
+def test_raysim_command_end_to_end(tmp_path):
+    """The console script with its own (cold) Ray: progress lines, summary, run directory."""
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "raysim"), "run",
+            "--config", "configs/distributed_config.yaml", "--num-nodes", "2",
+            "--num-epochs", "2", "--max-steps-per-epoch", "4", "--image-size", "16",
+            "--device", "cpu", "--run-dir", str(tmp_path), "--run-name", "cli",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    progress = re.findall(r"^epoch\s+(\d+/\d+)\s+nodes 2\s+loss", done.stdout, re.MULTILINE)
+    assert progress == ["1/2", "2/2"]
+    assert "final test accuracy" in done.stdout and "node-1" in done.stdout
+    run_dir = tmp_path / "cli"
+    assert {"config.yaml", "metrics.jsonl", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["num_nodes"] == 2

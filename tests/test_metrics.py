@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from raysim.console import summary_table
+from raysim.metrics import aggregate_epoch, append_lines, read_lines, summarize
+
+
+def rank_report(rank, samples=10, loss_sum=5.0, correct=6, test=(3, 4), seconds=2.0, checksum="a"):
+    return {
+        "epoch": 1,
+        "rank": rank,
+        "node_id": f"node-{rank}",
+        "train_samples": samples,
+        "train_loss_sum": loss_sum,
+        "train_correct": correct,
+        "test_correct": test[0],
+        "test_total": test[1],
+        "epoch_time_s": seconds,
+        "eval_time_s": 0.1,
+        "step_time_s": seconds / 5,
+        "samples_per_s": samples / seconds,
+        "steps": 5,
+        "param_checksum": checksum,
+        "peak_rss_bytes": 100 + rank,
+        "memory_budget_bytes": 1000,
+        "epoch_start_unix": 50.0 + rank,
+        "report_unix": 60.0 + rank,
+    }
+
+
+def test_aggregate_weights_by_samples_and_takes_the_slowest_rank():
+    reports = [
+        rank_report(0, samples=10, loss_sum=10.0, correct=5, test=(3, 5), seconds=2.0),
+        rank_report(1, samples=30, loss_sum=6.0, correct=27, test=(4, 5), seconds=4.0),
+    ]
+    agg = aggregate_epoch(reports, run_start_unix=40.0)
+    assert agg["train_loss"] == pytest.approx(16.0 / 40)
+    assert agg["train_accuracy"] == pytest.approx(32 / 40)
+    assert agg["test_accuracy"] == pytest.approx(7 / 10)
+    assert agg["epoch_time_s"] == 4.0
+    assert agg["samples_per_s"] == pytest.approx(40 / 4.0)
+    assert agg["checksums_match"] is True
+    assert agg["peak_rss_bytes"] == 101
+    assert agg["wall_time_s"] == pytest.approx(21.0)
+
+
+def test_differing_checksums_are_flagged():
+    agg = aggregate_epoch([rank_report(0, checksum="a"), rank_report(1, checksum="b")], 0.0)
+    assert agg["checksums_match"] is False
+
+
+def test_a_torn_last_line_is_skipped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    append_lines(path, [{"kind": "epoch", "epoch": 1}])
+    with path.open("a") as log:
+        log.write('{"kind": "epo')
+    assert read_lines(path) == [{"kind": "epoch", "epoch": 1}]
+
+
+def _records(epochs):
+    records = []
+    for epoch in range(1, epochs + 1):
+        ranks = [dict(rank_report(r, seconds=float(epoch)), epoch=epoch) for r in range(2)]
+        records += [{"kind": "rank", **m} for m in ranks] + [aggregate_epoch(ranks, 0.0)]
+    return records
+
+
+def test_summary_separates_the_warm_up_epoch():
+    summary = summarize(_records(3), process_start_unix=20.0)
+    assert summary["status"] == "finished"
+    assert summary["epochs_completed"] == 3
+    assert summary["mean_epoch_time_s"] == pytest.approx(2.0)
+    assert summary["mean_epoch_time_after_first_s"] == pytest.approx(2.5)
+    assert summary["time_to_first_step_s"] == pytest.approx(30.0)
+    assert [n["rank"] for n in summary["nodes"]] == [0, 1]
+    json.dumps(summary)
+
+
+def test_summary_of_a_failed_run_without_epochs():
+    summary = summarize([{"kind": "error", "ranks": {"0": "boom"}}], 0.0)
+    assert summary["status"] == "failed" and summary["epochs_completed"] == 0
+
+
+def test_summary_table_shows_each_node(tmp_path):
+    summary = summarize(_records(2), 0.0)
+    summary["wall_time_s"] = 12.5
+    table = summary_table(summary, tmp_path)
+    assert "final test accuracy" in table and "0.7500" in table
+    assert "node-1" in table and "12.5 s" in table

@@ -1,0 +1,95 @@
+import pytest
+
+from raysim.config import load_config
+from raysim.plan import (
+    DEVICE_RESOURCE,
+    DEVICE_UNITS,
+    GIB,
+    Hardware,
+    PlanError,
+    cpu_share,
+    make_plan,
+    packing_problems,
+)
+
+CPU_HOST = Hardware(num_cpus=2)
+ONE_GPU = Hardware(num_cpus=16, num_gpus=1, gpu_memory_bytes=10 * GIB, gpu_name="RTX 3080")
+
+
+def test_cpu_host_simulates_the_device_with_a_logical_resource():
+    plan = make_plan(load_config(num_nodes=4), CPU_HOST)
+    assert plan.device_kind == "cpu" and not plan.use_gpu and plan.simulated_device
+    assert plan.backend == "gloo"
+    assert plan.resources_per_worker == {"CPU": 0.5, DEVICE_RESOURCE: 0.23 * DEVICE_UNITS}
+    assert plan.cluster_resources == {DEVICE_RESOURCE: DEVICE_UNITS}
+    assert plan.torch_threads == 1
+    assert plan.memory_budget_bytes == int(0.23 * 10 * GIB)
+
+
+def test_single_node_on_cpu_gets_every_core():
+    plan = make_plan(load_config(num_nodes=1), CPU_HOST)
+    assert plan.resources_per_worker["CPU"] == 2.0
+    assert plan.torch_threads == 2
+
+
+def test_shared_gpu_uses_gloo_and_asks_for_the_fraction():
+    plan = make_plan(load_config(num_nodes=4), ONE_GPU)
+    assert plan.use_gpu and plan.device_kind == "cuda"
+    assert plan.backend == "gloo"  # NCCL refuses two ranks on one GPU
+    assert plan.resources_per_worker == {"CPU": 4.0, "GPU": 0.23}
+    assert plan.cluster_resources == {}
+    assert plan.memory_budget_bytes == int(0.23 * 10 * GIB)
+
+
+def test_nccl_only_when_each_worker_has_a_whole_gpu():
+    two_gpus = Hardware(num_cpus=8, num_gpus=2, gpu_memory_bytes=GIB)
+    cfg = load_config(num_nodes=2, gpu_fraction=1.0, memory_fraction=0.9)
+    assert make_plan(cfg, two_gpus).backend == "nccl"
+    assert make_plan(load_config(num_nodes=1, gpu_fraction=0.5), ONE_GPU).backend == "nccl"
+
+
+def test_impossible_gpu_packing_says_how_many_fit():
+    with pytest.raises(PlanError) as info:
+        make_plan(load_config(num_nodes=4, gpu_fraction=0.30, memory_fraction=0.2), CPU_HOST)
+    message = str(info.value)
+    assert "4 nodes × gpu_fraction 0.30 = 1.20 of one device" in message
+    assert "at 0.30 at most 3 nodes fit" in message
+    assert "gpu_fraction to 0.25" in message
+
+
+def test_impossible_memory_packing():
+    problems = packing_problems(5, 0.2, 0.23, devices=1)
+    assert len(problems) == 1
+    assert "5 nodes × memory_fraction 0.23 = 1.15" in problems[0]
+    assert "at most 4 nodes fit" in problems[0]
+
+
+def test_two_gpus_hold_twice_the_nodes():
+    assert packing_problems(8, 0.25, 0.25, devices=2) == []
+    assert packing_problems(9, 0.25, 0.25, devices=2)
+
+
+def test_external_cluster_skips_local_packing():
+    cfg = load_config(num_nodes=8, address="auto")
+    assert make_plan(cfg, CPU_HOST).num_workers == 8
+
+
+def test_cuda_requested_without_a_gpu():
+    with pytest.raises(PlanError, match="device: 'cuda' but no CUDA device"):
+        make_plan(load_config(device="cuda"), CPU_HOST)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "share"), [(2, 4, 0.5), (2, 3, 0.6666), (8, 3, 2.0), (2, 1, 2.0)]
+)
+def test_cpu_share_is_a_valid_ray_request(cpus, workers, share):
+    assert cpu_share(cpus, workers) == share
+    assert cpu_share(cpus, workers) * workers <= cpus
+
+
+def test_threads_never_oversubscribe_the_cores():
+    for nodes in (1, 2, 3, 4):
+        plan = make_plan(
+            load_config(num_nodes=nodes, gpu_fraction=0.25, memory_fraction=0.25), CPU_HOST
+        )
+        assert plan.torch_threads * nodes <= max(CPU_HOST.num_cpus, nodes)

@@ -13,16 +13,24 @@ from pathlib import Path
 from ray.train import UserCallback
 
 from raysim.metrics import METRICS_FILE, aggregate_epoch, append_lines
+from raysim.tensorboard_logger import TensorBoardLogger
 
 
 class MetricsRecorder(UserCallback):
-    def __init__(self, run_dir: Path, run_start_unix: float):
+    def __init__(self, run_dir: Path, run_start_unix: float, config: dict):
         self.metrics_path = Path(run_dir) / METRICS_FILE
         self.run_start_unix = run_start_unix
+        self.num_epochs = config["num_epochs"]
+        self.tensorboard = TensorBoardLogger(run_dir, config)
 
     def after_report(self, run_context, metrics, checkpoint):
         ranks = [{"kind": "rank", **m} for m in metrics]
-        append_lines(self.metrics_path, [*ranks, aggregate_epoch(metrics, self.run_start_unix)])
+        epoch = aggregate_epoch(metrics, self.run_start_unix)
+        append_lines(self.metrics_path, [*ranks, epoch])
+        self.tensorboard.log_epoch(epoch, ranks)
+        if epoch["epoch"] == self.num_epochs:
+            self.tensorboard.log_final(epoch)
+            self.tensorboard.close()
 
     def after_exception(self, run_context, worker_exceptions):
         failures = {
@@ -32,3 +40,4 @@ class MetricsRecorder(UserCallback):
         append_lines(
             self.metrics_path, [{"kind": "error", "time_unix": time.time(), "ranks": failures}]
         )
+        self.tensorboard.close()

@@ -128,7 +128,7 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, train_fn: Cal
         run_config=ray.train.RunConfig(
             name="ray_train",
             storage_path=str(run_dir),
-            callbacks=[MetricsRecorder(run_dir, time.time())],
+            callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict())],
             failure_config=ray.train.FailureConfig(max_failures=0),
         ),
     )

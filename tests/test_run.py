@@ -38,6 +38,22 @@ def test_four_nodes_train_in_lockstep_and_learn(shared_ray, tiny_config):
     assert summary["final_test_accuracy"] == result.final_test_accuracy
     assert summary["environment"]["backend"] == "gloo"
     assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["num_nodes"] == 4
+    check_tensorboard_matches_metrics(result)
+
+
+def check_tensorboard_matches_metrics(result):
+    """TensorBoard's own reader sees the values metrics.jsonl holds, per epoch and per node."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(result.run_dir / "tensorboard")).Reload()
+    loss = [(s.step, s.value) for s in events.Scalars("train/loss")]
+    assert loss == [(e["epoch"], pytest.approx(e["train_loss"], rel=1e-6)) for e in result.epochs]
+    test_acc = [s.value for s in events.Scalars("test/accuracy")]
+    assert test_acc == pytest.approx([e["test_accuracy"] for e in result.epochs], rel=1e-6)
+    ranks = ranks_by_epoch(result.run_dir)
+    node3 = [s.value for s in events.Scalars("node-3/step_time_s")]
+    assert node3 == pytest.approx([ranks[(e, 3)]["step_time_s"] for e in (1, 2)], rel=1e-6)
+    assert "config/text_summary" in events.Tags()["tensors"]
 
 
 def test_single_node_runs_the_same_loop(shared_ray, tiny_config):

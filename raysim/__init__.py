@@ -2,13 +2,17 @@
 
 from raysim.config import ConfigError, ExperimentConfig, load_config
 from raysim.experiment import RunFailedError, RunResult, run
+from raysim.report import compare
+from raysim.sweep import sweep
 
 __all__ = [
     "ConfigError",
     "ExperimentConfig",
     "RunFailedError",
     "RunResult",
+    "compare",
     "load_config",
     "run",
+    "sweep",
 ]
 __version__ = "0.1.0"

@@ -53,6 +53,53 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.summary["status"] == "finished" else 1
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers such as 1,2,4")
+    return values
+
+
+def _print_comparison(comparison: dict) -> None:
+    for run in comparison["runs"]:
+        if run["status"] != "finished":
+            print(f"{run['name']:<20} {run['status']}: {run.get('error', '').splitlines()[0]}")
+            continue
+        print(
+            f"{run['name']:<20} nodes {run['nodes']}  {run['samples_per_s']:.1f} samples/s  "
+            f"epoch {run['epoch_time_after_first_s']:.2f} s  "
+            f"final test acc {run['final_test_accuracy']:.4f}"
+        )
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from raysim.report import compare
+
+    comparison = compare(args.run_dirs, out=args.out, target_accuracy=args.target_accuracy)
+    _print_comparison(comparison)
+    print(f"report: {args.out}/report.md")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from raysim.sweep import sweep
+
+    overrides = overrides_from_args(args)
+    overrides.pop("num_nodes", None)
+    overrides.pop("batch_size", None)
+    base = load_config(args.config, **overrides)
+    comparison = sweep(base, args.num_nodes, args.batch_size, args.target_accuracy, out=sys.stdout)
+    print()
+    _print_comparison(comparison)
+    print(f"report: {comparison['report_dir']}/report.md")
+    return 0 if all(r["status"] == "finished" for r in comparison["runs"]) else 1
+
+
 def example_main(
     description: str,
     default_config: str,
@@ -92,14 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_flags(run_parser)
     run_parser.set_defaults(handler=_cmd_run)
+
+    compare_parser = commands.add_parser("compare", help="compare finished run directories")
+    compare_parser.add_argument("run_dirs", nargs="+", help="run directories, e.g. runs/<name>")
+    compare_parser.add_argument("--out", default="report", help="report folder (default report)")
+    compare_parser.add_argument(
+        "--target-accuracy", type=float, help="default: 90%% of the best final accuracy"
+    )
+    compare_parser.set_defaults(handler=_cmd_compare)
+
+    sweep_parser = commands.add_parser(
+        "sweep", help="run at several node counts (and batch sizes) in one Ray session, compare"
+    )
+    sweep_parser.add_argument("--config", help="YAML config file (see configs/)")
+    sweep_parser.add_argument("--target-accuracy", type=float)
+    add_config_flags(sweep_parser, skip=("num_nodes", "batch_size"))
+    sweep_parser.add_argument("--num-nodes", type=_int_list, required=True, help="e.g. 1,2,4")
+    sweep_parser.add_argument("--batch-size", type=_int_list, help="per node, e.g. 8,32")
+    sweep_parser.set_defaults(handler=_cmd_sweep)
     return parser
 
 
 def user_errors() -> tuple[type[Exception], ...]:
     from raysim.data import DataError
-    from raysim.experiment import RunFailedError
+    from raysim.report import ReportError
 
-    return (ConfigError, DataError, RunFailedError, FileNotFoundError)
+    return (ConfigError, DataError, ReportError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,11 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _guarded(handler, args: argparse.Namespace) -> int:
+    from raysim.experiment import RunFailedError
+
     try:
         return handler(args)
+    except RunFailedError as err:
+        print(f"raysim: error: {err}", file=sys.stderr)
+        return 1
     except user_errors() as err:
         print(f"raysim: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ConfigError) else 1
+        return 2
     except KeyboardInterrupt:
         print("raysim: interrupted; the run directory keeps what was written", file=sys.stderr)
         return 130

@@ -1,0 +1,64 @@
+"""Run one experiment at several cluster sizes in one Ray session, then compare them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from raysim.cluster import SimCluster
+from raysim.config import ConfigError, ExperimentConfig, dump_yaml, replace
+from raysim.experiment import RunFailedError, run
+from raysim.metrics import CONFIG_FILE, SUMMARY_FILE
+from raysim.plan import detect_hardware, make_plan
+from raysim.report import compare
+
+
+def sweep_configs(
+    base: ExperimentConfig, sweep_dir: Path, num_nodes: list[int], batch_sizes: list[int]
+) -> list[ExperimentConfig]:
+    return [
+        replace(base, num_nodes=n, batch_size=b, run_dir=str(sweep_dir), run_name=f"n{n}-b{b}")
+        for n, b in itertools.product(num_nodes, batch_sizes)
+    ]
+
+
+def _record_failure(cfg: ExperimentConfig, error: Exception) -> Path:
+    """A run that could not start still gets a run directory, so the report can show it."""
+    run_dir = Path(cfg.run_dir) / str(cfg.run_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
+    summary_path = run_dir / SUMMARY_FILE
+    if not summary_path.exists():
+        summary_path.write_text(json.dumps({"status": "failed", "error": str(error)}, indent=2))
+    return run_dir
+
+
+def sweep(
+    base: ExperimentConfig,
+    num_nodes: list[int],
+    batch_sizes: list[int] | None = None,
+    target_accuracy: float | None = None,
+    out: TextIO | None = None,
+) -> dict[str, Any]:
+    """Runs one after another; a failed run is reported as failed and the others still count."""
+    name = base.run_name or f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
+    sweep_dir = (Path(base.run_dir) / name).resolve()
+    configs = sweep_configs(base, sweep_dir, num_nodes, batch_sizes or [base.batch_size])
+    hw = detect_hardware()
+    largest = max(configs, key=lambda c: c.num_nodes)
+    cluster_plan = make_plan(replace(largest, num_nodes=1), hw)
+    run_dirs = []
+    with SimCluster(cluster_plan, base.address, base.verbose):
+        for cfg in configs:
+            try:
+                run_dirs.append(run(cfg, out=out).run_dir)
+            except (RunFailedError, ConfigError) as err:
+                if out is not None:
+                    print(f"raysim: {cfg.run_name} failed: {err}", file=out, flush=True)
+                run_dirs.append(_record_failure(cfg, err))
+    comparison = compare(run_dirs, out=sweep_dir / "report", target_accuracy=target_accuracy)
+    comparison["report_dir"] = str(sweep_dir / "report")
+    return comparison

@@ -15,7 +15,7 @@ MB = 1e6
 def _fmt(value: Any, spec: str = ".2f", scale: float = 1.0, unit: str = "") -> str:
     if value is None:
         return "–"
-    return f"{value / scale:{spec}}{unit}"
+    return f"{value if scale == 1.0 else value / scale:{spec}}{unit}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -114,7 +114,7 @@ def honest_reading(comparison: dict[str, Any]) -> str:
     lines = [
         f"All simulated nodes of a run shared one machine ({env.get('cpus', '?')} CPU cores, "
         f"{device}). Their aggregate throughput is what this machine delivers when it runs "
-        "N data-parallel processes, not what N real machines would deliver.",
+        "N data-parallel processes, not what N real machines would deliver.\n",
     ]
     for run in comparison["runs"]:
         if run["status"] != "finished" or run["nodes"] == 1:
@@ -215,11 +215,13 @@ def write_plots(comparison: dict[str, Any], runs: list[RunRecord], out: Path) ->
     save(fig, "throughput_vs_nodes")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    labels = [f"{r['name']}" for r in finished]
-    ax.bar(labels, [r["peak_per_node_bytes"] / GB for r in finished], label="peak per node")
-    ax.plot(labels, [r["budget_per_node_bytes"] / GB for r in finished], "r_", markersize=40,
-            label="budget per node")  # fmt: skip
+    positions = range(len(finished))
+    ax.bar([p - 0.2 for p in positions], [r["peak_per_node_bytes"] / GB for r in finished],
+           width=0.4, label="peak per node")  # fmt: skip
+    ax.bar([p + 0.2 for p in positions], [r["budget_per_node_bytes"] / GB for r in finished],
+           width=0.4, label="budget per node")  # fmt: skip
+    ax.set_xticks(list(positions), [f"{r['name']} ({r['nodes']} nodes)" for r in finished])
     ax.set(title="Memory per node against its budget", ylabel="GB")
-    ax.legend()
+    ax.legend(loc="lower right")
     save(fig, "memory_per_node")
     return paths

@@ -100,6 +100,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "finished" for r in comparison["runs"]) else 1
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import json
+
+    from raysim.fit import format_fit, plan_memory
+    from raysim.plan import detect_hardware, make_plan
+
+    cfg = config_from_args(args)
+    result = plan_memory(cfg, make_plan(cfg, detect_hardware()), args.resolution)
+    print(format_fit(result))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(result.to_dict(), handle, indent=2)
+        print(f"written: {args.out}")
+    return 0
+
+
 def example_main(
     description: str,
     default_config: str,
@@ -157,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--num-nodes", type=_int_list, required=True, help="e.g. 1,2,4")
     sweep_parser.add_argument("--batch-size", type=_int_list, help="per node, e.g. 8,32")
     sweep_parser.set_defaults(handler=_cmd_sweep)
+
+    fit_parser = commands.add_parser(
+        "fit", help="find the largest batch that fits one node's memory partition"
+    )
+    fit_parser.add_argument("--config", help="YAML config file (see configs/)")
+    fit_parser.add_argument("--resolution", type=int, default=1, help="batch search step")
+    fit_parser.add_argument("--out", help="also write the result as JSON here")
+    add_config_flags(fit_parser)
+    fit_parser.set_defaults(handler=_cmd_fit)
     return parser
 
 

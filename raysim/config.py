@@ -47,6 +47,8 @@ class ExperimentConfig:
     """Share of the device each node asks Ray for; packs the nodes on one device."""
     device_memory_gb: float = 10.0
     """Simulated device memory on CPU hosts (the reference card: RTX 3080, 10 GB)."""
+    enforce_memory: bool = True
+    """Enforce memory_fraction (CPU: RLIMIT_DATA over the post-setup baseline)."""
     device: str = "auto"
     """auto (CUDA when present), cpu, or cuda."""
     dataset: str = "digits"

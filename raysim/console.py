@@ -48,7 +48,9 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
             ["ranks hold equal weights", "yes" if summary["checksums_match"] else "NO"],
         ]
     run_rows.append(["run directory", str(run_dir)])
-    node_rows = [["node", "rank", "samples/s", "step time", "peak RSS", "memory budget"]]
+    node_rows = [
+        ["node", "rank", "samples/s", "step time", "peak RSS", "memory peak", "budget", "headroom"]
+    ]
     node_rows += [
         [
             n["node_id"],
@@ -56,7 +58,9 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
             f"{n['samples_per_s']:.1f}",
             f"{n['step_time_s'] * 1000:.0f} ms",
             f"{n['peak_rss_bytes'] / MB:.0f} MB",
+            f"{n['memory_peak_bytes'] / MB:.0f} MB",
             f"{n['memory_budget_bytes'] / MB:.0f} MB",
+            f"{(n['memory_budget_bytes'] - n['memory_peak_bytes']) / MB:.0f} MB",
         ]
         for n in summary["nodes"]
     ]

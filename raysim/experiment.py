@@ -100,13 +100,27 @@ def environment_facts(hw: Hardware, plan: ResourcePlan) -> dict[str, Any]:
     }
 
 
+SECONDARY_FAILURE_MARKERS = ("health check failed", "actor died", "died unexpectedly")
+
+
+def _is_secondary(message: str) -> bool:
+    """A rank killed because another rank failed first: Ray's words, not the cause."""
+    return any(marker in message for marker in SECONDARY_FAILURE_MARKERS)
+
+
 def _failure_message(error: Exception) -> str:
+    """The cause first, in full; ranks that only died along with it, one line each."""
     failures = getattr(error, "worker_failures", None)
     if not failures:
         return f"training failed: {error}"
+    messages = {rank: str(err).strip() for rank, err in failures.items()}
+    order = sorted(messages, key=lambda rank: (_is_secondary(messages[rank]), rank))
     parts = [f"training failed on {len(failures)} simulated node(s):"]
-    for rank, worker_error in sorted(failures.items()):
-        parts.append(f"--- node-{rank} (rank {rank}) ---\n{worker_error}")
+    for rank in order:
+        text = messages[rank]
+        if _is_secondary(text) and rank != order[0]:
+            text = text.splitlines()[0] + " (its process ended after another node failed)"
+        parts.append(f"--- node-{rank} (rank {rank}) ---\n{text}")
     return "\n".join(parts)
 
 

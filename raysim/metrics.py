@@ -72,7 +72,7 @@ def rank_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per simulated node: throughput, step time and memory over the whole run."""
-    nodes = []
+    nodes = []  # memory_peak_bytes: training memory charged to the node's budget
     for rank in sorted({r["rank"] for r in ranks}):
         mine = [r for r in ranks if r["rank"] == rank]
         nodes.append(
@@ -82,6 +82,7 @@ def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "samples_per_s": statistics.mean(r["samples_per_s"] for r in mine),
                 "step_time_s": statistics.mean(r["step_time_s"] for r in mine),
                 "peak_rss_bytes": max(r["peak_rss_bytes"] for r in mine),
+                "memory_peak_bytes": max(r.get("memory_peak_bytes", 0) for r in mine),
                 "memory_budget_bytes": mine[-1]["memory_budget_bytes"],
             }
         )

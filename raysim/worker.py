@@ -8,7 +8,6 @@ metrics leave the worker only through `ray.train.report`.
 from __future__ import annotations
 
 import random
-import resource
 import time
 from dataclasses import dataclass
 
@@ -18,6 +17,14 @@ from torch import nn
 
 from raysim.config import ExperimentConfig
 from raysim.data import eval_loader, load_data, train_loader
+from raysim.memory import (
+    MemoryGuard,
+    data_segment_bytes,
+    enforce_cpu_budget,
+    is_out_of_memory,
+    peak_rss_bytes,
+    process_rss_bytes,
+)
 from raysim.model import build_model, parameter_checksum
 from raysim.plan import ResourcePlan
 
@@ -49,13 +56,28 @@ def setup_device(plan: ResourcePlan) -> torch.device:
     return device
 
 
-def memory_metrics(plan: ResourcePlan, device: torch.device) -> dict[str, int]:
-    from raysim.memory import process_rss_bytes
+def memory_guard(cfg: ExperimentConfig, plan: ResourcePlan, rank: int) -> MemoryGuard:
+    """Call after imports, data and model setup: the budget covers training memory only."""
+    if plan.device_kind == "cpu" and cfg.enforce_memory:
+        return enforce_cpu_budget(
+            rank, plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes
+        )
+    baseline = 0 if plan.device_kind == "cuda" else data_segment_bytes()
+    return MemoryGuard(
+        rank,
+        plan.memory_budget_bytes,
+        plan.memory_fraction,
+        plan.device_memory_bytes,
+        baseline,
+        plan.device_kind,
+    )
 
+
+def memory_metrics(guard: MemoryGuard, device: torch.device) -> dict[str, int]:
     metrics = {
         "rss_bytes": process_rss_bytes(),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "memory_budget_bytes": plan.memory_budget_bytes,
+        "peak_rss_bytes": peak_rss_bytes(),
+        **guard.take_epoch(),
     }
     if device.type == "cuda":
         metrics["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
@@ -64,7 +86,7 @@ def memory_metrics(plan: ResourcePlan, device: torch.device) -> dict[str, int]:
     return metrics
 
 
-def train_epoch(model, loader, optimizer, device, max_steps: int | None) -> EpochStats:
+def train_epoch(model, loader, optimizer, device, max_steps: int | None, on_step) -> EpochStats:
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     stats = EpochStats(start_unix=time.time())
@@ -80,6 +102,7 @@ def train_epoch(model, loader, optimizer, device, max_steps: int | None) -> Epoc
         stats.loss_sum += loss.item() * len(labels)
         stats.correct += int((logits.argmax(1) == labels).sum())
         stats.steps += 1
+        on_step()
         if max_steps is not None and stats.steps >= max_steps:
             break
     stats.seconds = time.perf_counter() - start
@@ -135,17 +158,25 @@ def train_loop_per_worker(loop_config: dict) -> None:
     test = eval_loader(data.test, max(cfg.batch_size, 64), rank, world_size)
     model = ray.train.torch.prepare_model(build_model(data.num_classes, cfg.weights_path))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    guard = memory_guard(cfg, plan, rank)
     for epoch in range(1, cfg.num_epochs + 1):
         train.sampler.set_epoch(epoch)
-        stats = train_epoch(model, train, optimizer, device, cfg.max_steps_per_epoch)
-        eval_start = time.perf_counter()
-        test_counts = evaluate(model, test, device)
+        try:
+            stats = train_epoch(
+                model, train, optimizer, device, cfg.max_steps_per_epoch, guard.sample
+            )
+            eval_start = time.perf_counter()
+            test_counts = evaluate(model, test, device)
+        except (RuntimeError, MemoryError) as err:
+            if is_out_of_memory(err):
+                raise guard.explain(err) from err
+            raise
         metrics = epoch_metrics(epoch, stats, test_counts, time.perf_counter() - eval_start)
         metrics.update(
             rank=rank,
             world_size=world_size,
             node_id=f"node-{rank}",
             param_checksum=parameter_checksum(model),
-            **memory_metrics(plan, device),
+            **memory_metrics(guard, device),
         )
         ray.train.report(metrics)

@@ -24,6 +24,7 @@ def rank_report(rank, samples=10, loss_sum=5.0, correct=6, test=(3, 4), seconds=
         "param_checksum": checksum,
         "peak_rss_bytes": 100 + rank,
         "memory_budget_bytes": 1000,
+        "memory_peak_bytes": 400 + rank,
         "epoch_start_unix": 50.0 + rank,
         "report_unix": 60.0 + rank,
     }

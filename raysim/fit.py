@@ -1,0 +1,160 @@
+"""Memory planner: how big a batch fits in one node's partition, and how many nodes fit.
+
+Each trial is a real one-node raysim run (a Ray Train worker with the same budget
+enforcement, the same data and model, a few training steps and an evaluation),
+because the memory a worker charges to its budget depends on how Ray runs it (the
+training function runs in a worker thread with its own allocator arena): a plain
+process measured differently here. The search doubles the batch until a trial
+fails, then bisects to `resolution`. It measures one node: DDP's gradient buckets
+(about the gradients' size) come on top when a node has peers.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+
+from raysim.cluster import SimCluster
+from raysim.config import ExperimentConfig, replace
+from raysim.experiment import RunFailedError, run
+from raysim.plan import ResourcePlan, max_nodes_per_device
+
+TRIAL_STEPS = 3
+MAX_BATCH = 65_536
+HEADROOM = 0.05
+"""A batch fits only with this share of the budget to spare: near the edge, the same
+batch measured a few MB apart from run to run, and a plan must hold when rerun."""
+OOM_TEXT = "ran out of its memory partition"
+
+
+@dataclass
+class Trial:
+    batch_size: int
+    fits: bool
+    """Ran, with at least HEADROOM of the budget to spare."""
+    ran_out: bool
+    """Failed with the out-of-memory error."""
+    peak_bytes: int
+    """Training memory at step boundaries (the budget, for a trial that ran out)."""
+
+
+@dataclass
+class FitResult:
+    memory_fraction: float
+    budget_bytes: int
+    device_memory_bytes: int
+    largest_batch: int
+    """Largest per-node batch that fits with HEADROOM to spare; 0 if none searched does."""
+    first_out_of_memory_batch: int | None
+    """Smallest batch tried that ran out of memory, if any."""
+    resolution: int
+    batch_size: int
+    """The config's batch, measured for the node count below."""
+    peak_at_batch_bytes: int
+    min_memory_fraction: float
+    max_nodes: int
+    """Most nodes that fit on the device at the config's batch (memory and gpu_fraction)."""
+    trials: list[Trial]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _TrialRunner:
+    def __init__(self, cfg: ExperimentConfig, plan: ResourcePlan, run_dir: str):
+        self.cfg = cfg
+        self.plan = plan
+        self.run_dir = run_dir
+        self.trials: list[Trial] = []
+
+    def __call__(self, batch: int) -> Trial:
+        trial_cfg = replace(
+            self.cfg, num_nodes=1, batch_size=batch, num_epochs=1,
+            max_steps_per_epoch=TRIAL_STEPS, run_dir=self.run_dir, run_name=f"fit-b{batch}",
+        )  # fmt: skip
+        try:
+            result = run(trial_cfg, out=None)
+            peak = result.summary["nodes"][0]["memory_peak_bytes"]
+            fits = peak <= (1 - HEADROOM) * self.plan.memory_budget_bytes
+            trial = Trial(batch, fits, False, peak)
+        except RunFailedError as err:
+            if OOM_TEXT not in str(err):
+                raise
+            trial = Trial(batch, False, True, self.plan.memory_budget_bytes)
+        self.trials.append(trial)
+        return trial
+
+
+def search_largest(fits, resolution: int, start: int = 2, limit: int = MAX_BATCH) -> int:
+    """Largest multiple of `resolution` for which fits(batch) holds (0 if none).
+
+    Starts at `start` rounded to the resolution and never below 2: BatchNorm
+    cannot train on a batch of one.
+    """
+    good, bad = 0, None
+    batch = max(start // resolution * resolution, resolution, 2)
+    while batch <= limit:
+        if fits(batch):
+            good, batch = batch, batch * 2
+        else:
+            bad = batch
+            break
+    if bad is None:
+        return good
+    while bad - good > resolution:
+        middle = (good + bad) // 2 // resolution * resolution
+        if middle <= good:
+            break
+        good, bad = (middle, bad) if fits(middle) else (good, middle)
+    return good
+
+
+def plan_memory(cfg: ExperimentConfig, plan: ResourcePlan, resolution: int = 1) -> FitResult:
+    with (
+        tempfile.TemporaryDirectory(prefix="raysim-fit-") as run_dir,
+        SimCluster(plan, cfg.address, cfg.verbose),
+    ):
+        runner = _TrialRunner(cfg, plan, run_dir)
+        largest = search_largest(lambda b: runner(b).fits, resolution, start=cfg.batch_size)
+        at_batch = next((t for t in runner.trials if t.batch_size == cfg.batch_size), None)
+        at_batch = at_batch or runner(cfg.batch_size)
+    min_fraction = at_batch.peak_bytes / plan.device_memory_bytes
+    memory_nodes = math.floor(1 / min_fraction) if min_fraction > 0 else MAX_BATCH
+    return FitResult(
+        memory_fraction=plan.memory_fraction,
+        budget_bytes=plan.memory_budget_bytes,
+        device_memory_bytes=plan.device_memory_bytes,
+        largest_batch=largest,
+        first_out_of_memory_batch=min(
+            (t.batch_size for t in runner.trials if t.ran_out), default=None
+        ),
+        resolution=resolution,
+        batch_size=cfg.batch_size,
+        peak_at_batch_bytes=at_batch.peak_bytes,
+        min_memory_fraction=min_fraction,
+        max_nodes=min(memory_nodes, max_nodes_per_device(cfg.gpu_fraction)),
+        trials=sorted(runner.trials, key=lambda t: t.batch_size),
+    )
+
+
+def format_fit(result: FitResult) -> str:
+    mb = 1e6
+    lines = [
+        f"memory partition: {result.memory_fraction:.2f} × {result.device_memory_bytes / mb:.0f} "
+        f"MB = {result.budget_bytes / mb:.0f} MB per node",
+        f"largest batch per node that fits with {HEADROOM:.0%} headroom: {result.largest_batch} "
+        f"(searched in steps of {result.resolution}; first out of memory at batch "
+        f"{result.first_out_of_memory_batch})",
+        f"at batch {result.batch_size}: peak {result.peak_at_batch_bytes / mb:.0f} MB of training "
+        f"memory, i.e. memory_fraction ≥ {result.min_memory_fraction:.3f}; "
+        f"at most {result.max_nodes} nodes fit on the device",
+        "",
+        "batch  fits  out of memory  peak MB",
+    ]
+    lines += [
+        f"{t.batch_size:>5}  {'yes' if t.fits else 'no':<4}  {'yes' if t.ran_out else 'no':<13}"
+        f"  {t.peak_bytes / mb:>7.0f}"
+        for t in result.trials
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Memory partitions: enforced on real allocations, measured, and planned by real trials."""
+
+import multiprocessing
+
+import pytest
+
+import raysim
+from raysim.fit import format_fit, plan_memory, search_largest
+from raysim.memory import enforce_cpu_budget, is_out_of_memory
+from raysim.metrics import read_lines
+from raysim.plan import Hardware, make_plan
+
+MB = 1e6
+
+
+def _allocate_past_budget(results):
+    import torch
+
+    guard = enforce_cpu_budget(3, 64 * 2**20, 0.01, 6400 * 2**20)
+    small = torch.ones(8 * 2**20 // 4)  # 8 MB: inside the budget
+    try:
+        torch.ones(128 * 2**20 // 4)  # 128 MB: over it
+        results.put(("no error", small.numel()))
+    except RuntimeError as err:
+        results.put((str(guard.explain(err)), is_out_of_memory(err)))
+
+
+def test_budget_makes_the_crossing_allocation_fail_with_a_clear_error():
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_allocate_past_budget, args=(results,))
+    child.start()
+    message, recognised = results.get(timeout=120)
+    child.join()
+    assert recognised is True
+    assert message.startswith("node-3 (rank 3) ran out of its memory partition: budget 67 MB")
+    assert "memory_fraction 0.01" in message and "smaller batch_size" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory",
+        "could not create a primitive",
+        "CUDA out of memory. Tried to allocate 2.00 GiB",
+    ],
+)
+def test_out_of_memory_is_recognised_in_each_form(text):
+    assert is_out_of_memory(RuntimeError(text))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+def test_search_finds_the_boundary_at_the_resolution():
+    calls = []
+
+    def fits(batch):
+        calls.append(batch)
+        return batch <= 100
+
+    assert search_largest(fits, resolution=8, start=8) == 96
+    assert 104 in calls
+    assert search_largest(lambda b: False, resolution=8, start=8) == 0
+    assert search_largest(lambda b: b <= 3, resolution=1, start=8) == 3
+
+
+@pytest.mark.slow
+def test_too_small_a_budget_fails_in_the_first_step(shared_ray, tiny_config):
+    cfg = tiny_config(num_nodes=2, device_memory_gb=1.0, memory_fraction=0.05, num_epochs=1)
+    with pytest.raises(
+        raysim.RunFailedError,
+        match=r"node-\d \(rank \d\) ran out of its memory partition: budget 54 MB "
+        r"\(memory_fraction 0\.05 × 1074 MB device\)",
+    ):
+        raysim.run(cfg, out=None)
+    records = read_lines(cfg_dir(cfg) / "metrics.jsonl")
+    assert [r["kind"] for r in records] == ["error"], "no step may complete over budget"
+
+
+def cfg_dir(cfg):
+    from pathlib import Path
+
+    return Path(cfg.run_dir) / cfg.run_name
+
+
+@pytest.mark.slow
+def test_memory_metrics_are_plausible_under_an_ample_budget(shared_ray, tiny_config):
+    result = raysim.run(tiny_config(num_nodes=2, num_epochs=1, max_steps_per_epoch=3), out=None)
+    param_bytes = 11_181_642 * 4  # ResNet18 with 10 classes, fp32
+    for node in result.summary["nodes"]:
+        # gradients and both Adam moments are allocated in the first step
+        assert 2 * param_bytes <= node["memory_peak_bytes"] < node["memory_budget_bytes"]
+        assert node["peak_rss_bytes"] > node["memory_peak_bytes"]
+    ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
+    for rank in ranks:
+        assert rank["memory_headroom_bytes"] == (
+            rank["memory_budget_bytes"] - rank["memory_peak_bytes"]
+        )
+        assert rank["rss_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_fit_result_holds_at_the_boundary(shared_ray, tiny_config):
+    """The reported batch runs again; twice the first batch that ran out runs out.
+
+    Near the edge the same batch measured a few MB apart between runs (the first
+    out-of-memory batch once passed on a rerun), hence the headroom and the factor 2.
+    """
+    cfg = tiny_config(batch_size=32, memory_fraction=0.025, image_size=32, num_epochs=1)
+    plan = make_plan(cfg, Hardware(num_cpus=2))
+    result = plan_memory(cfg, plan, resolution=32)
+    assert result.largest_batch >= 32, format_fit(result)
+    fits = {t.batch_size: t.fits for t in result.trials}
+    assert fits[result.largest_batch] is True
+    assert fits[result.largest_batch + 32] is False
+    over = result.first_out_of_memory_batch
+    assert over is not None and over > result.largest_batch
+    assert result.max_nodes >= 1 and 0 < result.min_memory_fraction <= 0.025
+    ok = raysim.run(
+        tiny_config(batch_size=result.largest_batch, memory_fraction=0.025, image_size=32,
+                    num_epochs=1, max_steps_per_epoch=3, run_name="at"),
+        out=None,
+    )  # fmt: skip
+    assert ok.summary["status"] == "finished"
+    with pytest.raises(raysim.RunFailedError, match="ran out of its memory partition"):
+        raysim.run(
+            tiny_config(batch_size=2 * over, memory_fraction=0.025,
+                        image_size=32, num_epochs=1, max_steps_per_epoch=3, run_name="over"),
+            out=None,
+        )  # fmt: skip

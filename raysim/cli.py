@@ -116,6 +116,37 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_project(args: argparse.Namespace) -> int:
+    import json
+    import statistics
+
+    from raysim.model import build_model
+    from raysim.network import bucket_sizes, parse_network
+    from raysim.projection import format_table, project
+    from raysim.report import load_run
+
+    run = load_run(args.run_dir)
+    later = [r for r in run.ranks if r["epoch"] > 1] or run.ranks
+    if not later:
+        raise FileNotFoundError(f"{args.run_dir} has no finished epoch to measure")
+    # compute per step: the measured step less what the emulated network added to it
+    compute_s = statistics.median(
+        r["step_time_s"] - r.get("added_comm_delay_s_per_step", 0.0) for r in later
+    )
+    spec = parse_network(args.network)
+    buckets = bucket_sizes(build_model(run.config.get("num_classes", 10)))
+    rows = project(
+        compute_s, buckets, run.config["batch_size"], spec, args.nodes,
+        compression=run.config.get("grad_compression"),
+    )  # fmt: skip
+    print(format_table(rows, title=f"{run.name} on {spec.describe()}"))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump([row.__dict__ for row in rows], handle, indent=2)
+        print(f"written: {args.out}")
+    return 0
+
+
 def example_main(
     description: str,
     default_config: str,
@@ -182,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--out", help="also write the result as JSON here")
     add_config_flags(fit_parser)
     fit_parser.set_defaults(handler=_cmd_fit)
+
+    project_parser = commands.add_parser(
+        "project", help="predict step time and scaling at real cluster sizes from a run"
+    )
+    project_parser.add_argument("run_dir", help="a finished run directory")
+    project_parser.add_argument("--network", default="10gbe", help="preset, e.g. 10gbe, ib_hdr")
+    project_parser.add_argument(
+        "--nodes", type=_int_list, default=[2**k for k in range(11)], help="e.g. 1,2,4,8"
+    )
+    project_parser.add_argument("--out", help="also write the rows as JSON here")
+    project_parser.set_defaults(handler=_cmd_project)
     return parser
 
 

@@ -68,6 +68,15 @@ class ExperimentConfig:
     """Cap on training steps per epoch (quick checks); None runs whole epochs."""
     weights_path: str | None = None
     """Local file of ResNet18 weights to start from (never downloaded)."""
+    network: str | dict | None = None
+    """Emulated interconnect: a preset (loopback, 1gbe, 10gbe, 25gbe, 100gbe, pcie4, nvlink,
+    ib_hdr, ib_ndr) or {bandwidth_gbps, latency_us, algorithm: ring|tree}; None is loopback."""
+    grad_compression: str | None = None
+    """Gradient compression on the wire: fp16 or bf16 (torch's DDP hooks)."""
+    stragglers: dict | None = None
+    """{rank: slowdown}: e.g. {2: 1.5} makes node 2's compute take 1.5 times as long."""
+    jitter: float = 0.0
+    """Random extra compute time per step, up to this share (0.1 = up to 10%)."""
     address: str | None = None
     """Existing Ray cluster ('auto' or host:port); None starts an embedded local Ray."""
     cpus: int | None = None
@@ -100,6 +109,7 @@ _RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "max_steps_per_epoch": (1, None, "use a positive cap or leave it unset"),
     "cpus": (1, None, "use at least 1 CPU or leave it unset"),
     "torch_threads": (1, None, "use at least 1 thread or leave it unset"),
+    "jitter": (0, 1, "use a share in [0, 1], e.g. 0.1"),
 }
 _EXCLUSIVE_LOW = {"learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb"}
 _CHOICES = {"dataset": DATASETS, "device": DEVICES}
@@ -154,10 +164,32 @@ def _range_problems(values: dict[str, Any]) -> list[str]:
         too_high = high is not None and value > high
         if too_low or too_high:
             problems.append(f"{key}: {value!r} is out of range; {fix}")
+    problems += _emulation_problems(values)
     for key, choices in _CHOICES.items():
         value = values.get(key)
         if isinstance(value, str) and value not in choices:
             problems.append(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    return problems
+
+
+def _emulation_problems(values: dict[str, Any]) -> list[str]:
+    from raysim.network import HOOK_COMPRESSIONS, parse_compression, parse_network
+
+    problems = []
+    for parse, key in ((parse_network, "network"), (parse_compression, "grad_compression")):
+        try:
+            parsed = parse(values.get(key))
+        except ConfigError as err:
+            problems += err.problems
+            continue
+        if key == "grad_compression" and parsed not in HOOK_COMPRESSIONS:
+            problems.append(f"grad_compression: {parsed!r} is not run; use fp16 or bf16")
+    nodes = values.get("num_nodes", 1)
+    for rank, slowdown in (values.get("stragglers") or {}).items():
+        if not isinstance(rank, int) or not 0 <= rank < nodes:
+            problems.append(f"stragglers: rank {rank!r} is not a node; use 0 to {nodes - 1}")
+        if not isinstance(slowdown, (int, float)) or slowdown < 1:
+            problems.append(f"stragglers: slowdown {slowdown!r} for rank {rank}; use 1 or more")
     return problems
 
 

@@ -40,7 +40,17 @@ def aggregate_epoch(rank_metrics: list[dict[str, Any]], run_start_unix: float) -
         "peak_rss_bytes": max(m["peak_rss_bytes"] for m in rank_metrics),
         "epoch_start_unix": min(m["epoch_start_unix"] for m in rank_metrics),
         "wall_time_s": max(m["report_unix"] for m in rank_metrics) - run_start_unix,
+        "slowest_rank": slowest_rank(rank_metrics),
     }
+
+
+def slowest_rank(rank_metrics: list[dict[str, Any]]) -> int | None:
+    """DDP's all-reduce is a barrier: every rank's step takes as long as the slowest's,
+    and the slowest rank is the one that waits least in all-reduce."""
+    waits = {m["rank"]: m.get("allreduce_wait_s_per_step") for m in rank_metrics}
+    if len(waits) < 2 or None in waits.values():
+        return None
+    return min(waits, key=waits.get)
 
 
 def append_lines(path: Path, records: list[dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from raysim.config import ExperimentConfig
 from raysim.data import eval_loader, load_data, train_loader
+from raysim.emulation import set_up_emulation
 from raysim.memory import (
     MemoryGuard,
     data_segment_bytes,
@@ -86,7 +87,9 @@ def memory_metrics(guard: MemoryGuard, device: torch.device) -> dict[str, int]:
     return metrics
 
 
-def train_epoch(model, loader, optimizer, device, max_steps: int | None, on_step) -> EpochStats:
+def train_epoch(
+    model, loader, optimizer, device, max_steps: int | None, on_step, emulation=None
+) -> EpochStats:
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     stats = EpochStats(start_unix=time.time())
@@ -94,8 +97,11 @@ def train_epoch(model, loader, optimizer, device, max_steps: int | None, on_step
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad(set_to_none=True)
+        forward_start = time.perf_counter()
         logits = model(images)
         loss = loss_fn(logits, labels)
+        if emulation is not None:
+            emulation.after_forward(time.perf_counter() - forward_start)
         loss.backward()
         optimizer.step()
         stats.samples += len(labels)
@@ -158,12 +164,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     test = eval_loader(data.test, max(cfg.batch_size, 64), rank, world_size)
     model = ray.train.torch.prepare_model(build_model(data.num_classes, cfg.weights_path))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    emulation = set_up_emulation(model, cfg, rank, world_size)
     guard = memory_guard(cfg, plan, rank)
     for epoch in range(1, cfg.num_epochs + 1):
         train.sampler.set_epoch(epoch)
         try:
             stats = train_epoch(
-                model, train, optimizer, device, cfg.max_steps_per_epoch, guard.sample
+                model, train, optimizer, device, cfg.max_steps_per_epoch, guard.sample, emulation
             )
             eval_start = time.perf_counter()
             test_counts = evaluate(model, test, device)
@@ -178,5 +185,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
             node_id=f"node-{rank}",
             param_checksum=parameter_checksum(model),
             **memory_metrics(guard, device),
+            **emulation.take_epoch(stats.steps),
         )
         ray.train.report(metrics)

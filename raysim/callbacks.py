@@ -12,20 +12,35 @@ from pathlib import Path
 
 from ray.train import UserCallback
 
-from raysim.metrics import METRICS_FILE, aggregate_epoch, append_lines
+from raysim.faults import fired_faults
+from raysim.metrics import METRICS_FILE, aggregate_epoch, append_lines, epoch_lines, read_lines
 from raysim.tensorboard_logger import TensorBoardLogger
 
 
 class MetricsRecorder(UserCallback):
+    """Records each epoch once: a restarted worker group replays epochs since the last
+    checkpoint, and those replays are counted as recovery, not as new epochs."""
+
     def __init__(self, run_dir: Path, run_start_unix: float, config: dict):
-        self.metrics_path = Path(run_dir) / METRICS_FILE
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / METRICS_FILE
         self.run_start_unix = run_start_unix
         self.num_epochs = config["num_epochs"]
         self.tensorboard = TensorBoardLogger(run_dir, config)
+        earlier = read_lines(self.metrics_path) if self.metrics_path.exists() else []
+        self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
+        self.failed_at: float | None = None
 
     def after_report(self, run_context, metrics, checkpoint):
+        if self.failed_at is not None:
+            self._record_recovery(metrics[0]["epoch"])
+        if metrics[0]["epoch"] in self.recorded:
+            return
+        self.recorded.add(metrics[0]["epoch"])
         ranks = [{"kind": "rank", **m} for m in metrics]
         epoch = aggregate_epoch(metrics, self.run_start_unix)
+        if checkpoint is not None:
+            epoch["checkpoint"] = checkpoint.path
         append_lines(self.metrics_path, [*ranks, epoch])
         self.tensorboard.log_epoch(epoch, ranks)
         if epoch["epoch"] == self.num_epochs:
@@ -33,11 +48,25 @@ class MetricsRecorder(UserCallback):
             self.tensorboard.close()
 
     def after_exception(self, run_context, worker_exceptions):
+        now = time.time()
         failures = {
             str(rank): "".join(traceback.format_exception(err)).strip()
             for rank, err in worker_exceptions.items()
         }
-        append_lines(
-            self.metrics_path, [{"kind": "error", "time_unix": time.time(), "ranks": failures}]
-        )
+        record = {"kind": "error", "time_unix": now, "ranks": failures}
+        fresh = [f for f in fired_faults(self.run_dir) if f["fired_unix"] > (self.failed_at or 0)]
+        if fresh:
+            record["faults"] = fresh
+            record["detect_s"] = now - min(f["fired_unix"] for f in fresh)
+        self.failed_at = min((f["fired_unix"] for f in fresh), default=now)
+        append_lines(self.metrics_path, [record])
         self.tensorboard.close()
+
+    def _record_recovery(self, epoch: int) -> None:
+        now = time.time()
+        append_lines(
+            self.metrics_path,
+            [{"kind": "recovered", "time_unix": now, "epoch": epoch,
+              "recover_s": now - self.failed_at}],
+        )  # fmt: skip
+        self.failed_at = None

@@ -12,6 +12,8 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml, field_types, load_config
 
 
@@ -28,7 +30,11 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) 
             continue
         flag = "--" + key.replace("_", "-")
         scalar = _scalar_type(type_hint)
-        if scalar is bool:
+        if any(typing.get_origin(a) in (dict, list) or a in (dict, list)
+               for a in (*typing.get_args(type_hint), type_hint)):  # fmt: skip
+            group.add_argument(flag, dest=key, type=yaml.safe_load, default=None,
+                               metavar="YAML", help="a YAML value, e.g. '{1: 2.0}'")  # fmt: skip
+        elif scalar is bool:
             group.add_argument(flag, dest=key, action="store_true", default=None)
         else:
             group.add_argument(flag, dest=key, type=scalar, default=None, metavar=key.upper())
@@ -45,11 +51,25 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 def _cmd_run(args: argparse.Namespace) -> int:
     from raysim.experiment import run
 
-    cfg = config_from_args(args)
+    if args.inject:
+        from raysim.faults import parse_inject
+
+        args.faults = [parse_inject(text) for text in args.inject]
+    if args.resume:
+        from pathlib import Path
+
+        from raysim.experiment import resume_config
+
+        resume_dir = Path(args.resume).resolve()
+        overrides = overrides_from_args(args)
+        overrides.update(run_dir=str(resume_dir.parent), run_name=resume_dir.name)
+        cfg = resume_config(resume_dir, **overrides)
+    else:
+        cfg = config_from_args(args)
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
-    result = run(cfg)
+    result = run(cfg, resume=bool(args.resume))
     return 0 if result.summary["status"] == "finished" else 1
 
 
@@ -173,6 +193,7 @@ def example_main(
         args.config = mode_configs[mode] if mode_configs else default_config
     if single_node or mode == "single":
         args.num_nodes = 1
+    args.inject = args.resume = None
     return _guarded(_cmd_run, args)
 
 
@@ -184,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
     )
+    run_parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint"
+    )
+    run_parser.add_argument(
+        "--inject", action="append", metavar="FAULT",
+        help="kind:rank=R,epoch=E[,step=S][,seconds=T], e.g. worker_crash:rank=1,epoch=2",
+    )  # fmt: skip
     add_config_flags(run_parser)
     run_parser.set_defaults(handler=_cmd_run)
 

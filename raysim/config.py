@@ -77,6 +77,14 @@ class ExperimentConfig:
     """{rank: slowdown}: e.g. {2: 1.5} makes node 2's compute take 1.5 times as long."""
     jitter: float = 0.0
     """Random extra compute time per step, up to this share (0.1 = up to 10%)."""
+    checkpoint_every: int = 0
+    """Save a checkpoint every this many epochs (0: never); needed to recover mid-run."""
+    num_to_keep: int = 2
+    """Checkpoints kept in the run directory."""
+    max_failures: int = 0
+    """Worker-group restarts Ray Train may make after a failure before the run fails."""
+    faults: list | None = None
+    """Injected faults, each {kind: worker_crash|oom|slow_node, rank, epoch, step, seconds}."""
     address: str | None = None
     """Existing Ray cluster ('auto' or host:port); None starts an embedded local Ray."""
     cpus: int | None = None
@@ -110,6 +118,9 @@ _RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "cpus": (1, None, "use at least 1 CPU or leave it unset"),
     "torch_threads": (1, None, "use at least 1 thread or leave it unset"),
     "jitter": (0, 1, "use a share in [0, 1], e.g. 0.1"),
+    "checkpoint_every": (0, None, "use 0 (never) or a number of epochs"),
+    "num_to_keep": (1, None, "keep at least 1 checkpoint"),
+    "max_failures": (0, None, "use 0 (fail on the first error) or more"),
 }
 _EXCLUSIVE_LOW = {"learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb"}
 _CHOICES = {"dataset": DATASETS, "device": DEVICES}
@@ -173,6 +184,7 @@ def _range_problems(values: dict[str, Any]) -> list[str]:
 
 
 def _emulation_problems(values: dict[str, Any]) -> list[str]:
+    from raysim.faults import fault_problems
     from raysim.network import HOOK_COMPRESSIONS, parse_compression, parse_network
 
     problems = []
@@ -185,6 +197,7 @@ def _emulation_problems(values: dict[str, Any]) -> list[str]:
         if key == "grad_compression" and parsed not in HOOK_COMPRESSIONS:
             problems.append(f"grad_compression: {parsed!r} is not run; use fp16 or bf16")
     nodes = values.get("num_nodes", 1)
+    problems += fault_problems(values.get("faults"), nodes)
     for rank, slowdown in (values.get("stragglers") or {}).items():
         if not isinstance(rank, int) or not 0 <= rank < nodes:
             problems.append(f"stragglers: rank {rank!r} is not a node; use 0 to {nodes - 1}")

@@ -100,26 +100,38 @@ def environment_facts(hw: Hardware, plan: ResourcePlan) -> dict[str, Any]:
     }
 
 
-SECONDARY_FAILURE_MARKERS = ("health check failed", "actor died", "died unexpectedly")
+PROCESS_DEATH_MARKERS = ("health check failed", "actor died", "died unexpectedly")
+PEER_LOSS_MARKERS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
 
 
-def _is_secondary(message: str) -> bool:
-    """A rank killed because another rank failed first: Ray's words, not the cause."""
-    return any(marker in message for marker in SECONDARY_FAILURE_MARKERS)
+def _failure_rank(message: str) -> int:
+    """Order causes before symptoms: a raised error, then a process that died, then the
+    ranks whose all-reduce broke because a peer was gone."""
+    if any(marker in message for marker in PEER_LOSS_MARKERS):
+        return 2
+    if any(marker in message for marker in PROCESS_DEATH_MARKERS):
+        return 1
+    return 0
 
 
 def _failure_message(error: Exception) -> str:
-    """The cause first, in full; ranks that only died along with it, one line each."""
+    """Each node's failure, the likely cause first; symptoms in one line each."""
     failures = getattr(error, "worker_failures", None)
     if not failures:
         return f"training failed: {error}"
     messages = {rank: str(err).strip() for rank, err in failures.items()}
-    order = sorted(messages, key=lambda rank: (_is_secondary(messages[rank]), rank))
+    order = sorted(messages, key=lambda rank: (_failure_rank(messages[rank]), rank))
     parts = [f"training failed on {len(failures)} simulated node(s):"]
     for rank in order:
         text = messages[rank]
-        if _is_secondary(text) and rank != order[0]:
-            text = text.splitlines()[0] + " (its process ended after another node failed)"
+        kind = _failure_rank(text)
+        if kind == 1:
+            text = (
+                "its worker process died (crash, kill or the kernel's OOM killer): "
+                + (text.splitlines()[0])
+            )
+        elif kind == 2:
+            text = "lost its all-reduce peer: " + text.splitlines()[0][-160:]
         parts.append(f"--- node-{rank} (rank {rank}) ---\n{text}")
     return "\n".join(parts)
 
@@ -132,7 +144,7 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, train_fn: Cal
 
     trainer = TorchTrainer(
         train_loop_per_worker=train_fn,
-        train_loop_config={"experiment": cfg, "plan": plan},
+        train_loop_config={"experiment": cfg, "plan": plan, "run_dir": str(run_dir)},
         torch_config=TorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.num_workers,
@@ -143,28 +155,65 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, train_fn: Cal
             name="ray_train",
             storage_path=str(run_dir),
             callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict())],
-            failure_config=ray.train.FailureConfig(max_failures=0),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep),
         ),
     )
     try:
         trainer.fit()
     except ray.train.TrainingFailedError as err:
-        raise RunFailedError(_failure_message(err)) from None
+        message = _failure_message(err) + _recovery_hint(cfg, run_dir)
+        raise RunFailedError(message) from None
+
+
+def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
+    """How often each node failed, and where the run can be resumed from."""
+    records = read_lines(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else []
+    counts: dict[str, int] = {}
+    for record in records:
+        if record.get("kind") == "error":
+            for rank in record["ranks"]:
+                counts[rank] = counts.get(rank, 0) + 1
+    lines = [
+        f"\nnode-{rank} failed {n} time(s) (max_failures {cfg.max_failures})"
+        for rank, n in sorted(counts.items())
+    ]
+    saved = [e for e in epoch_lines(records) if e.get("checkpoint")]
+    if saved:
+        lines.append(
+            f"\nlast good checkpoint: epoch {saved[-1]['epoch']} at {saved[-1]['checkpoint']}; "
+            f"continue with: raysim run --resume {run_dir}"
+        )
+    return "".join(lines)
+
+
+def resume_config(run_dir: str | Path, **overrides: Any) -> ExperimentConfig:
+    """The config a run directory was made with (overrides such as num_epochs may extend it)."""
+    from raysim.config import load_config
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError([f"--resume {run_dir}: not a raysim run directory (no {CONFIG_FILE})"])
+    return load_config(path, **overrides)
 
 
 def run(
     cfg: ExperimentConfig,
     train_fn: Callable[[dict], None] | None = None,
     out: TextIO | None = sys.stdout,
+    resume: bool = False,
 ) -> RunResult:
-    """Run one experiment on the simulated cluster; progress and summary go to `out`."""
+    """Run one experiment on the simulated cluster; progress and summary go to `out`.
+
+    resume: continue the run in cfg's run directory from its latest checkpoint.
+    """
     from raysim.worker import train_loop_per_worker
 
     started = process_start_unix()
     hw = detect_hardware()
     plan = make_plan(cfg, hw)
     check_data(cfg)
-    run_dir = create_run_dir(cfg)
+    run_dir = (Path(cfg.run_dir) / str(cfg.run_name)).resolve() if resume else create_run_dir(cfg)
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
     if out is not None:
         print(

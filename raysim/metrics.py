@@ -103,8 +103,10 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
     """Run-level figures from the metrics log; epoch 1 includes warm-up, so both are given."""
     epochs = epoch_lines(records)
     errors = [r for r in records if r.get("kind") == "error"]
+    outcome = [r["kind"] for r in records if r.get("kind") in ("error", "epoch", "recovered")]
     summary: dict[str, Any] = {
-        "status": "failed" if errors else "finished",
+        "status": "failed" if outcome and outcome[-1] == "error" else "finished",
+        "recoveries": [r for r in records if r.get("kind") == "recovered"],
         "epochs_completed": len(epochs),
         "errors": errors,
         "nodes": per_node_summary(rank_lines(records)),

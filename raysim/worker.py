@@ -8,16 +8,20 @@ metrics leave the worker only through `ray.train.report`.
 from __future__ import annotations
 
 import random
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from raysim.checkpoint import load_state, save_state
 from raysim.config import ExperimentConfig
 from raysim.data import eval_loader, load_data, train_loader
 from raysim.emulation import set_up_emulation
+from raysim.faults import FaultInjector, parse_faults
 from raysim.memory import (
     MemoryGuard,
     data_segment_bytes,
@@ -88,13 +92,16 @@ def memory_metrics(guard: MemoryGuard, device: torch.device) -> dict[str, int]:
 
 
 def train_epoch(
-    model, loader, optimizer, device, max_steps: int | None, on_step, emulation=None
-) -> EpochStats:
+    model, loader, optimizer, device, max_steps: int | None, on_step, emulation=None,
+    before_step=None,
+) -> EpochStats:  # fmt: skip
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     stats = EpochStats(start_unix=time.time())
     start = time.perf_counter()
     for images, labels in loader:
+        if before_step is not None:
+            before_step(stats.steps + 1)
         images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad(set_to_none=True)
         forward_start = time.perf_counter()
@@ -147,6 +154,33 @@ def epoch_metrics(epoch: int, stats: EpochStats, test: tuple[int, int], eval_s: 
     }
 
 
+def resume_point(model, optimizer) -> tuple[int, int]:
+    """(first epoch to run, global step): after the latest checkpoint, if Ray Train has one."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 1, 0
+    with checkpoint.as_directory() as directory:
+        epoch, global_step = load_state(Path(directory), model, optimizer)
+    return epoch + 1, global_step
+
+
+def report(metrics: dict, save: bool, rank: int, model, optimizer, global_step: int) -> None:
+    """Every rank reports; with a checkpoint due, rank 0 attaches the state."""
+    import ray.train
+
+    if not save:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="raysim-ckpt-") as directory:
+        checkpoint = None
+        if rank == 0:
+            save_state(Path(directory), model, optimizer, metrics["epoch"], global_step)
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -165,13 +199,16 @@ def train_loop_per_worker(loop_config: dict) -> None:
     model = ray.train.torch.prepare_model(build_model(data.num_classes, cfg.weights_path))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     emulation = set_up_emulation(model, cfg, rank, world_size)
+    start_epoch, global_step = resume_point(model, optimizer)
+    faults = FaultInjector(parse_faults(cfg.faults), Path(loop_config["run_dir"]), rank)
     guard = memory_guard(cfg, plan, rank)
-    for epoch in range(1, cfg.num_epochs + 1):
+    for epoch in range(start_epoch, cfg.num_epochs + 1):
         train.sampler.set_epoch(epoch)
         try:
             stats = train_epoch(
-                model, train, optimizer, device, cfg.max_steps_per_epoch, guard.sample, emulation
-            )
+                model, train, optimizer, device, cfg.max_steps_per_epoch, guard.sample, emulation,
+                before_step=lambda step, epoch=epoch: faults.at_step(epoch, step),
+            )  # fmt: skip
             eval_start = time.perf_counter()
             test_counts = evaluate(model, test, device)
         except (RuntimeError, MemoryError) as err:
@@ -187,4 +224,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
             **memory_metrics(guard, device),
             **emulation.take_epoch(stats.steps),
         )
-        ray.train.report(metrics)
+        global_step += stats.steps
+        due = cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0
+        report(metrics, due, rank, model, optimizer, global_step)

@@ -1,0 +1,106 @@
+"""Injected faults: a repeatable experiment in what a cluster does when a node fails.
+
+Each fault fires exactly once per run: the firing is recorded as a marker file in
+the run directory (created exclusively) before the fault acts, so a restarted
+worker group, or a resumed run, does not fire it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+FAULT_KINDS = ("worker_crash", "oom", "slow_node")
+FAULTS_DIR = "faults"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    rank: int
+    epoch: int
+    step: int = 1
+    seconds: float = 5.0
+    """slow_node: how long the node stalls."""
+
+
+def fault_problems(faults, num_nodes: int) -> list[str]:
+    if faults is None:
+        return []
+    if not isinstance(faults, list):
+        return [f"faults: {faults!r} must be a list of {{kind, rank, epoch, step}} mappings"]
+    problems = []
+    for index, fault in enumerate(faults):
+        where = f"faults[{index}]"
+        if not isinstance(fault, dict):
+            problems.append(f"{where}: {fault!r} must be a mapping {{kind, rank, epoch, step}}")
+            continue
+        unknown = set(fault) - {"kind", "rank", "epoch", "step", "seconds"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {sorted(unknown)}; use kind, rank, epoch, step")
+        if fault.get("kind") not in FAULT_KINDS:
+            problems.append(f"{where}: kind {fault.get('kind')!r}; use {', '.join(FAULT_KINDS)}")
+        rank = fault.get("rank", 0)
+        if not isinstance(rank, int) or not 0 <= rank < num_nodes:
+            problems.append(f"{where}: rank {rank!r} is not a node; use 0 to {num_nodes - 1}")
+        for key in ("epoch", "step"):
+            value = fault.get(key, 1)
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{where}: {key} {value!r}; use a whole number from 1")
+    return problems
+
+
+def parse_faults(faults) -> list[Fault]:
+    return [Fault(**fault) for fault in faults or []]
+
+
+def parse_inject(text: str) -> dict:
+    """CLI form: kind:rank=R,epoch=E[,step=S][,seconds=T], e.g. worker_crash:rank=1,epoch=2."""
+    kind, _, rest = text.partition(":")
+    fault: dict = {"kind": kind.strip()}
+    for part in filter(None, rest.split(",")):
+        key, _, value = part.partition("=")
+        fault[key.strip()] = float(value) if key.strip() == "seconds" else int(value)
+    return fault
+
+
+class FaultInjector:
+    def __init__(self, faults: list[Fault], run_dir: Path, rank: int):
+        self.mine = [(i, f) for i, f in enumerate(faults) if f.rank == rank]
+        self.markers = Path(run_dir) / FAULTS_DIR
+
+    def at_step(self, epoch: int, step: int) -> None:
+        for index, fault in self.mine:
+            if (fault.epoch, fault.step) == (epoch, step) and self._claim(index, fault):
+                self._act(fault)
+
+    def _claim(self, index: int, fault: Fault) -> bool:
+        self.markers.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = os.open(
+                self.markers / f"fault-{index}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY
+            )
+        except FileExistsError:
+            return False
+        with os.fdopen(handle, "w") as marker:
+            json.dump({**asdict(fault), "index": index, "fired_unix": time.time()}, marker)
+        return True
+
+    @staticmethod
+    def _act(fault: Fault) -> None:
+        if fault.kind == "worker_crash":
+            os._exit(1)  # abrupt, as a killed process: no exception, no cleanup
+        if fault.kind == "slow_node":
+            time.sleep(fault.seconds)
+        if fault.kind == "oom":
+            raise MemoryError(f"injected fault: node-{fault.rank} exceeded its memory budget")
+
+
+def fired_faults(run_dir: Path) -> list[dict]:
+    markers = Path(run_dir) / FAULTS_DIR
+    if not markers.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(markers.glob("fault-*.json"))]

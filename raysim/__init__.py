@@ -1,5 +1,6 @@
 """raysim: simulate a multi-node data-parallel training cluster on one machine with Ray Train."""
 
+from raysim import worker
 from raysim.config import ConfigError, ExperimentConfig, load_config
 from raysim.experiment import RunFailedError, RunResult, run
 from raysim.report import compare
@@ -14,5 +15,6 @@ __all__ = [
     "load_config",
     "run",
     "sweep",
+    "worker",
 ]
 __version__ = "0.1.0"

@@ -32,13 +32,16 @@ class MetricsRecorder(UserCallback):
         self.failed_at: float | None = None
 
     def after_report(self, run_context, metrics, checkpoint):
+        # A function that reports no "epoch" gets its reports numbered in order.
+        number = metrics[0].get("epoch", max(self.recorded, default=0) + 1)
         if self.failed_at is not None:
-            self._record_recovery(metrics[0]["epoch"])
-        if metrics[0]["epoch"] in self.recorded:
+            self._record_recovery(number)
+        if number in self.recorded:
             return
-        self.recorded.add(metrics[0]["epoch"])
-        ranks = [{"kind": "rank", **m} for m in metrics]
-        epoch = aggregate_epoch(metrics, self.run_start_unix)
+        self.recorded.add(number)
+        # Ray Train lists the reports in rank order; a plain ray.train.report has no "rank".
+        ranks = [{"kind": "rank", "epoch": number, "rank": i, **m} for i, m in enumerate(metrics)]
+        epoch = aggregate_epoch(metrics, self.run_start_unix, number)
         if checkpoint is not None:
             epoch["checkpoint"] = checkpoint.path
         append_lines(self.metrics_path, [*ranks, epoch])

@@ -48,6 +48,27 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return load_config(args.config, **overrides_from_args(args))
 
 
+def load_train_fn(spec: str):
+    """'module:function', importable from the current directory or the installed packages."""
+    import importlib
+    import os
+
+    module_name, _, function_name = spec.partition(":")
+    fix = "give module:function, importable from the current directory"
+    if not module_name or not function_name:
+        raise ConfigError([f"--train-fn {spec}: not of the form module:function; {fix}"])
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        problem = f"--train-fn {spec}: cannot import {module_name!r} ({err}); {fix}"
+        raise ConfigError([problem]) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError([f"--train-fn {spec}: {module_name} has no function {function_name!r}"])
+    return function
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from raysim.experiment import run
 
@@ -69,7 +90,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
-    result = run(cfg, resume=bool(args.resume))
+    train_fn = load_train_fn(args.train_fn) if args.train_fn else None
+    result = run(cfg, train_fn=train_fn, resume=bool(args.resume))
     return 0 if result.summary["status"] == "finished" else 1
 
 
@@ -89,6 +111,9 @@ def _print_comparison(comparison: dict) -> None:
     for run in comparison["runs"]:
         if run["status"] != "finished":
             print(f"{run['name']:<20} {run['status']}: {run.get('error', '').splitlines()[0]}")
+            continue
+        if "samples_per_s" not in run:
+            print(f"{run['name']:<20} nodes {run['nodes']}  epochs {run['epochs']}")
             continue
         print(
             f"{run['name']:<20} nodes {run['nodes']}  {run['samples_per_s']:.1f} samples/s  "
@@ -123,11 +148,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import json
 
+    from raysim.cluster import hardware_for
     from raysim.fit import format_fit, plan_memory
-    from raysim.plan import detect_hardware, make_plan
+    from raysim.plan import make_plan
 
     cfg = config_from_args(args)
-    result = plan_memory(cfg, make_plan(cfg, detect_hardware()), args.resolution)
+    result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution)
     print(format_fit(result))
     if args.out:
         with open(args.out, "w") as handle:
@@ -193,7 +219,7 @@ def example_main(
         args.config = mode_configs[mode] if mode_configs else default_config
     if single_node or mode == "single":
         args.num_nodes = 1
-    args.inject = args.resume = None
+    args.inject = args.resume = args.train_fn = None
     return _guarded(_cmd_run, args)
 
 
@@ -208,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint"
     )
+    run_parser.add_argument(
+        "--train-fn", metavar="MODULE:FUNCTION",
+        help="your own per-node training function instead of the built-in ResNet18 experiment",
+    )  # fmt: skip
     run_parser.add_argument(
         "--inject", action="append", metavar="FAULT",
         help="kind:rank=R,epoch=E[,step=S][,seconds=T], e.g. worker_crash:rank=1,epoch=2",

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 
-from raysim.config import ConfigError
-from raysim.plan import DEVICE_RESOURCE, ResourcePlan
+from raysim.config import ConfigError, ExperimentConfig
+from raysim.plan import DEVICE_RESOURCE, Hardware, ResourcePlan, detect_hardware
 
 
 class ClusterError(ConfigError):
@@ -20,6 +20,65 @@ def _quiet_ray_env() -> None:
     # Without the dashboard, Ray Train's placement-group cleaner logs a failed
     # state query every second; raysim's console follows metrics.jsonl instead.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+def hardware_for(cfg: ExperimentConfig) -> Hardware:
+    """This machine's hardware, or on an existing cluster (`address`) the cluster's."""
+    return detect_hardware() if cfg.address is None else cluster_hardware(cfg.address)
+
+
+def cluster_hardware(address: str) -> Hardware:
+    """CPUs and GPUs of an existing Ray cluster, and one GPU's memory, asked of the cluster
+    (the driver may have no GPU). Connects briefly; SimCluster joins again for the run."""
+    import ray
+
+    connect_here = not ray.is_initialized()  # a sweep holds one connection for all runs
+    if connect_here:
+        join(address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        resources = ray.cluster_resources()
+        num_gpus = int(resources.get("GPU", 0))
+        memory, name = 0, ""
+        if num_gpus:
+            ask = ray.remote(num_gpus=0.01, num_cpus=0)(_gpu_properties)
+            memory, name = ray.get(ask.remote(), timeout=120)
+        return Hardware(
+            num_cpus=int(resources.get("CPU", 1)),
+            num_gpus=num_gpus,
+            gpu_memory_bytes=memory,
+            gpu_name=name,
+        )
+    finally:
+        if connect_here:
+            ray.shutdown()
+
+
+def join(address: str, **init_kwargs) -> None:
+    """ray.init on an existing cluster; a failure names the usual causes.
+
+    Ray 2.60's `ray start` turns token authentication on, and Ray sends its token to an
+    explicit address only with RAY_AUTH_MODE=token: raysim leaves that choice to the user.
+    """
+    import ray
+
+    _quiet_ray_env()
+    try:
+        ray.init(address=address, **init_kwargs)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
+        first_line = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err)
+        raise ClusterError(
+            [f"cannot join the Ray cluster at address {address!r}: {first_line}. Check that "
+             "it runs (`ray status --address ...`) and fix address (config) / --address; a "
+             "cluster with token authentication (Ray's default) also needs RAY_AUTH_MODE=token "
+             "and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"]
+        ) from None  # fmt: skip
+
+
+def _gpu_properties() -> tuple[int, str]:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return props.total_memory, props.name
 
 
 class SimCluster:
@@ -36,7 +95,10 @@ class SimCluster:
 
         _quiet_ray_env()
         if not ray.is_initialized():
-            ray.init(**self._init_kwargs())
+            if self.address is None:
+                ray.init(**self._init_kwargs())
+            else:
+                join(self.address, **self._common_kwargs())
             self.owned = True
         try:
             self.check_resources(ray.cluster_resources())
@@ -45,21 +107,21 @@ class SimCluster:
             raise
         return self
 
-    def _init_kwargs(self) -> dict:
-        common = {
+    def _common_kwargs(self) -> dict:
+        return {
             "log_to_driver": self.verbose,
             "logging_level": logging.INFO if self.verbose else logging.WARNING,
             "configure_logging": True,
         }
-        if self.address is not None:
-            return {"address": self.address, **common}
+
+    def _init_kwargs(self) -> dict:
         return {
             "address": "local",  # never join a `ray start` cluster by accident
             "num_cpus": self.plan.cluster_cpus,
             "resources": dict(self.plan.cluster_resources),
             "include_dashboard": False,
             "_node_ip_address": "127.0.0.1",
-            **common,
+            **self._common_kwargs(),
         }
 
     def check_resources(self, available: dict[str, float]) -> None:

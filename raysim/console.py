@@ -15,7 +15,19 @@ from raysim.metrics import epoch_lines, read_lines
 MB = 1e6
 
 
+SKIP_IN_LINE = {"kind", "epoch", "world_size", "slowest_rank", "wall_time_s", "report_unix"}
+
+
 def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
+    if "test_accuracy" not in epoch:  # a user's function: its own numbers
+        shown = [
+            f"{key} {value:.4g}"
+            for key, value in epoch.items()
+            if key not in SKIP_IN_LINE and isinstance(value, (int, float))
+        ][:8]
+        return f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  " + (
+            "  ".join(shown)
+        )
     return (
         f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  "
         f"loss {epoch['train_loss']:.4f}  acc {epoch['train_accuracy']:.3f}  "
@@ -34,7 +46,14 @@ def _table(rows: list[list[str]]) -> str:
 def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
     """Run figures, then one row per simulated node."""
     run_rows = [["figure", "value"], ["status", summary["status"]]]
-    if summary["epochs_completed"]:
+    if summary["epochs_completed"] and "final_test_accuracy" not in summary:
+        run_rows += [["nodes", str(summary["world_size"])]]
+        run_rows += [
+            [f"final {key}", f"{value:.4g}"]
+            for key, value in summary["final_metrics"].items()
+            if key not in SKIP_IN_LINE and isinstance(value, (int, float))
+        ][:12]
+    elif summary["epochs_completed"]:
         run_rows += [
             ["nodes", str(summary["world_size"])],
             ["epochs", str(summary["epochs_completed"])],
@@ -55,8 +74,8 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
         [
             n["node_id"],
             str(n["rank"]),
-            f"{n['samples_per_s']:.1f}",
-            f"{n['step_time_s'] * 1000:.0f} ms",
+            "–" if n["samples_per_s"] is None else f"{n['samples_per_s']:.1f}",
+            "–" if n["step_time_s"] is None else f"{n['step_time_s'] * 1000:.0f} ms",
             f"{n['peak_rss_bytes'] / MB:.0f} MB",
             f"{n['memory_peak_bytes'] / MB:.0f} MB",
             f"{n['memory_budget_bytes'] / MB:.0f} MB",

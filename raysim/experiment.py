@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.cluster import SimCluster
+from raysim.cluster import SimCluster, hardware_for
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, summary_table
 from raysim.data import check_data
@@ -25,7 +25,7 @@ from raysim.metrics import (
     read_lines,
     summarize,
 )
-from raysim.plan import Hardware, ResourcePlan, detect_hardware, make_plan
+from raysim.plan import Hardware, ResourcePlan, make_plan
 
 
 class RunFailedError(RuntimeError):
@@ -136,15 +136,37 @@ def _failure_message(error: Exception) -> str:
     return "\n".join(parts)
 
 
-def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, train_fn: Callable) -> None:
+def ship_by_value(train_fn: Callable) -> None:
+    """Ray's controller and workers unpickle the function; a module of the user's own
+    (not installed, maybe not on their path) travels with it instead of by name."""
+    from ray import cloudpickle  # Ray pickles with its own copy
+
+    module = sys.modules.get(getattr(train_fn, "__module__", "") or "")
+    if module is None or module.__name__ == "__main__":
+        return  # __main__ is pickled by value already
+    if "site-packages" not in (getattr(module, "__file__", "") or ""):
+        cloudpickle.register_pickle_by_value(module)
+
+
+def _fit(
+    cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, train_fn: Callable | None
+) -> None:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from raysim.callbacks import MetricsRecorder
+    from raysim.worker import run_node
 
+    if train_fn is not None:
+        ship_by_value(train_fn)
     trainer = TorchTrainer(
-        train_loop_per_worker=train_fn,
-        train_loop_config={"experiment": cfg, "plan": plan, "run_dir": str(run_dir)},
+        train_loop_per_worker=run_node,
+        train_loop_config={
+            "experiment": cfg,
+            "plan": plan,
+            "run_dir": str(run_dir),
+            "train_fn": train_fn,
+        },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.num_workers,
@@ -205,12 +227,12 @@ def run(
 ) -> RunResult:
     """Run one experiment on the simulated cluster; progress and summary go to `out`.
 
-    resume: continue the run in cfg's run directory from its latest checkpoint.
+    train_fn: the user's per-node training function, called with the config as a dict
+    (default: the built-in ResNet18 experiment). resume: continue the run in cfg's run
+    directory from its latest checkpoint.
     """
-    from raysim.worker import train_loop_per_worker
-
     started = process_start_unix()
-    hw = detect_hardware()
+    hw = hardware_for(cfg)
     plan = make_plan(cfg, hw)
     check_data(cfg)
     run_dir = (Path(cfg.run_dir) / str(cfg.run_name)).resolve() if resume else create_run_dir(cfg)
@@ -229,7 +251,7 @@ def run(
             SimCluster(plan, cfg.address, cfg.verbose),
             ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out),
         ):
-            _fit(cfg, plan, run_dir, train_fn or train_loop_per_worker)
+            _fit(cfg, plan, run_dir, train_fn)
     except RunFailedError as err:
         failure = err
     metrics_path = run_dir / METRICS_FILE

@@ -16,16 +16,50 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 
 
-def aggregate_epoch(rank_metrics: list[dict[str, Any]], run_start_unix: float) -> dict[str, Any]:
-    """Combine every rank's report of one epoch into the cluster's view of it."""
+IDENTITY_KEYS = {"rank", "world_size", "node_id", "kind"}
+BUILTIN_KEYS = {"train_samples", "train_loss_sum", "train_correct", "test_correct", "test_total"}
+
+
+def mean_of_numbers(rank_metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """Every numeric key all ranks reported, averaged over the ranks."""
+    keys = set.intersection(*(set(m) for m in rank_metrics)) - IDENTITY_KEYS
+    return {
+        key: statistics.mean(m[key] for m in rank_metrics)
+        for key in sorted(keys)
+        if all(
+            isinstance(m[key], (int, float)) and not isinstance(m[key], bool) for m in rank_metrics
+        )
+    }
+
+
+def aggregate_epoch(
+    rank_metrics: list[dict[str, Any]], run_start_unix: float, index: int = 1
+) -> dict[str, Any]:
+    """Combine every rank's report of one epoch into the cluster's view of it.
+
+    Any training function's numeric metrics are averaged over the ranks; the built-in
+    experiment's counts are combined exactly (loss and accuracy weighted by samples).
+    """
+    aggregate: dict[str, Any] = {
+        **mean_of_numbers(rank_metrics),
+        "kind": "epoch",
+        "epoch": rank_metrics[0].get("epoch", index),
+        "world_size": len(rank_metrics),
+        "slowest_rank": slowest_rank(rank_metrics),
+    }
+    if "report_unix" in aggregate:
+        aggregate["wall_time_s"] = max(m["report_unix"] for m in rank_metrics) - run_start_unix
+    if all(set(m) >= BUILTIN_KEYS for m in rank_metrics):
+        aggregate.update(_builtin_epoch(rank_metrics))
+    return aggregate
+
+
+def _builtin_epoch(rank_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     samples = sum(m["train_samples"] for m in rank_metrics)
     test_total = sum(m["test_total"] for m in rank_metrics)
     slowest = max(m["epoch_time_s"] for m in rank_metrics)
     checksums = {m["param_checksum"] for m in rank_metrics}
     return {
-        "kind": "epoch",
-        "epoch": rank_metrics[0]["epoch"],
-        "world_size": len(rank_metrics),
         "train_samples": samples,
         "train_loss": sum(m["train_loss_sum"] for m in rank_metrics) / max(samples, 1),
         "train_accuracy": sum(m["train_correct"] for m in rank_metrics) / max(samples, 1),
@@ -39,8 +73,6 @@ def aggregate_epoch(rank_metrics: list[dict[str, Any]], run_start_unix: float) -
         "param_checksum": sorted(checksums)[0],
         "peak_rss_bytes": max(m["peak_rss_bytes"] for m in rank_metrics),
         "epoch_start_unix": min(m["epoch_start_unix"] for m in rank_metrics),
-        "wall_time_s": max(m["report_unix"] for m in rank_metrics) - run_start_unix,
-        "slowest_rank": slowest_rank(rank_metrics),
     }
 
 
@@ -80,20 +112,25 @@ def rank_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("kind") == "rank"]
 
 
+def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in records if key in r]
+    return statistics.mean(values) if values else None
+
+
 def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per simulated node: throughput, step time and memory over the whole run."""
     nodes = []  # memory_peak_bytes: training memory charged to the node's budget
-    for rank in sorted({r["rank"] for r in ranks}):
-        mine = [r for r in ranks if r["rank"] == rank]
+    for rank in sorted({r["rank"] for r in ranks if "rank" in r}):
+        mine = [r for r in ranks if r.get("rank") == rank]
         nodes.append(
             {
                 "rank": rank,
-                "node_id": mine[-1]["node_id"],
-                "samples_per_s": statistics.mean(r["samples_per_s"] for r in mine),
-                "step_time_s": statistics.mean(r["step_time_s"] for r in mine),
-                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in mine),
+                "node_id": mine[-1].get("node_id", f"node-{rank}"),
+                "samples_per_s": _mean_of(mine, "samples_per_s"),
+                "step_time_s": _mean_of(mine, "step_time_s"),
+                "peak_rss_bytes": max(r.get("peak_rss_bytes", 0) for r in mine),
                 "memory_peak_bytes": max(r.get("memory_peak_bytes", 0) for r in mine),
-                "memory_budget_bytes": mine[-1]["memory_budget_bytes"],
+                "memory_budget_bytes": mine[-1].get("memory_budget_bytes", 0),
             }
         )
     return nodes
@@ -113,6 +150,9 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
     }
     if not epochs:
         return summary
+    summary.update(world_size=epochs[-1]["world_size"], final_metrics=epochs[-1])
+    if "test_accuracy" not in epochs[-1]:  # a user's function: its own metrics only
+        return summary
     times = [e["epoch_time_s"] for e in epochs]
     later = times[1:] or times
     summary.update(
@@ -124,6 +164,5 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
         samples_per_s=statistics.mean(e["samples_per_s"] for e in epochs[1:] or epochs),
         time_to_first_step_s=epochs[0]["epoch_start_unix"] - process_start_unix,
         checksums_match=all(e["checksums_match"] for e in epochs),
-        world_size=epochs[-1]["world_size"],
     )
     return summary

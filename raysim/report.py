@@ -51,6 +51,11 @@ class RunRecord:
     def finished(self) -> bool:
         return self.summary.get("status") == "finished" and bool(self.epochs)
 
+    @property
+    def builtin(self) -> bool:
+        """Made by the built-in experiment (a user's function reports its own metrics)."""
+        return self.finished and "test_accuracy" in self.epochs[-1]
+
 
 def load_run(path: str | Path) -> RunRecord:
     run_dir = Path(path)
@@ -98,7 +103,7 @@ def time_to_target(run: RunRecord, target: float) -> dict[str, float | None]:
 def _baseline(runs: list[RunRecord], batch: int) -> RunRecord | None:
     """The finished 1-node run with this batch size, if the comparison has one."""
     for run in runs:
-        if run.finished and run.nodes == 1 and run.config["batch_size"] == batch:
+        if run.builtin and run.nodes == 1 and run.config["batch_size"] == batch:
             return run
     return None
 
@@ -138,6 +143,9 @@ def run_figures(run: RunRecord, runs: list[RunRecord], target: float) -> dict[st
     if not run.finished:
         figures["error"] = run.summary.get("error", "no epoch finished")
         return figures
+    if not run.builtin:
+        figures.update(epochs=len(run.epochs), final_metrics=run.epochs[-1])
+        return figures
     sps = steady_samples_per_s(run)
     env = run.summary.get("environment", {})
     budget = run.summary["nodes"][0]["memory_budget_bytes"]
@@ -167,7 +175,7 @@ def compare_runs(runs: list[RunRecord], target_accuracy: float | None = None) ->
     """Figures for every run; the target defaults to 90% of the best final accuracy."""
     if not runs:
         raise ReportError("nothing to compare: give at least one run directory")
-    finished = [r for r in runs if r.finished]
+    finished = [r for r in runs if r.builtin]
     if target_accuracy is None and finished:
         best_final = max(r.epochs[-1]["test_accuracy"] for r in finished)
         target_accuracy = DEFAULT_TARGET_SHARE * best_final

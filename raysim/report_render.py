@@ -32,7 +32,7 @@ Column = tuple[str, Callable[[dict], str]]
 
 
 def _rows(runs: list[dict], columns: list[Column]) -> tuple[list[str], list[list[str]]]:
-    finished = [r for r in runs if r["status"] == "finished"]
+    finished = [r for r in runs if "samples_per_s" in r]
     header = ["run", "nodes"] + [name for name, _ in columns]
     rows = [[r["name"], str(r["nodes"])] + [cell(r) for _, cell in columns] for r in finished]
     return header, rows
@@ -117,7 +117,7 @@ def honest_reading(comparison: dict[str, Any]) -> str:
         "N data-parallel processes, not what N real machines would deliver.\n",
     ]
     for run in comparison["runs"]:
-        if run["status"] != "finished" or run["nodes"] == 1:
+        if "samples_per_s" not in run or run["nodes"] == 1:
             continue
         if run["equal_global_batch_baseline"] is None:
             lines.append(
@@ -161,7 +161,7 @@ def write_report(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -
     for title, definition, columns in SECTIONS:
         header, rows = _rows(comparison["runs"], columns)
         parts.append(_section(title, definition, header, rows))
-    plots = write_plots(comparison, [r for r in runs if r.finished], out)
+    plots = write_plots(comparison, [r for r in runs if r.builtin], out)
     parts.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
     (out / "report.md").write_text("\n".join(parts))
     (out / "summary.json").write_text(json.dumps(comparison, indent=2))
@@ -200,7 +200,7 @@ def write_plots(comparison: dict[str, Any], runs: list[RunRecord], out: Path) ->
     ax.legend()
     save(fig, "accuracy_vs_wall_time")
 
-    finished = [r for r in comparison["runs"] if r["status"] == "finished"]
+    finished = [r for r in comparison["runs"] if "samples_per_s" in r]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot([r["nodes"] for r in finished], [r["samples_per_s"] for r in finished], "o",
             label="measured")  # fmt: skip

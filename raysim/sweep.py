@@ -8,11 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.cluster import SimCluster
+from raysim.cluster import SimCluster, hardware_for
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml, replace
 from raysim.experiment import RunFailedError, run
 from raysim.metrics import CONFIG_FILE, SUMMARY_FILE
-from raysim.plan import detect_hardware, make_plan
+from raysim.plan import make_plan
 from raysim.report import compare
 
 
@@ -47,7 +47,7 @@ def sweep(
     name = base.run_name or f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
     sweep_dir = (Path(base.run_dir) / name).resolve()
     configs = sweep_configs(base, sweep_dir, num_nodes, batch_sizes or [base.batch_size])
-    hw = detect_hardware()
+    hw = hardware_for(base)
     largest = max(configs, key=lambda c: c.num_nodes)
     cluster_plan = make_plan(replace(largest, num_nodes=1), hw)
     run_dirs = []

@@ -27,6 +27,16 @@ NODE_SCALARS = {
     "step_time_s": ("step_time_s", 1.0),
     "peak_rss_mb": ("peak_rss_bytes", MB),
 }
+NOT_CURVES = {
+    "epoch", "world_size", "slowest_rank", "report_unix", "epoch_start_unix", "wall_time_s",
+    "train_loss_sum", "train_correct", "test_correct", "test_total", "rank",
+}  # fmt: skip
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 HPARAM_KEYS = ("num_nodes", "batch_size", "learning_rate", "memory_fraction", "gpu_fraction")
 
 
@@ -48,20 +58,28 @@ class TensorBoardLogger:
         return self._writer
 
     def log_epoch(self, epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> None:
+        """The built-in experiment's curves by name; any other function's numeric metrics
+        (averaged over the nodes) under metrics/."""
         step = epoch["epoch"]
+        named = set(EPOCH_SCALARS.values())
         for tag, key in EPOCH_SCALARS.items():
-            self.writer.add_scalar(tag, epoch[key], step)
+            if key in epoch:
+                self.writer.add_scalar(tag, epoch[key], step)
+        for key, value in epoch.items():
+            if key not in named and key not in NOT_CURVES and _is_number(value):
+                self.writer.add_scalar(f"metrics/{key}", value, step)
         for rank in ranks:
             for name, (key, scale) in NODE_SCALARS.items():
-                self.writer.add_scalar(f"{rank['node_id']}/{name}", rank[key] / scale, step)
+                if key in rank:
+                    self.writer.add_scalar(f"{rank['node_id']}/{name}", rank[key] / scale, step)
         self.writer.flush()
 
     def log_final(self, epoch: dict[str, Any]) -> None:
         hparams = {k: self.config[k] for k in HPARAM_KEYS}
-        metrics = {
-            "hparam/final_test_accuracy": epoch["test_accuracy"],
-            "hparam/samples_per_s": epoch["samples_per_s"],
-        }
+        finals = {"final_test_accuracy": "test_accuracy", "samples_per_s": "samples_per_s"}
+        metrics = {f"hparam/{name}": epoch[key] for name, key in finals.items() if key in epoch}
+        if not metrics:
+            return
         self.writer.add_hparams(hparams, metrics, run_name=".")
         self.writer.flush()
 

@@ -1,8 +1,10 @@
-"""The per-worker training loop: one function for single and distributed runs.
+"""What runs on each simulated node, and the worker API a training function uses.
 
-Ray Train launches `train_loop_per_worker` on every simulated node. It knows the
-typed config and the resource plan, nothing of YAML or the command line, and its
-metrics leave the worker only through `ray.train.report`.
+Ray Train launches `run_node` on every node: it sets the node up (threads, device,
+memory cap) and calls the training function: the built-in ResNet18 experiment
+(`train_loop_per_worker`) or the user's, both written on the same API:
+`context()`, `prepare(model, loader)`, `report(metrics, checkpoint)`,
+`sample_memory()`. Metrics leave the worker only through `ray.train.report`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +23,21 @@ from torch import nn
 from raysim.checkpoint import load_state, save_state
 from raysim.config import ExperimentConfig
 from raysim.data import eval_loader, load_data, train_loader
-from raysim.emulation import set_up_emulation
 from raysim.faults import FaultInjector, parse_faults
-from raysim.memory import (
-    MemoryGuard,
-    data_segment_bytes,
-    enforce_cpu_budget,
-    is_out_of_memory,
-    peak_rss_bytes,
-    process_rss_bytes,
-)
+from raysim.memory import MemoryGuard, data_segment_bytes, enforce_cpu_budget, is_out_of_memory
 from raysim.model import build_model, parameter_checksum
 from raysim.plan import ResourcePlan
+from raysim.session import (
+    NodeContext,
+    context,
+    current_session,
+    prepare,
+    report,
+    sample_memory,
+    start,
+)
+
+__all__ = ["NodeContext", "context", "prepare", "report", "run_node", "sample_memory"]
 
 
 @dataclass
@@ -50,17 +56,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_device(plan: ResourcePlan) -> torch.device:
-    """Threads from the CPU share; on CUDA, cap this process at its memory fraction."""
-    import ray.train.torch
-
-    torch.set_num_threads(plan.torch_threads)
-    device = ray.train.torch.get_device()
-    if device.type == "cuda":
-        torch.cuda.set_per_process_memory_fraction(plan.memory_fraction, device)
-    return device
-
-
 def memory_guard(cfg: ExperimentConfig, plan: ResourcePlan, rank: int) -> MemoryGuard:
     """Call after imports, data and model setup: the budget covers training memory only."""
     if plan.device_kind == "cpu" and cfg.enforce_memory:
@@ -76,19 +71,6 @@ def memory_guard(cfg: ExperimentConfig, plan: ResourcePlan, rank: int) -> Memory
         baseline,
         plan.device_kind,
     )
-
-
-def memory_metrics(guard: MemoryGuard, device: torch.device) -> dict[str, int]:
-    metrics = {
-        "rss_bytes": process_rss_bytes(),
-        "peak_rss_bytes": peak_rss_bytes(),
-        **guard.take_epoch(),
-    }
-    if device.type == "cuda":
-        metrics["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-        metrics["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    return metrics
 
 
 def train_epoch(
@@ -166,64 +148,75 @@ def resume_point(model, optimizer) -> tuple[int, int]:
     return epoch + 1, global_step
 
 
-def report(metrics: dict, save: bool, rank: int, model, optimizer, global_step: int) -> None:
+def report_epoch(metrics: dict, save: bool, rank: int, model, optimizer, global_step: int):
     """Every rank reports; with a checkpoint due, rank 0 attaches the state."""
     import ray.train
 
     if not save:
-        ray.train.report(metrics)
+        report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="raysim-ckpt-") as directory:
         checkpoint = None
         if rank == 0:
             save_state(Path(directory), model, optimizer, metrics["epoch"], global_step)
             checkpoint = ray.train.Checkpoint.from_directory(directory)
-        ray.train.report(metrics, checkpoint=checkpoint)
+        report(metrics, checkpoint=checkpoint)
 
 
-def train_loop_per_worker(loop_config: dict) -> None:
-    import ray.train
-    import ray.train.torch
+class NodeError(RuntimeError):
+    """A training function's error, with its own traceback: Ray Train hands the driver
+    the exception without it."""
 
+
+def run_node(loop_config: dict) -> None:
+    """What Ray Train launches on every node: set the node up, then the training function
+    (the built-in ResNet18 experiment or the user's), called with the config as a dict."""
     cfg: ExperimentConfig = loop_config["experiment"]
-    plan: ResourcePlan = loop_config["plan"]
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    device = setup_device(plan)
+    start(cfg, loop_config["plan"], Path(loop_config["run_dir"]))
+    try:
+        (loop_config.get("train_fn") or train_loop_per_worker)(cfg.to_dict())
+    except Exception as err:
+        headline = "".join(traceback.format_exception_only(err)).strip()
+        raise NodeError(f"{headline}\n\n{traceback.format_exc().rstrip()}") from None
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """The built-in experiment: ResNet18 on the configured data set, on the worker API."""
+    ctx = context()
+    cfg, rank, device = ctx.config, ctx.rank, ctx.device
     seed_everything(cfg.seed)
     data = load_data(cfg)
     train = train_loader(
-        data.train, cfg.batch_size, rank, world_size, cfg.seed, cfg.num_workers_per_loader
+        data.train, cfg.batch_size, rank, ctx.world_size, cfg.seed, cfg.num_workers_per_loader
     )
-    test = eval_loader(data.test, max(cfg.batch_size, 64), rank, world_size)
-    model = ray.train.torch.prepare_model(build_model(data.num_classes, cfg.weights_path))
+    test = eval_loader(data.test, max(cfg.batch_size, 64), rank, ctx.world_size)
+    model = prepare(build_model(data.num_classes, cfg.weights_path))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    emulation = set_up_emulation(model, cfg, rank, world_size)
     start_epoch, global_step = resume_point(model, optimizer)
-    faults = FaultInjector(parse_faults(cfg.faults), Path(loop_config["run_dir"]), rank)
-    guard = memory_guard(cfg, plan, rank)
+    faults = FaultInjector(parse_faults(cfg.faults), ctx.run_dir, rank)
+    session = current_session()
     for epoch in range(start_epoch, cfg.num_epochs + 1):
         train.sampler.set_epoch(epoch)
+
+        def before_step(step: int, epoch: int = epoch) -> None:
+            faults.at_step(epoch, step)
+
         try:
             stats = train_epoch(
-                model, train, optimizer, device, cfg.max_steps_per_epoch, guard.sample, emulation,
-                before_step=lambda step, epoch=epoch: faults.at_step(epoch, step),
+                model, train, optimizer, device, cfg.max_steps_per_epoch, sample_memory,
+                session.emulation, before_step,
             )  # fmt: skip
             eval_start = time.perf_counter()
             test_counts = evaluate(model, test, device)
         except (RuntimeError, MemoryError) as err:
             if is_out_of_memory(err):
-                raise guard.explain(err) from err
+                raise session.guard.explain(err) from err
             raise
         metrics = epoch_metrics(epoch, stats, test_counts, time.perf_counter() - eval_start)
         metrics.update(
-            rank=rank,
-            world_size=world_size,
-            node_id=f"node-{rank}",
             param_checksum=parameter_checksum(model),
-            **memory_metrics(guard, device),
-            **emulation.take_epoch(stats.steps),
+            **session.emulation.take_epoch(stats.steps),
         )
         global_step += stats.steps
         due = cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0
-        report(metrics, due, rank, model, optimizer, global_step)
+        report_epoch(metrics, due, rank, model, optimizer, global_step)

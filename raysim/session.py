@@ -1,0 +1,164 @@
+"""The worker-side API a training function uses on the simulated cluster.
+
+    from raysim import worker
+
+    def train_fn(config):
+        ctx = worker.context()                       # node id, rank, world size, device, budget
+        model, loader = worker.prepare(model, loader)  # DDP, sampler, device, network, budget
+        ...
+        worker.report({"epoch": epoch, "loss": loss})  # + raysim's step time and memory
+
+raysim sets up the node (threads, device, memory cap) before calling the function,
+and `prepare` adds what needs the model (DDP, network emulation hook, the memory
+budget set after setup). A plain `ray.train.report` call works too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raysim.config import ExperimentConfig
+from raysim.plan import ResourcePlan
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    node_id: str
+    ray_node_id: str
+    """The Ray node this simulated node landed on (a real node on an existing cluster)."""
+    rank: int
+    world_size: int
+    device: torch.device
+    memory_budget_bytes: int
+    config: ExperimentConfig
+    plan: ResourcePlan
+    run_dir: Path
+
+
+@dataclass
+class _Session:
+    context: NodeContext
+    guard: Any = None
+    emulation: Any = None
+    last_report: float = field(default_factory=time.perf_counter)
+
+
+_current: _Session | None = None
+
+
+def current_session() -> _Session:
+    if _current is None:
+        raise RuntimeError(
+            "raysim.worker functions work inside a function run by raysim.run(cfg, train_fn=...)"
+        )
+    return _current
+
+
+def start(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path) -> NodeContext:
+    """Set this worker up as a simulated node (called by raysim before the function)."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    global _current
+    torch.set_num_threads(plan.torch_threads)
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.cuda.set_per_process_memory_fraction(plan.memory_fraction, device)
+    train_context = ray.train.get_context()
+    rank = train_context.get_world_rank()
+    context = NodeContext(
+        node_id=f"node-{rank}",
+        ray_node_id=ray.get_runtime_context().get_node_id(),
+        rank=rank,
+        world_size=train_context.get_world_size(),
+        device=device,
+        memory_budget_bytes=plan.memory_budget_bytes,
+        config=cfg,
+        plan=plan,
+        run_dir=Path(run_dir),
+    )
+    _current = _Session(context)
+    return context
+
+
+def context() -> NodeContext:
+    return current_session().context
+
+
+def prepare(model: torch.nn.Module, loader=None):
+    """DDP (backend chosen by the plan), the sampler, the network hook and the memory budget.
+
+    Returns the model, or (model, loader) when a loader is given.
+    """
+    import ray.train.torch
+
+    from raysim.emulation import set_up_emulation
+    from raysim.worker import memory_guard
+
+    session = current_session()
+    ctx = session.context
+    model = ray.train.torch.prepare_model(model)
+    if loader is not None:
+        loader = ray.train.torch.prepare_data_loader(loader)
+    session.emulation = set_up_emulation(model, ctx.config, ctx.rank, ctx.world_size)
+    session.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
+    return model if loader is None else (model, loader)
+
+
+def sample_memory() -> None:
+    """Note the memory in use now (call once per step for an exact per-report peak)."""
+    session = current_session()
+    if session.guard is not None:
+        session.guard.sample()
+
+
+def raysim_measurements() -> dict[str, Any]:
+    """What raysim adds to every report: who, when, time since the last report, memory."""
+    from raysim.memory import peak_rss_bytes, process_rss_bytes
+
+    session = current_session()
+    ctx = session.context
+    now = time.perf_counter()
+    figures: dict[str, Any] = {
+        "rank": ctx.rank,
+        "world_size": ctx.world_size,
+        "node_id": ctx.node_id,
+        "ray_node_id": ctx.ray_node_id,
+        "report_unix": time.time(),
+        "interval_s": now - session.last_report,
+        "rss_bytes": process_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "memory_budget_bytes": ctx.memory_budget_bytes,
+    }
+    session.last_report = now
+    if session.guard is not None:
+        figures.update(session.guard.take_epoch())
+    if ctx.device.type == "cuda":
+        figures.update(cuda_memory_metrics(ctx.device))
+    return figures
+
+
+def cuda_memory_metrics(device: torch.device) -> dict[str, int]:
+    """PyTorch's own peaks since the last report (then reset), and what NVML sees."""
+    from raysim.nvml import nvml_metrics
+
+    figures = {
+        "cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
+        "cuda_peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+        **nvml_metrics(device.index or 0),
+    }
+    torch.cuda.reset_peak_memory_stats(device)
+    return figures
+
+
+def report(metrics: dict[str, Any], checkpoint=None) -> None:
+    """ray.train.report with raysim's measurements added (the user's keys win)."""
+    import ray.train
+
+    ray.train.report({**raysim_measurements(), **metrics}, checkpoint=checkpoint)

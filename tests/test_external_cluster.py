@@ -1,0 +1,138 @@
+"""The same experiment on an existing Ray cluster, joined by address.
+
+The cluster is a separate `ray start` head plus a second node, with their own temp
+dir; the test ends exactly those processes (found by that temp dir), never a
+broad `ray stop`, which would also end the suite's shared Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from raysim.metrics import read_lines
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+RAY = str(Path(sys.executable).with_name("ray"))
+# Ray 2.60's `ray start` turns token authentication on; a process joining by address
+# sends the token (~/.ray/auth_token) only in token mode, as a user must set it too.
+TOKEN_MODE = {**os.environ, "RAY_AUTH_MODE": "token"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def processes_of(temp_dir: str) -> list[int]:
+    """Pids whose command line names this cluster's temp dir: its raylets, GCS, workers."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        if temp_dir in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def end_cluster(temp_dir: str) -> None:
+    for pid in processes_of(temp_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while processes_of(temp_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in processes_of(temp_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def external_cluster():
+    """A two-node Ray cluster on loopback: 1 CPU and the simulated device on each node."""
+    temp_dir = tempfile.mkdtemp(prefix="rsx", dir="/tmp")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = TOKEN_MODE
+    common = [
+        "--num-cpus=1", "--num-gpus=0", '--resources={"raysim_device": 10000}',
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    try:
+        subprocess.run(
+            [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+             f"--temp-dir={temp_dir}", "--include-dashboard=false", *common],
+            check=True, capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        subprocess.run(
+            [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common],
+            check=True, capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        yield address, temp_dir
+    finally:
+        end_cluster(temp_dir)
+
+
+def cluster_node_ids(address: str) -> set[str]:
+    listing = subprocess.run(
+        [sys.executable, "-c",
+         f"import json, ray; ray.init(address={address!r}, logging_level='ERROR');"
+         "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"],
+        check=True, capture_output=True, text=True, timeout=120,
+        env=TOKEN_MODE,
+    )  # fmt: skip
+    return set(json.loads(listing.stdout.strip().splitlines()[-1]))
+
+
+def test_runs_on_an_existing_two_node_cluster(external_cluster, tmp_path):
+    address, temp_dir = external_cluster
+    node_ids = cluster_node_ids(address)
+    assert len(node_ids) == 2
+    done = subprocess.run(
+        [sys.executable, "-m", "raysim.cli", "run", "--address", address, "--num-nodes", "2",
+         "--num-epochs", "1", "--image-size", "16", "--batch-size", "16", "--device", "cpu",
+         "--max-steps-per-epoch", "5", "--run-dir", str(tmp_path), "--run-name", "ext"],
+        cwd=ROOT, capture_output=True, text=True, timeout=400, env=TOKEN_MODE,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [r for r in read_lines(tmp_path / "ext" / "metrics.jsonl") if r["kind"] == "rank"]
+    assert {r["rank"] for r in ranks} == {0, 1}
+    assert {r["ray_node_id"] for r in ranks} == node_ids, "one simulated node per Ray node"
+    assert processes_of(temp_dir), "the cluster outlives the run: raysim only joined it"
+
+
+def test_a_cluster_without_the_device_resource_is_a_clear_error(tmp_path):
+    temp_dir = tempfile.mkdtemp(prefix="rsx", dir="/tmp")
+    port = free_port()
+    try:
+        subprocess.run(
+            [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+             f"--temp-dir={temp_dir}", "--include-dashboard=false", "--num-cpus=2",
+             "--disable-usage-stats"],
+            check=True, capture_output=True, text=True, timeout=120, env=TOKEN_MODE,
+        )  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "raysim.cli", "run", "--address", f"127.0.0.1:{port}",
+             "--num-nodes", "2", "--device", "cpu", "--run-dir", str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=200, env=TOKEN_MODE,
+        )  # fmt: skip
+    finally:
+        end_cluster(temp_dir)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "raysim_device" in done.stderr and "ray start --head --resources" in done.stderr

@@ -120,13 +120,16 @@ def _scaling(run: RunRecord, base: RunRecord | None, prefix: str) -> dict[str, A
 
 
 def _memory(run: RunRecord) -> dict[str, Any]:
+    """Peaks charged to the budget (CUDA allocator / CPU data growth) and whole-process RSS."""
     nodes = run.summary.get("nodes", [])
-    peaks = [n["peak_rss_bytes"] for n in nodes]
+    peaks = [n.get("memory_peak_bytes", 0) for n in nodes]
+    rss = [n["peak_rss_bytes"] for n in nodes]
     env = run.summary.get("environment", {})
     return {
         "peak_per_node_bytes": max(peaks) if peaks else None,
         "budget_per_node_bytes": nodes[0]["memory_budget_bytes"] if nodes else None,
         "peak_total_bytes": sum(peaks) if peaks else None,
+        "peak_rss_per_node_bytes": max(rss) if rss else None,
         "device_memory_bytes": env.get("device_memory_bytes"),
     }
 

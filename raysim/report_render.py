@@ -64,12 +64,15 @@ SECTIONS: list[tuple[str, str, list[Column]]] = [
     ),
     (
         "Memory",
-        "Peak resident memory of the busiest node against its budget (memory_fraction × "
-        "device memory), and the nodes' peaks summed against the device.",
+        "Training memory of the busiest node (what its budget is charged: PyTorch's CUDA "
+        "allocator on a GPU, data-segment growth over the baseline on the simulated CPU "
+        "device) against its budget (memory_fraction × device memory), the nodes' peaks "
+        "summed against the device, and the busiest node's whole-process peak RSS.",
         [
             ("peak per node", lambda r: _fmt(r["peak_per_node_bytes"], ".0f", MB, " MB")),
             ("budget per node", lambda r: _fmt(r["budget_per_node_bytes"], ".0f", MB, " MB")),
             ("total peak", lambda r: _fmt(r["peak_total_bytes"], ".0f", MB, " MB")),
+            ("peak RSS per node", lambda r: _fmt(r["peak_rss_per_node_bytes"], ".0f", MB, " MB")),
             ("device", lambda r: _fmt(r["device_memory_bytes"], ".0f", MB, " MB")),
         ],
     ),

@@ -30,7 +30,8 @@ def record(name, nodes, batch, rates, accs, budget=1000):
         for i, (rate, acc) in enumerate(zip(rates, accs, strict=True))
     ]
     nodes_summary = [
-        {"peak_rss_bytes": 500 + r, "memory_budget_bytes": budget} for r in range(nodes)
+        {"peak_rss_bytes": 2000 + r, "memory_peak_bytes": 500 + r, "memory_budget_bytes": budget}
+        for r in range(nodes)
     ]
     return RunRecord(
         run_dir=Path(name),
@@ -57,6 +58,7 @@ def test_scaling_is_against_the_matching_one_node_run():
     assert four["equal_global_batch_speedup"] == pytest.approx(0.8)
     assert four["samples_per_s_per_device_share"] == pytest.approx(160 / 1.0)
     assert four["peak_total_bytes"] == 500 + 501 + 502 + 503
+    assert four["peak_per_node_bytes"] == 503 and four["peak_rss_per_node_bytes"] == 2003
 
 
 def test_target_defaults_to_ninety_percent_of_the_best_final_accuracy():

@@ -193,6 +193,28 @@ def _cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    from raysim.cluster import dashboard_banner
+    from raysim.standing import up
+
+    state = up(args.cpus, args.dashboard_port)
+    print(f"raysim: cluster up at {state.address} ({state.cpus} CPUs, the simulated device)")
+    print(dashboard_banner(state.dashboard_url, state.metrics_url))
+    print("        run on it: raysim run --address auto ...; end it: raysim down")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from raysim.standing import down
+
+    state = down()
+    if state is None:
+        print("raysim: no raysim cluster is up")
+        return 0
+    print(f"raysim: cluster at {state.address} ended (Ray's logs stay in {state.temp_dir})")
+    return 0
+
+
 def example_main(
     description: str,
     default_config: str,
@@ -282,6 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     project_parser.add_argument("--out", help="also write the rows as JSON here")
     project_parser.set_defaults(handler=_cmd_project)
+
+    up_parser = commands.add_parser(
+        "up", help="start a standing simulated cluster with the dashboard (for --address auto)"
+    )
+    up_parser.add_argument("--cpus", type=int, help="CPUs it offers (default: every core)")
+    up_parser.add_argument(
+        "--dashboard-port", type=int, default=8265, help="default 8265; 0 picks a free one"
+    )
+    up_parser.set_defaults(handler=_cmd_up)
+    down_parser = commands.add_parser("down", help="end the cluster that `raysim up` started")
+    down_parser.set_defaults(handler=_cmd_down)
     return parser
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from raysim.config import ConfigError, ExperimentConfig
 from raysim.plan import DEVICE_RESOURCE, Hardware, ResourcePlan, detect_hardware
@@ -20,6 +21,55 @@ def _quiet_ray_env() -> None:
     # Without the dashboard, Ray Train's placement-group cleaner logs a failed
     # state query every second; raysim's console follows metrics.jsonl instead.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_port_free(port: int, what: str, flag: str) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise ClusterError(
+                [f"port {port} for the {what} is in use on 127.0.0.1; choose another with "
+                 f"{flag} PORT, or {flag} 0 for a free one"]
+            ) from None  # fmt: skip
+
+
+def dashboard_kwargs(port: int) -> dict:
+    """ray.init arguments for the dashboard on loopback, with Train's run tracking on and
+    the Prometheus export on a known port (raysim's own metrics appear there)."""
+    if port:
+        check_port_free(port, "Ray dashboard", "--dashboard-port")
+    # Read by Ray Train in this process when the trainer is built: the Train page.
+    os.environ["RAY_TRAIN_ENABLE_STATE_TRACKING"] = "1"
+    return {
+        "include_dashboard": True,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": port or free_port(),
+        "_metrics_export_port": free_port(),
+    }
+
+
+def dashboard_port_of(cfg: ExperimentConfig) -> int | None:
+    """The embedded Ray's dashboard port (0: a free one), or None for no dashboard."""
+    return cfg.dashboard_port if cfg.dashboard and cfg.address is None else None
+
+
+def dashboard_banner(dashboard_url: str, metrics_url: str | None) -> str:
+    token = os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
+    lines = [
+        f"raysim: Ray dashboard at {dashboard_url} (Train page: the run; Cluster: the nodes)",
+        f"        token authentication is on: paste the token from {token} "
+        "(`ray get-auth-token` prints it) when the page asks",
+    ]
+    if metrics_url:
+        lines.append(f"        raysim_* metrics (Prometheus text) at {metrics_url}")
+    return "\n".join(lines)
 
 
 def hardware_for(cfg: ExperimentConfig) -> Hardware:
@@ -61,7 +111,23 @@ def join(address: str, **init_kwargs) -> None:
     """
     import ray
 
+    from raysim.standing import read_state
+
     _quiet_ray_env()
+    standing = read_state() if address == "auto" else None
+    if standing is not None:
+        # `raysim up`'s cluster, started with Ray's token authentication: send the token,
+        # as Ray does for a cluster it finds on this host (its own helper, which keeps an
+        # explicit RAY_AUTH_MODE).
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        os.environ.setdefault("RAY_ADDRESS", standing.address)
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    # The Train page of a dashboard on that cluster shows the run (read where the
+    # trainer is built: here).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
     try:
         ray.init(address=address, **init_kwargs)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
@@ -84,10 +150,20 @@ def _gpu_properties() -> tuple[int, str]:
 class SimCluster:
     """Context manager: starts (or joins) Ray on enter; stops only a Ray it started."""
 
-    def __init__(self, plan: ResourcePlan, address: str | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        plan: ResourcePlan,
+        address: str | None = None,
+        verbose: bool = False,
+        dashboard_port: int | None = None,
+    ):
+        """dashboard_port: None runs Ray without its dashboard; 0 picks a free port."""
         self.plan = plan
         self.address = address
         self.verbose = verbose
+        self.dashboard_port = dashboard_port
+        self.dashboard_url: str | None = None
+        self.metrics_url: str | None = None
         self.owned = False
 
     def __enter__(self) -> SimCluster:
@@ -115,7 +191,7 @@ class SimCluster:
         }
 
     def _init_kwargs(self) -> dict:
-        return {
+        kwargs = {
             "address": "local",  # never join a `ray start` cluster by accident
             "num_cpus": self.plan.cluster_cpus,
             "resources": dict(self.plan.cluster_resources),
@@ -123,6 +199,11 @@ class SimCluster:
             "_node_ip_address": "127.0.0.1",
             **self._common_kwargs(),
         }
+        if self.dashboard_port is not None:
+            kwargs.update(dashboard_kwargs(self.dashboard_port))
+            self.dashboard_url = f"http://127.0.0.1:{kwargs['dashboard_port']}"
+            self.metrics_url = f"http://127.0.0.1:{kwargs['_metrics_export_port']}/metrics"
+        return kwargs
 
     def check_resources(self, available: dict[str, float]) -> None:
         """Ray would wait forever for a missing resource; fail with the fix instead."""

@@ -19,6 +19,7 @@ import yaml
 
 DATASETS = ("digits", "imagefolder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
+AMP_DTYPES = ("bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,15 @@ class ExperimentConfig:
     """Cap on training steps per epoch (quick checks); None runs whole epochs."""
     weights_path: str | None = None
     """Local file of ResNet18 weights to start from (never downloaded)."""
+    amp: str | None = None
+    """Mixed precision: bf16 (CPU and CUDA) or fp16 (CUDA, with a gradient scaler)."""
+    channels_last: bool = False
+    """Train in the NHWC memory format."""
+    accumulate_steps: int = 1
+    """Micro-batches per optimizer step (DDP syncs only on the last); the effective batch
+    per node is batch_size × accumulate_steps."""
+    activation_checkpointing: bool = False
+    """Recompute each ResNet stage's activations in backward instead of keeping them."""
     network: str | dict | None = None
     """Emulated interconnect: a preset (loopback, 1gbe, 10gbe, 25gbe, 100gbe, pcie4, nvlink,
     ib_hdr, ib_ndr) or {bandwidth_gbps, latency_us, algorithm: ring|tree}; None is loopback."""
@@ -87,6 +97,10 @@ class ExperimentConfig:
     """Injected faults, each {kind: worker_crash|oom|slow_node, rank, epoch, step, seconds}."""
     address: str | None = None
     """Existing Ray cluster ('auto' or host:port); None starts an embedded local Ray."""
+    dashboard: bool = False
+    """Start the embedded Ray with its dashboard (and Train state tracking) on 127.0.0.1."""
+    dashboard_port: int = 8265
+    """Dashboard port; 0 picks a free one."""
     cpus: int | None = None
     """CPUs the embedded Ray may use; None means every core of this host."""
     torch_threads: int | None = None
@@ -121,9 +135,11 @@ _RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "checkpoint_every": (0, None, "use 0 (never) or a number of epochs"),
     "num_to_keep": (1, None, "keep at least 1 checkpoint"),
     "max_failures": (0, None, "use 0 (fail on the first error) or more"),
+    "dashboard_port": (0, 65535, "use a port number, or 0 for a free one"),
+    "accumulate_steps": (1, None, "use 1 (no accumulation) or more micro-batches per step"),
 }
 _EXCLUSIVE_LOW = {"learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb"}
-_CHOICES = {"dataset": DATASETS, "device": DEVICES}
+_CHOICES = {"dataset": DATASETS, "device": DEVICES, "amp": AMP_DTYPES}
 
 
 def field_types() -> dict[str, Any]:

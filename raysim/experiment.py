@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.cluster import SimCluster, hardware_for
+from raysim.cluster import SimCluster, dashboard_banner, dashboard_port_of, hardware_for
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, summary_table
 from raysim.data import check_data
@@ -43,6 +44,12 @@ class RunResult:
     @property
     def final_test_accuracy(self) -> float:
         return self.summary["final_test_accuracy"]
+
+
+def train_run_name(run_dir: Path) -> str:
+    """The run's name for Ray Train (its Train-page entry and storage folder): Ray Train
+    fails on names that are not ASCII, so other characters become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_dir.name)
 
 
 def process_start_unix() -> float:
@@ -174,7 +181,7 @@ def _fit(
             resources_per_worker=plan.resources_per_worker,
         ),
         run_config=ray.train.RunConfig(
-            name="ray_train",
+            name=train_run_name(run_dir),
             storage_path=str(run_dir),
             callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict())],
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
@@ -248,9 +255,11 @@ def run(
     failure: RunFailedError | None = None
     try:
         with (
-            SimCluster(plan, cfg.address, cfg.verbose),
+            SimCluster(plan, cfg.address, cfg.verbose, dashboard_port_of(cfg)) as cluster,
             ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out),
         ):
+            if out is not None and cluster.dashboard_url:
+                print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
             _fit(cfg, plan, run_dir, train_fn)
     except RunFailedError as err:
         failure = err

@@ -19,6 +19,24 @@ def build_model(num_classes: int, weights_path: str | None = None) -> nn.Module:
     return model
 
 
+def checkpoint_stages(model: nn.Module) -> nn.Module:
+    """Activation checkpointing of ResNet's four stages: their activations are recomputed
+    in backward. Forwards are wrapped in place, so state dict keys stay the same."""
+    from torch.utils.checkpoint import checkpoint
+
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        stage = getattr(model, name)
+        plain = stage.forward
+
+        def forward(inputs, plain=plain):
+            if not torch.is_grad_enabled():
+                return plain(inputs)
+            return checkpoint(plain, inputs, use_reentrant=False)
+
+        stage.forward = forward
+    return model
+
+
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a state dict; a classifier head of another size is left freshly initialised."""
     if not path.is_file():

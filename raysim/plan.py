@@ -118,6 +118,8 @@ def cpu_share(cluster_cpus: int, num_workers: int) -> float:
 
 def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
     device_kind = choose_device(cfg, hw)
+    if cfg.amp == "fp16" and device_kind != "cuda":
+        raise PlanError(["amp: fp16 needs CUDA; on the CPU use amp: bf16"])
     devices = hw.num_gpus if device_kind == "cuda" else 1
     if cfg.address is None:
         problems = packing_problems(cfg.num_nodes, cfg.gpu_fraction, cfg.memory_fraction, devices)

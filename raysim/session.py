@@ -40,12 +40,38 @@ class NodeContext:
     run_dir: Path
 
 
+# Exported as Ray metrics (raysim_<name>, tagged by simulated node) on every report:
+# the dashboard's Metrics view and the node's Prometheus endpoint show them.
+RAY_GAUGES = {
+    "step_time_s": "Mean training step time this epoch (s)",
+    "samples_per_s": "Training samples per second this epoch",
+    "memory_peak_bytes": "Peak training memory charged to the node's budget (bytes)",
+    "memory_budget_bytes": "The node's memory budget (bytes)",
+    "train_loss": "Mean training loss this epoch",
+    "loss": "Loss reported by the training function",
+}
+
+
 @dataclass
 class _Session:
     context: NodeContext
     guard: Any = None
     emulation: Any = None
     last_report: float = field(default_factory=time.perf_counter)
+    gauges: dict[str, Any] = field(default_factory=dict)
+
+    def export(self, metrics: dict[str, Any]) -> None:
+        """Set the Ray gauges for the figures this report has."""
+        from ray.util.metrics import Gauge
+
+        tags = {"node": self.context.node_id}
+        for name, description in RAY_GAUGES.items():
+            value = metrics.get(name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if name not in self.gauges:
+                self.gauges[name] = Gauge(f"raysim_{name}", description, tag_keys=("node",))
+            self.gauges[name].set(float(value), tags=tags)
 
 
 _current: _Session | None = None
@@ -161,4 +187,6 @@ def report(metrics: dict[str, Any], checkpoint=None) -> None:
     """ray.train.report with raysim's measurements added (the user's keys win)."""
     import ray.train
 
-    ray.train.report({**raysim_measurements(), **metrics}, checkpoint=checkpoint)
+    merged = {**raysim_measurements(), **metrics}
+    current_session().export(merged)
+    ray.train.report(merged, checkpoint=checkpoint)

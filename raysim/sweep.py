@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.cluster import SimCluster, hardware_for
+from raysim.cluster import SimCluster, dashboard_banner, dashboard_port_of, hardware_for
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml, replace
 from raysim.experiment import RunFailedError, run
 from raysim.metrics import CONFIG_FILE, SUMMARY_FILE
@@ -51,7 +51,9 @@ def sweep(
     largest = max(configs, key=lambda c: c.num_nodes)
     cluster_plan = make_plan(replace(largest, num_nodes=1), hw)
     run_dirs = []
-    with SimCluster(cluster_plan, base.address, base.verbose):
+    with SimCluster(cluster_plan, base.address, base.verbose, dashboard_port_of(base)) as cluster:
+        if out is not None and cluster.dashboard_url:
+            print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
         for cfg in configs:
             try:
                 run_dirs.append(run(cfg, out=out).run_dir)

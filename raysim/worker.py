@@ -13,6 +13,7 @@ import random
 import tempfile
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from raysim.config import ExperimentConfig
 from raysim.data import eval_loader, load_data, train_loader
 from raysim.faults import FaultInjector, parse_faults
 from raysim.memory import MemoryGuard, data_segment_bytes, enforce_cpu_budget, is_out_of_memory
-from raysim.model import build_model, parameter_checksum
+from raysim.model import build_model, checkpoint_stages, parameter_checksum
 from raysim.plan import ResourcePlan
 from raysim.session import (
     NodeContext,
@@ -73,26 +74,67 @@ def memory_guard(cfg: ExperimentConfig, plan: ResourcePlan, rank: int) -> Memory
     )
 
 
+@dataclass
+class Switches:
+    """The config's memory-saving switches, ready for the training step."""
+
+    amp_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+    channels_last: bool = False
+    accumulate_steps: int = 1
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> Switches:
+        return cls(
+            amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or ""),
+            scaler=torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None,
+            channels_last=cfg.channels_last,
+            accumulate_steps=cfg.accumulate_steps,
+        )
+
+    def autocast(self, device: torch.device):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=self.amp_dtype)
+
+
 def train_epoch(
     model, loader, optimizer, device, max_steps: int | None, on_step, emulation=None,
-    before_step=None,
+    before_step=None, switches: Switches | None = None,
 ) -> EpochStats:  # fmt: skip
+    """One epoch; a step is one loader batch. With accumulation the optimizer steps every
+    accumulate_steps batches, DDP all-reducing only then; batches after the epoch's last
+    full accumulation are dropped (every rank drops the same number)."""
+    switches = switches or Switches()
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     stats = EpochStats(start_unix=time.time())
+    optimizer.zero_grad(set_to_none=True)
     start = time.perf_counter()
     for images, labels in loader:
         if before_step is not None:
             before_step(stats.steps + 1)
         images, labels = images.to(device), labels.to(device)
-        optimizer.zero_grad(set_to_none=True)
-        forward_start = time.perf_counter()
-        logits = model(images)
-        loss = loss_fn(logits, labels)
-        if emulation is not None:
-            emulation.after_forward(time.perf_counter() - forward_start)
-        loss.backward()
-        optimizer.step()
+        if switches.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        syncs = (stats.steps + 1) % switches.accumulate_steps == 0
+        no_sync = getattr(model, "no_sync", None)
+        with nullcontext() if syncs or no_sync is None else no_sync():
+            forward_start = time.perf_counter()
+            with switches.autocast(device):
+                logits = model(images)
+                loss = loss_fn(logits, labels)
+            if emulation is not None:
+                emulation.after_forward(time.perf_counter() - forward_start)
+            scaled = loss / switches.accumulate_steps
+            (scaled if switches.scaler is None else switches.scaler.scale(scaled)).backward()
+        if syncs:
+            if switches.scaler is None:
+                optimizer.step()
+            else:
+                switches.scaler.step(optimizer)
+                switches.scaler.update()
+            optimizer.zero_grad(set_to_none=True)
         stats.samples += len(labels)
         stats.loss_sum += loss.item() * len(labels)
         stats.correct += int((logits.argmax(1) == labels).sum())
@@ -105,11 +147,16 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model, loader, device) -> tuple[int, int]:
+def evaluate(model, loader, device, switches: Switches | None = None) -> tuple[int, int]:
+    switches = switches or Switches()
     model.eval()
     correct = total = 0
     for images, labels in loader:
-        logits = model(images.to(device))
+        images = images.to(device)
+        if switches.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with switches.autocast(device):
+            logits = model(images)
         correct += int((logits.argmax(1) == labels.to(device)).sum())
         total += len(labels)
     return correct, total
@@ -190,7 +237,13 @@ def train_loop_per_worker(config: dict) -> None:
         data.train, cfg.batch_size, rank, ctx.world_size, cfg.seed, cfg.num_workers_per_loader
     )
     test = eval_loader(data.test, max(cfg.batch_size, 64), rank, ctx.world_size)
-    model = prepare(build_model(data.num_classes, cfg.weights_path))
+    model = build_model(data.num_classes, cfg.weights_path)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.activation_checkpointing:
+        checkpoint_stages(model)
+    model = prepare(model)
+    switches = Switches.from_config(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     start_epoch, global_step = resume_point(model, optimizer)
     faults = FaultInjector(parse_faults(cfg.faults), ctx.run_dir, rank)
@@ -204,10 +257,10 @@ def train_loop_per_worker(config: dict) -> None:
         try:
             stats = train_epoch(
                 model, train, optimizer, device, cfg.max_steps_per_epoch, sample_memory,
-                session.emulation, before_step,
+                session.emulation, before_step, switches,
             )  # fmt: skip
             eval_start = time.perf_counter()
-            test_counts = evaluate(model, test, device)
+            test_counts = evaluate(model, test, device, switches)
         except (RuntimeError, MemoryError) as err:
             if is_out_of_memory(err):
                 raise session.guard.explain(err) from err

@@ -58,6 +58,8 @@ class _Session:
     guard: Any = None
     emulation: Any = None
     last_report: float = field(default_factory=time.perf_counter)
+    report_s: float | None = None
+    """How long the previous ray.train.report blocked (barrier, checkpoint, callback)."""
     gauges: dict[str, Any] = field(default_factory=dict)
 
     def export(self, metrics: dict[str, Any]) -> None:
@@ -163,6 +165,8 @@ def raysim_measurements() -> dict[str, Any]:
         "memory_budget_bytes": ctx.memory_budget_bytes,
     }
     session.last_report = now
+    if session.report_s is not None:
+        figures["report_s"] = session.report_s
     if session.guard is not None:
         figures.update(session.guard.take_epoch())
     if ctx.device.type == "cuda":
@@ -187,6 +191,9 @@ def report(metrics: dict[str, Any], checkpoint=None) -> None:
     """ray.train.report with raysim's measurements added (the user's keys win)."""
     import ray.train
 
+    session = current_session()
     merged = {**raysim_measurements(), **metrics}
-    current_session().export(merged)
+    session.export(merged)
+    start = time.perf_counter()
     ray.train.report(merged, checkpoint=checkpoint)
+    session.report_s = time.perf_counter() - start

@@ -1,0 +1,27 @@
+"""The benchmark harness in quick mode, so it cannot rot (the numbers live in BENCHMARKS.md)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import bench_core  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_core_harness_quick_mode(tmp_path):
+    results = bench_core.main(["--quick", "--out", str(tmp_path)])
+    setups = ("raysim-1", "raysim-4", "ddp-4", "single-32", "serial-4", "data")
+    for setup in setups:
+        entry = results[setup]
+        assert entry["min"] <= entry["steady_samples_per_s"] <= entry["max"]
+        assert entry["steady_samples_per_s"] > 0
+    raysim_4 = results["raysim-4"]["repeats"][0]
+    assert 0 < raysim_4["time_to_first_step_s"] < raysim_4["process_wall_s"]
+    assert raysim_4["report_s_median"] is not None and raysim_4["report_s_median"] >= 0
+    rate = {setup: results[setup]["steady_samples_per_s"] for setup in setups}
+    assert results["ratios"]["raysim-4 / ddp-4"] == pytest.approx(rate["raysim-4"] / rate["ddp-4"])
+    assert (tmp_path / "bench_core_quick.json").exists()

@@ -40,8 +40,9 @@ class MetricsRecorder(UserCallback):
             return
         self.recorded.add(number)
         # Ray Train lists the reports in rank order; a plain ray.train.report has no "rank".
-        ranks = [{"kind": "rank", "epoch": number, "rank": i, **m} for i, m in enumerate(metrics)]
-        epoch = aggregate_epoch(metrics, self.run_start_unix, number)
+        reports = [{"rank": i, **m} for i, m in enumerate(metrics)]
+        ranks = [{"kind": "rank", "epoch": number, **m} for m in reports]
+        epoch = aggregate_epoch(reports, self.run_start_unix, number)
         if checkpoint is not None:
             epoch["checkpoint"] = checkpoint.path
         append_lines(self.metrics_path, [*ranks, epoch])

@@ -7,20 +7,18 @@ broad `ray stop`, which would also end the suite's shared Ray.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from raysim.metrics import read_lines
+from raysim.standing import end_processes, processes_of
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,33 +32,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def processes_of(temp_dir: str) -> list[int]:
-    """Pids whose command line names this cluster's temp dir: its raylets, GCS, workers."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:  # ended meanwhile
-            continue
-        if temp_dir in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
-def end_cluster(temp_dir: str) -> None:
-    for pid in processes_of(temp_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while processes_of(temp_dir) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for pid in processes_of(temp_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -86,7 +57,7 @@ def external_cluster():
         )  # fmt: skip
         yield address, temp_dir
     finally:
-        end_cluster(temp_dir)
+        end_processes(temp_dir)
 
 
 def cluster_node_ids(address: str) -> set[str]:
@@ -133,6 +104,6 @@ def test_a_cluster_without_the_device_resource_is_a_clear_error(tmp_path):
             cwd=ROOT, capture_output=True, text=True, timeout=200, env=TOKEN_MODE,
         )  # fmt: skip
     finally:
-        end_cluster(temp_dir)
+        end_processes(temp_dir)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "raysim_device" in done.stderr and "ray start --head --resources" in done.stderr

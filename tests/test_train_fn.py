@@ -81,3 +81,20 @@ def test_bad_train_fn_flag_is_a_clear_error():
     )  # fmt: skip
     assert done.returncode == 2
     assert "--train-fn examples.nope:train" in done.stderr and "module:function" in done.stderr
+
+
+def plain_report_fn(config):
+    import ray.train
+
+    for step in range(2):
+        ray.train.report({"loss": 1.0 / (step + 1)})
+
+
+def test_a_plain_ray_train_report_is_recorded(shared_ray, tiny_config):
+    cfg = tiny_config(num_nodes=2, run_name="plain")
+    result = raysim.run(cfg, train_fn=plain_report_fn, out=None)
+    ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
+    assert sorted((r["epoch"], r["rank"], r["loss"]) for r in ranks) == [
+        (1, 0, 1.0), (1, 1, 1.0), (2, 0, 0.5), (2, 1, 0.5),
+    ]  # fmt: skip
+    assert [e["loss"] for e in result.epochs] == [1.0, 0.5]

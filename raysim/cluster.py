@@ -128,6 +128,7 @@ def join(address: str, **init_kwargs) -> None:
     # The Train page of a dashboard on that cluster shows the run (read where the
     # trainer is built: here).
     os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
+    check_reachable(address)
     try:
         ray.init(address=address, **init_kwargs)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
@@ -137,6 +138,21 @@ def join(address: str, **init_kwargs) -> None:
              "it runs (`ray status --address ...`) and fix address (config) / --address; a "
              "cluster with token authentication (Ray's default) also needs RAY_AUTH_MODE=token "
              "and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"]
+        ) from None  # fmt: skip
+
+
+def check_reachable(address: str) -> None:
+    """Ray retries an address where nothing listens for minutes; fail at once instead."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # auto, or a Ray Client address: Ray resolves those
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise ClusterError(
+            [f"nothing answers at address {address!r} ({err.strerror or err}); start the "
+             "cluster (`raysim up`, or `ray start --head` on that host) or fix address "
+             "(config) / --address"]
         ) from None  # fmt: skip
 
 

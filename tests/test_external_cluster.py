@@ -107,3 +107,15 @@ def test_a_cluster_without_the_device_resource_is_a_clear_error(tmp_path):
         end_processes(temp_dir)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "raysim_device" in done.stderr and "ray start --head --resources" in done.stderr
+
+
+def test_an_address_where_nothing_listens_fails_at_once(tmp_path):
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "raysim.cli", "run", "--address", f"127.0.0.1:{port}",
+         "--num-nodes", "1", "--device", "cpu", "--run-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"nothing answers at address '127.0.0.1:{port}'" in done.stderr
+    assert "raysim up" in done.stderr

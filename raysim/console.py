@@ -89,6 +89,9 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
     return "\n\n".join(parts)
 
 
+CLEAR_LINE = "\r\033[K"  # carriage return, erase the line: where the bar was
+
+
 class ProgressFollower:
     """Prints each aggregate epoch line as the controller appends it to metrics.jsonl."""
 
@@ -100,6 +103,9 @@ class ProgressFollower:
         self.out = out
         self.poll_s = poll_s
         self._printed = 0
+        self.board = None
+        """A progress board (raysim.progress) to draw a bar from, on a terminal only."""
+        self._bar = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True)
 
@@ -111,15 +117,35 @@ class ProgressFollower:
         self._stop.set()
         self._thread.join()
         self._print_new()
+        if self.board is not None and self.out is not None:
+            self.out.write(CLEAR_LINE)
+            self.out.flush()
 
     def _follow(self) -> None:
         while not self._stop.wait(self.poll_s):
             self._print_new()
 
     def _print_new(self) -> None:
-        if self.out is None or not self.metrics_path.exists():
+        if self.out is None:
             return
-        epochs = epoch_lines(read_lines(self.metrics_path))
+        exists = self.metrics_path.exists()
+        epochs = epoch_lines(read_lines(self.metrics_path)) if exists else []
+        clear = CLEAR_LINE if self.board is not None else ""  # over the bar, if one is drawn
         for epoch in epochs[self._printed :]:
-            print(epoch_line(epoch, self.num_epochs), file=self.out, flush=True)
+            print(clear + epoch_line(epoch, self.num_epochs), file=self.out, flush=True)
         self._printed = len(epochs)
+        if self.board is not None and not self._stop.is_set():
+            self._draw_bar()
+
+    def _draw_bar(self) -> None:
+        from raysim.progress import BarReader
+
+        if self._bar is None:
+            self._bar = BarReader(self.board, self.num_epochs)
+        try:
+            line = self._bar.line()
+        except Exception:  # the board went with the cluster: nothing to draw
+            return
+        if line is not None:
+            self.out.write(CLEAR_LINE + line)
+            self.out.flush()

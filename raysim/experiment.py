@@ -27,6 +27,7 @@ from raysim.metrics import (
     summarize,
 )
 from raysim.plan import Hardware, ResourcePlan, make_plan
+from raysim.progress import make_board
 
 
 class RunFailedError(RuntimeError):
@@ -156,7 +157,11 @@ def ship_by_value(train_fn: Callable) -> None:
 
 
 def _fit(
-    cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, train_fn: Callable | None
+    cfg: ExperimentConfig,
+    plan: ResourcePlan,
+    run_dir: Path,
+    train_fn: Callable | None,
+    progress_board: Any = None,
 ) -> None:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -173,6 +178,7 @@ def _fit(
             "plan": plan,
             "run_dir": str(run_dir),
             "train_fn": train_fn,
+            "progress_board": progress_board,
         },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(
@@ -256,11 +262,13 @@ def run(
     try:
         with (
             SimCluster(plan, cfg.address, cfg.verbose, dashboard_port_of(cfg)) as cluster,
-            ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out),
+            ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out) as follower,
         ):
             if out is not None and cluster.dashboard_url:
                 print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
-            _fit(cfg, plan, run_dir, train_fn)
+            if out is not None and out.isatty():
+                follower.board = make_board()
+            _fit(cfg, plan, run_dir, train_fn, follower.board)
     except RunFailedError as err:
         failure = err
     metrics_path = run_dir / METRICS_FILE

@@ -61,6 +61,8 @@ class _Session:
     report_s: float | None = None
     """How long the previous ray.train.report blocked (barrier, checkpoint, callback)."""
     gauges: dict[str, Any] = field(default_factory=dict)
+    poster: Any = None
+    """Posts steps to the driver's progress bar (raysim.progress), when it draws one."""
 
     def export(self, metrics: dict[str, Any]) -> None:
         """Set the Ray gauges for the figures this report has."""
@@ -87,7 +89,9 @@ def current_session() -> _Session:
     return _current
 
 
-def start(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path) -> NodeContext:
+def start(
+    cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, progress_board: Any = None
+) -> NodeContext:
     """Set this worker up as a simulated node (called by raysim before the function)."""
     import ray
     import ray.train
@@ -112,6 +116,10 @@ def start(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path) -> NodeConte
         run_dir=Path(run_dir),
     )
     _current = _Session(context)
+    if progress_board is not None:
+        from raysim.progress import StepPoster
+
+        _current.poster = StepPoster(progress_board, rank)
     return context
 
 
@@ -137,6 +145,13 @@ def prepare(model: torch.nn.Module, loader=None):
     session.emulation = set_up_emulation(model, ctx.config, ctx.rank, ctx.world_size)
     session.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
     return model if loader is None else (model, loader)
+
+
+def progress(epoch: int, step: int, total: int) -> None:
+    """Step `step` of `total` in `epoch` is done: moves the console's bar (a terminal only)."""
+    session = current_session()
+    if session.poster is not None:
+        session.poster(epoch, step, total)
 
 
 def sample_memory() -> None:

@@ -33,12 +33,21 @@ from raysim.session import (
     context,
     current_session,
     prepare,
+    progress,
     report,
     sample_memory,
     start,
 )
 
-__all__ = ["NodeContext", "context", "prepare", "report", "run_node", "sample_memory"]
+__all__ = [
+    "NodeContext",
+    "context",
+    "prepare",
+    "progress",
+    "report",
+    "run_node",
+    "sample_memory",
+]
 
 
 @dataclass
@@ -139,7 +148,7 @@ def train_epoch(
         stats.loss_sum += loss.item() * len(labels)
         stats.correct += int((logits.argmax(1) == labels).sum())
         stats.steps += 1
-        on_step()
+        on_step(stats.steps)
         if max_steps is not None and stats.steps >= max_steps:
             break
     stats.seconds = time.perf_counter() - start
@@ -219,7 +228,7 @@ def run_node(loop_config: dict) -> None:
     """What Ray Train launches on every node: set the node up, then the training function
     (the built-in ResNet18 experiment or the user's), called with the config as a dict."""
     cfg: ExperimentConfig = loop_config["experiment"]
-    start(cfg, loop_config["plan"], Path(loop_config["run_dir"]))
+    start(cfg, loop_config["plan"], Path(loop_config["run_dir"]), loop_config["progress_board"])
     try:
         (loop_config.get("train_fn") or train_loop_per_worker)(cfg.to_dict())
     except Exception as err:
@@ -248,15 +257,20 @@ def train_loop_per_worker(config: dict) -> None:
     start_epoch, global_step = resume_point(model, optimizer)
     faults = FaultInjector(parse_faults(cfg.faults), ctx.run_dir, rank)
     session = current_session()
+    steps_per_epoch = min(len(train), cfg.max_steps_per_epoch or len(train))
     for epoch in range(start_epoch, cfg.num_epochs + 1):
         train.sampler.set_epoch(epoch)
 
         def before_step(step: int, epoch: int = epoch) -> None:
             faults.at_step(epoch, step)
 
+        def after_step(step: int, epoch: int = epoch) -> None:
+            sample_memory()
+            progress(epoch, step, steps_per_epoch)
+
         try:
             stats = train_epoch(
-                model, train, optimizer, device, cfg.max_steps_per_epoch, sample_memory,
+                model, train, optimizer, device, cfg.max_steps_per_epoch, after_step,
                 session.emulation, before_step, switches,
             )  # fmt: skip
             eval_start = time.perf_counter()

@@ -34,7 +34,7 @@ def linear_run(batch: int, accumulate: int) -> torch.Tensor:
     model = nn.Linear(6, 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     loader = DataLoader(TensorDataset(inputs, labels), batch_size=batch)
-    train_epoch(model, loader, optimizer, torch.device("cpu"), None, lambda: None,
+    train_epoch(model, loader, optimizer, torch.device("cpu"), None, lambda step: None,
                 switches=Switches(accumulate_steps=accumulate))  # fmt: skip
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 

@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from raysim.cluster import free_port
 from raysim.data import digits, train_loader
 from raysim.metrics import epoch_lines, rank_lines, read_lines
 from raysim.model import build_model
@@ -165,14 +166,6 @@ def raysim_run(nodes: int, batch: int, image_size: int, epochs: int, max_steps: 
 
 def steady(rates: list[float]) -> float:
     return statistics.median(rates[1:] or rates)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str) -> dict:

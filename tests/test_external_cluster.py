@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from raysim.cluster import free_port
 from raysim.metrics import read_lines
 from raysim.standing import end_processes, processes_of
 
@@ -26,12 +26,6 @@ RAY = str(Path(sys.executable).with_name("ray"))
 # Ray 2.60's `ray start` turns token authentication on; a process joining by address
 # sends the token (~/.ray/auth_token) only in token mode, as a user must set it too.
 TOKEN_MODE = {**os.environ, "RAY_AUTH_MODE": "token"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Core throughput and start-up, side by side in one session.
 
-    python benchmarks/bench_core.py [--epochs 3] [--repeats 1] [--quick] [--out benchmarks/results]
+    python benchmarks/bench_core.py [--epochs 3] [--repeats 1] [--quick] [--only data]
+                                    [--out benchmarks/results]
 
 Measures, on the digits set, each repeat in this order (so the setups alternate):
   raysim-1   raysim, 1 node, batch 32 (2 threads)
@@ -10,10 +11,15 @@ Measures, on the digits set, each repeat in this order (so the setups alternate)
   serial-4   one process doing the 4 nodes' work: 4 × forward/backward at batch 8,
              gradients averaged in memory, 4 Adam steps (the limit for simulating
              4 nodes on this machine)
-  data       the data path alone: samples/s one node's loader delivers
+  data       the data path alone: samples/s one node's loader delivers (digits, batch 8)
+  imagefolder-decode / imagefolder-cached
+             the same for an imagefolder set (generated: 400 JPEGs of 256×192 in 4
+             classes, 100 more for test), decoding every image on every access as
+             before the cache, and from the decoded cache (its one-time build timed)
 Steady-state samples/s is the median of the epochs after the first (min–max over
 repeats beside it). Ratios are against ddp-4, serial-4 and single-32, because this
-machine is noisy: compare within one run. --quick (tiny sizes) is for the test.
+machine is noisy: compare within one run. --quick (tiny sizes) is for the test;
+--only data measures the data paths alone.
 """
 
 from __future__ import annotations
@@ -27,13 +33,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
 
 from raysim.cluster import free_port
-from raysim.data import digits, train_loader
+from raysim.data import IMAGENET_MEAN, IMAGENET_STD, digits, image_folder, train_loader
 from raysim.metrics import epoch_lines, rank_lines, read_lines
 from raysim.model import build_model
 
@@ -92,10 +102,9 @@ def serial_same_work(nodes: int, batch: int, image_size: int, epochs: int,
     return rates
 
 
-def data_path(batch: int, nodes: int, image_size: int, epochs: int) -> list[float]:
+def data_path(data: Dataset, batch: int, nodes: int, epochs: int) -> list[float]:
     """samples/s one node's loader delivers, with no model."""
-    data = digits(image_size)
-    loader = train_loader(data.train, batch, 0, nodes, seed=0, workers=0)
+    loader = train_loader(data, batch, 0, nodes, seed=0, workers=0)
     rates = []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
@@ -104,6 +113,78 @@ def data_path(batch: int, nodes: int, image_size: int, epochs: int) -> list[floa
             samples += len(labels)
         rates.append(samples / (time.perf_counter() - start))
     return rates
+
+
+def make_image_folder(root: Path, per_class: int, width: int, height: int) -> Path:
+    """A Stanford-Cars-layout folder of photo-like JPEGs: a class-coloured gradient + noise."""
+    gen = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0.2, 1.0, width).expand(height, width)
+    for split, count in (("train", per_class), ("test", per_class // 4)):
+        for label, colour in enumerate(
+            ((200, 40, 40), (40, 200, 40), (40, 40, 200), (160, 160, 40))
+        ):
+            folder = root / split / f"Class {label} 2012"
+            folder.mkdir(parents=True)
+            base = torch.stack([ramp * c for c in colour], dim=-1)
+            for i in range(count):
+                noise = torch.randn(height, width, 3, generator=gen) * 20
+                pixels = (base + noise).clamp(0, 255).to(torch.uint8).numpy()
+                Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+class DecodeEachAccess(Dataset):
+    """The imagefolder train set as it was before the cache: PIL decode + transforms per access."""
+
+    def __init__(self, root: Path, image_size: int):
+        classes = sorted(d.name for d in (root / "train").iterdir())
+        self.samples = [
+            (path, label)
+            for label, name in enumerate(classes)
+            for path in sorted((root / "train" / name).glob("*.jpg"))
+        ]
+        side = image_size + image_size // 8
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize((side, side)),
+                transforms.RandomCrop(image_size),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        with Image.open(path) as img:
+            return self.transform(img.convert("RGB")), label
+
+
+def image_folder_paths(batch: int, nodes: int, image_size: int, epochs: int,
+                       per_class: int, width: int, height: int) -> dict:  # fmt: skip
+    """One node's imagefolder loader decoding every access, then from the cache it builds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_image_folder(Path(tmp) / "cars", per_class, width, height)
+        with mock.patch.dict(os.environ, {"RAYSIM_HOME": str(Path(tmp) / "home")}):
+            start = time.perf_counter()
+            image_folder(root, image_size)
+            build_s = time.perf_counter() - start
+            start = time.perf_counter()
+            cached = image_folder(root, image_size)
+            load_s = time.perf_counter() - start
+            decode = data_path(DecodeEachAccess(root, image_size), batch, nodes, epochs)
+            return {
+                "imagefolder-decode": {"rates": decode},
+                "imagefolder-cached": {
+                    "rates": data_path(cached.train, batch, nodes, epochs),
+                    "build_s": build_s,
+                    "load_s": load_s,
+                    "images_decoded": len(cached.train) + len(cached.test),
+                },
+            }
 
 
 def _ddp_worker(rank: int, world: int, image_size: int, epochs: int, max_steps, port: int,
@@ -168,16 +249,33 @@ def steady(rates: list[float]) -> float:
     return statistics.median(rates[1:] or rates)
 
 
-def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str) -> dict:
-    """One repeat of every setup, in the documented order."""
-    return {
-        "raysim-1": raysim_run(1, 32, image_size, epochs, max_steps, run_dir),
-        "raysim-4": raysim_run(4, 8, image_size, epochs, max_steps, run_dir),
-        "ddp-4": {"rates": plain_ddp(4, image_size, epochs, max_steps)},
-        "single-32": {"rates": single_process(32, image_size, epochs, max_steps)},
-        "serial-4": {"rates": serial_same_work(4, 8, image_size, epochs, max_steps)},
-        "data": {"rates": data_path(8, 4, image_size, epochs)},
-    }
+def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
+            only_data: bool, folder: tuple[int, int, int]) -> dict:  # fmt: skip
+    """One repeat of every setup (or of the data paths alone), in the documented order."""
+    results = {}
+    if not only_data:
+        results = {
+            "raysim-1": raysim_run(1, 32, image_size, epochs, max_steps, run_dir),
+            "raysim-4": raysim_run(4, 8, image_size, epochs, max_steps, run_dir),
+            "ddp-4": {"rates": plain_ddp(4, image_size, epochs, max_steps)},
+            "single-32": {"rates": single_process(32, image_size, epochs, max_steps)},
+            "serial-4": {"rates": serial_same_work(4, 8, image_size, epochs, max_steps)},
+        }
+    results["data"] = {"rates": data_path(digits(image_size).train, 8, 4, epochs)}
+    results.update(image_folder_paths(8, 4, image_size, epochs, *folder))
+    return results
+
+
+RATIOS = (
+    ("raysim-4", "ddp-4"),
+    ("raysim-4", "serial-4"),
+    ("ddp-4", "serial-4"),
+    ("raysim-4", "single-32"),
+    ("raysim-1", "single-32"),
+    ("imagefolder-cached", "imagefolder-decode"),
+    ("imagefolder-cached", "raysim-4"),
+)
+"""Pairs compared when both were measured (--only data measures no training)."""
 
 
 def combine(repeats: list[dict]) -> dict:
@@ -193,13 +291,24 @@ def combine(repeats: list[dict]) -> dict:
         }
     rate = {setup: entry["steady_samples_per_s"] for setup, entry in results.items()}
     results["ratios"] = {
-        "raysim-4 / ddp-4": rate["raysim-4"] / rate["ddp-4"],
-        "raysim-4 / serial-4": rate["raysim-4"] / rate["serial-4"],
-        "ddp-4 / serial-4": rate["ddp-4"] / rate["serial-4"],
-        "raysim-4 / single-32": rate["raysim-4"] / rate["single-32"],
-        "raysim-1 / single-32": rate["raysim-1"] / rate["single-32"],
+        f"{a} / {b}": rate[a] / rate[b] for a, b in RATIOS if a in rate and b in rate
     }
     return results
+
+
+def table(results: dict) -> str:
+    """The steady samples/s of each setup, and the cache's one-time build."""
+    lines = [f"{'setup':<20} {'steady samples/s':>16}  (min–max)"]
+    for setup, entry in results.items():
+        if isinstance(entry, dict) and "steady_samples_per_s" in entry:
+            lines.append(
+                f"{setup:<20} {entry['steady_samples_per_s']:>16,.0f}  "
+                f"({entry['min']:,.0f}–{entry['max']:,.0f})"
+            )
+    builds = [r["build_s"] for r in results["imagefolder-cached"]["repeats"]]
+    images = results["imagefolder-cached"]["repeats"][0]["images_decoded"]
+    lines.append(f"imagefolder cache build: {statistics.median(builds):.2f} s for {images} images")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -208,20 +317,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks it runs")
+    parser.add_argument("--only", choices=["data"], help="measure the data paths alone")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
     epochs, image_size, max_steps = args.epochs, args.image_size, None
+    folder = (100, 256, 192)  # per class (4 classes), width, height
     if args.quick:
-        epochs, image_size, max_steps = 2, 16, 3
+        epochs, image_size, max_steps, folder = 2, 16, 3, (8, 64, 48)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as run_dir:
-        repeats = [measure(epochs, image_size, max_steps, run_dir) for _ in range(args.repeats)]
+        repeats = [
+            measure(epochs, image_size, max_steps, run_dir, args.only == "data", folder)
+            for _ in range(args.repeats)
+        ]
     results = combine(repeats)
     results["machine"] = {"cpus": os.cpu_count(), "torch": torch.__version__}
-    results["settings"] = {"epochs": epochs, "image_size": image_size, "max_steps": max_steps}
+    results["settings"] = {
+        "epochs": epochs,
+        "image_size": image_size,
+        "max_steps": max_steps,
+        "imagefolder": {"train_per_class": folder[0], "classes": 4, "source_px": folder[1:]},
+    }
     results["date"] = time.strftime("%Y-%m-%d")
-    name = "bench_core_quick.json" if args.quick else "bench_core.json"
-    (Path(args.out) / name).write_text(json.dumps(results, indent=2))
+    name = "bench_core" + ("_quick" if args.quick else "") + ("_data" if args.only else "")
+    (Path(args.out) / f"{name}.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
     print(json.dumps({k: v for k, v in results.items() if k == "ratios"}, indent=2))
     return results
 

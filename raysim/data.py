@@ -4,10 +4,19 @@ digits: scikit-learn's 1,797 real 8×8 handwritten digit scans (bundled with the
 package, no download), upsampled to RGB images. imagefolder: a user's folder in
 the Stanford Cars layout (train/<class>/*.jpg, test/<class>/*.jpg). synthetic:
 procedural, learnable, any size, for benchmarks.
+
+imagefolder images are decoded once into a cache of resized uint8 tensors
+($RAYSIM_HOME/cache, default ~/.raysim/cache), one file per split, which every
+worker memory-maps: the simulated nodes share one copy in the page cache and no
+epoch pays for JPEG decoding again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +31,8 @@ DIGITS_TEST_SHARE = 0.2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+CACHE_FORMAT = 1
+"""Part of every cache key: bump it when the decoding recipe changes, so old caches rebuild."""
 
 
 class DataError(ValueError):
@@ -45,7 +56,7 @@ def load_data(cfg: ExperimentConfig) -> DataSplits:
 
 
 def check_data(cfg: ExperimentConfig) -> None:
-    """Find a missing folder or an empty class before Ray starts (scans, decodes nothing)."""
+    """Fail on a bad data set before Ray starts; for imagefolder, build the decoded cache."""
     if cfg.dataset == "imagefolder":
         image_folder(Path(cfg.data_dir), cfg.image_size)
 
@@ -87,28 +98,33 @@ def synthetic(num_samples: int, num_classes: int, image_size: int) -> DataSplits
     )
 
 
-class _ImageFiles(Dataset):
-    """Image files with their class index; a file that cannot be decoded names itself."""
+class _CachedImages(Dataset):
+    """Decoded uint8 images (memory-mapped) with their labels, augmented per access.
 
-    def __init__(self, samples: list[tuple[Path, int]], transform):
-        self.samples = samples
-        self.transform = transform
+    train: a random crop×crop window of the larger cached image, flipped with p=0.5, drawn
+    with the same RNG calls as torchvision's RandomCrop + RandomHorizontalFlip (so a seed
+    gives the same items as before the cache); test: as cached. Then /255 and normalize.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, crop: int | None):
+        self.images = images
+        self.labels = labels
+        self.crop = crop
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.labels)
 
     def __getitem__(self, index: int):
-        from PIL import Image, UnidentifiedImageError
-
-        path, label = self.samples[index]
-        try:
-            with Image.open(path) as img:
-                image = img.convert("RGB")
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(
-                f"cannot read image {path}: {err}; delete or replace the file"
-            ) from None
-        return self.transform(image), label
+        image = self.images[index]
+        if self.crop is not None:
+            top = int(torch.randint(0, image.shape[1] - self.crop + 1, (1,)))
+            left = int(torch.randint(0, image.shape[2] - self.crop + 1, (1,)))
+            image = image[:, top : top + self.crop, left : left + self.crop]
+            if torch.rand(1) < 0.5:
+                image = image.flip(-1)
+        return (image.float() / 255 - self.mean) / self.std, int(self.labels[index])
 
 
 def _scan_split(root: Path, split: str, classes: list[str] | None) -> tuple[list, list[str]]:
@@ -138,8 +154,10 @@ def _scan_split(root: Path, split: str, classes: list[str] | None) -> tuple[list
 
 
 def image_folder(root: Path, image_size: int) -> DataSplits:
-    from torchvision import transforms
+    """The folder's splits from the decoded cache, built first if missing or out of date.
 
+    Train images are cached at (s + s//8)² so the random s×s crop still augments; test at s².
+    """
     if not root.is_dir():
         raise DataError(
             f"data_dir {root} does not exist; put the data set there (see data/README.md) "
@@ -147,25 +165,75 @@ def image_folder(root: Path, image_size: int) -> DataSplits:
         )
     train_samples, classes = _scan_split(root, "train", None)
     test_samples, _ = _scan_split(root, "test", classes)
-    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = transforms.Compose(
-        [
-            transforms.Resize((image_size + image_size // 8, image_size + image_size // 8)),
-            transforms.RandomCrop(image_size),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            normalize,
-        ]
-    )
-    test_tf = transforms.Compose(
-        [transforms.Resize((image_size, image_size)), transforms.ToTensor(), normalize]
-    )
+    train = _cached_split(root, "train", image_size + image_size // 8, train_samples)
+    test = _cached_split(root, "test", image_size, test_samples)
     return DataSplits(
-        train=_ImageFiles(train_samples, train_tf),
-        test=_ImageFiles(test_samples, test_tf),
+        train=_CachedImages(*train, crop=image_size),
+        test=_CachedImages(*test, crop=None),
         num_classes=len(classes),
         class_names=classes,
     )
+
+
+def cache_dir() -> Path:
+    """Where decoded data sets are kept: $RAYSIM_HOME/cache (raysim.standing's home rule)."""
+    return Path(os.environ.get("RAYSIM_HOME", Path.home() / ".raysim")) / "cache"
+
+
+def _cache_path(root: Path, split: str, side: int, samples: list[tuple[Path, int]]) -> Path:
+    """Named by a hash of everything the cache depends on, so any change means a new file."""
+    stats = [(str(path.relative_to(root)), path.stat()) for path, _ in samples]
+    files = sorted((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats)
+    key = json.dumps([CACHE_FORMAT, str(root.resolve()), split, side, files])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_dir() / f"imagefolder-{split}-{side}px-{digest}.pt"
+
+
+def _cached_split(
+    root: Path, split: str, side: int, samples: list[tuple[Path, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images [N,3,side,side], labels [N]), memory-mapped from the cache.
+
+    The driver builds it in check_data; a worker whose disk lacks it builds it the same way.
+    The file appears whole or not at all (temp file + rename), so concurrent builders and
+    readers never see half a file, and a failed decode leaves nothing behind.
+    """
+    path = _cache_path(root, split, side, samples)
+    if not path.exists():
+        images = torch.empty(len(samples), 3, side, side, dtype=torch.uint8)
+        for index, (file, _) in enumerate(samples):
+            images[index] = _decode(file, side)
+        labels = torch.tensor([label for _, label in samples], dtype=torch.long)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        except OSError as err:
+            raise DataError(
+                f"cannot write the decoded-image cache in {path.parent} ({err.strerror}); "
+                "set RAYSIM_HOME to a writable folder"
+            ) from None
+        os.close(handle)
+        try:
+            torch.save({"images": images, "labels": labels}, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    cached = torch.load(path, mmap=True, weights_only=True)
+    return cached["images"], cached["labels"]
+
+
+def _decode(path: Path, side: int) -> torch.Tensor:
+    """One file as uint8 [3,side,side]: RGB, bilinear resize (as transforms.Resize on PIL)."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+
+    try:
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"cannot read image {path}: {err}; delete or replace the file") from None
+    return pil_to_tensor(image.resize((side, side), Image.Resampling.BILINEAR))
 
 
 def train_loader(

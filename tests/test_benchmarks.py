@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 def test_core_harness_quick_mode(tmp_path):
     results = bench_core.main(["--quick", "--out", str(tmp_path)])
     setups = ("raysim-1", "raysim-4", "ddp-4", "single-32", "serial-4", "data")
+    setups += ("imagefolder-decode", "imagefolder-cached")
     for setup in setups:
         entry = results[setup]
         assert entry["min"] <= entry["steady_samples_per_s"] <= entry["max"]
@@ -24,4 +25,5 @@ def test_core_harness_quick_mode(tmp_path):
     assert raysim_4["report_s_median"] is not None and raysim_4["report_s_median"] >= 0
     rate = {setup: results[setup]["steady_samples_per_s"] for setup in setups}
     assert results["ratios"]["raysim-4 / ddp-4"] == pytest.approx(rate["raysim-4"] / rate["ddp-4"])
+    assert rate["imagefolder-cached"] > rate["imagefolder-decode"]
     assert (tmp_path / "bench_core_quick.json").exists()

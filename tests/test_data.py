@@ -1,10 +1,17 @@
+import os
+
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms
 
+import raysim
 from raysim.config import load_config
 from raysim.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     DataError,
+    cache_dir,
     check_data,
     digits,
     eval_loader,
@@ -12,6 +19,12 @@ from raysim.data import (
     synthetic,
     train_loader,
 )
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """Decoded caches go under the test's own RAYSIM_HOME, never ~/.raysim."""
+    monkeypatch.setenv("RAYSIM_HOME", str(tmp_path / "home"))
 
 
 def test_digits_is_the_real_bundled_set_with_a_fixed_split():
@@ -56,19 +69,28 @@ def _write_images(folder, count, size=20, color=(200, 10, 10)):
         Image.new("RGB", (size + i, size), color).save(folder / f"img_{i}.jpg")
 
 
+HUMMER = "AM General Hummer SUV 2000"
+
+
+def _write_noise(path):
+    """A textured image, so crops, flips and resizing show in the pixels."""
+    noise = torch.randint(0, 256, (30, 40, 3), generator=torch.Generator().manual_seed(0))
+    Image.fromarray(noise.to(torch.uint8).numpy()).save(path)
+
+
 @pytest.fixture
 def cars(tmp_path):
     """A tiny Stanford-Cars-layout folder; class names contain spaces."""
     root = tmp_path / "car_data"
     for split in ("train", "test"):
-        _write_images(root / split / "AM General Hummer SUV 2000", 3, color=(250, 0, 0))
+        _write_images(root / split / HUMMER, 3, color=(250, 0, 0))
         _write_images(root / split / "Acura RL Sedan 2012", 2, color=(0, 0, 250))
     return root
 
 
 def test_image_folder_reads_the_stanford_cars_layout(cars):
     data = image_folder(cars, 16)
-    assert data.class_names == ["AM General Hummer SUV 2000", "Acura RL Sedan 2012"]
+    assert data.class_names == [HUMMER, "Acura RL Sedan 2012"]
     assert len(data.train) == 5 and len(data.test) == 5
     image, label = data.test[0]
     assert image.shape == (3, 16, 16) and label == 0
@@ -98,10 +120,112 @@ def test_empty_class_is_named(cars):
         image_folder(cars, 16)
 
 
-def test_corrupt_image_names_the_file(cars):
+def test_corrupt_image_fails_before_any_item_is_read_and_caches_nothing(cars):
     bad = cars / "test" / "Acura RL Sedan 2012" / "img_9.jpg"
     bad.write_bytes(b"not a jpeg at all")
+    cfg = load_config(dataset="imagefolder", data_dir=str(cars), image_size=16)
+    match = r"cannot read image .*img_9.jpg.*delete or replace the file"
+    with pytest.raises(DataError, match=match):
+        check_data(cfg)
+    with pytest.raises(DataError, match=match):
+        image_folder(cars, 16)
+    assert not list(cache_dir().glob("*test*"))
+
+
+def test_run_with_a_corrupt_image_fails_before_ray(cars, tmp_path):
+    """The driver's check finds the file: no run directory, no metrics, no Ray."""
+    (cars / "train" / "Acura RL Sedan 2012" / "broken.jpg").write_bytes(b"\x00 not an image")
+    cfg = load_config(
+        dataset="imagefolder", data_dir=str(cars), image_size=16, device="cpu",
+        run_dir=str(tmp_path / "runs"), run_name="run",
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"cannot read image .*broken.jpg"):
+        raysim.run(cfg, out=None)
+    assert not list((tmp_path / "runs").rglob("metrics.jsonl"))
+
+
+def test_an_unwritable_cache_names_the_folder_and_the_fix(cars, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RAYSIM_HOME", str(blocker / "home"))
+    with pytest.raises(DataError, match=r"cannot write the decoded-image cache .*RAYSIM_HOME"):
+        image_folder(cars, 16)
+
+
+def cache_files():
+    return sorted(cache_dir().glob("*.pt"))
+
+
+def test_the_cache_is_built_once_and_reused(cars):
+    check_data(load_config(dataset="imagefolder", data_dir=str(cars), image_size=16))
+    files = cache_files()
+    assert [f.name.split("-")[1:3] for f in files] == [["test", "16px"], ["train", "18px"]]
+    before = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files]
     data = image_folder(cars, 16)
-    with pytest.raises(DataError, match=r"cannot read image .*img_9.jpg"):
-        for i in range(len(data.test)):
-            data.test[i]
+    assert cache_files() == files
+    assert [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files] == before
+    assert data.train.images.shape == (5, 3, 18, 18) and data.train.images.dtype == torch.uint8
+    assert not list(cache_dir().glob("*.tmp"))
+
+
+def test_a_changed_file_or_size_rebuilds(cars):
+    image_folder(cars, 16)
+    first = set(cache_files())
+    changed = cars / "test" / "Acura RL Sedan 2012" / "img_0.jpg"
+    Image.new("RGB", (30, 20), (0, 250, 0)).save(changed)
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    data = image_folder(cars, 16)
+    rebuilt = set(cache_files()) - first
+    assert [f.name.split("-")[1] for f in rebuilt] == ["test"], "train did not change"
+    green = data.test[3][0]
+    assert green[1].mean() > green[0].mean() and green[1].mean() > green[2].mean()
+    image_folder(cars, 24)
+    assert len(set(cache_files()) - first - rebuilt) == 2
+
+
+def test_cached_test_images_equal_decoding_directly(cars):
+    _write_noise(cars / "test" / HUMMER / "img_1.jpg")
+    data = image_folder(cars, 16)
+    direct = transforms.Compose(
+        [
+            transforms.Resize((16, 16)),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    paths = sorted((cars / "test").rglob("*.jpg"))
+    assert len(paths) == len(data.test)
+    for index, path in enumerate(paths):
+        with Image.open(path) as img:
+            expected = direct(img.convert("RGB"))
+        image, label = data.test[index]
+        assert label == (0 if HUMMER in str(path) else 1)
+        assert torch.allclose(image, expected, rtol=0, atol=1 / 255)
+    red, noise, blue = data.test[0][0], data.test[1][0], data.test[4][0]
+    assert red[0].mean() > red[2].mean() and blue[2].mean() > blue[0].mean()
+    assert noise.std() > 0.2, "the textured image stays textured"
+
+
+def test_train_items_are_random_crops_and_flips_of_the_cached_image(cars):
+    _write_noise(cars / "train" / HUMMER / "img_0.jpg")
+    data = image_folder(cars, 16)
+    stored = data.train.images[0].float() / 255
+    candidates = {
+        (top, left, flip): crop.flip(-1) if flip else crop
+        for top in range(3)
+        for left in range(3)
+        for flip in (False, True)
+        for crop in [stored[:, top : top + 16, left : left + 16]]
+    }
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    seen = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        image, label = data.train[0]
+        assert image.shape == (3, 16, 16) and label == 0
+        raw = image * std + mean
+        found = [key for key, crop in candidates.items() if torch.allclose(raw, crop, atol=1e-5)]
+        assert len(found) == 1, "one 16×16 crop of the 18×18 cached image, maybe flipped"
+        seen.update(found)
+    assert len({(top, left) for top, left, _ in seen}) > 1
+    assert {flip for *_, flip in seen} == {False, True}

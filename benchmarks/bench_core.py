@@ -5,6 +5,8 @@
 
 Measures, on the digits set, each repeat in this order (so the setups alternate):
   raysim-1   raysim, 1 node, batch 32 (2 threads)
+  raysim-2   raysim, 2 simulated nodes × batch 8 (not in --quick)
+  ddp-2      plain torch.distributed DDP, gloo, 2 processes × batch 8 (not in --quick)
   raysim-4   raysim, 4 simulated nodes × batch 8 (global 32)
   ddp-4      plain torch.distributed DDP, gloo, 4 processes × batch 8, 1 thread each
   single-32  one plain process, batch 32, all cores (what a user would run instead)
@@ -250,12 +252,15 @@ def steady(rates: list[float]) -> float:
 
 
 def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
-            only_data: bool, folder: tuple[int, int, int]) -> dict:  # fmt: skip
+            only_data: bool, folder: tuple[int, int, int], quick: bool) -> dict:  # fmt: skip
     """One repeat of every setup (or of the data paths alone), in the documented order."""
     results = {}
     if not only_data:
-        results = {
-            "raysim-1": raysim_run(1, 32, image_size, epochs, max_steps, run_dir),
+        results = {"raysim-1": raysim_run(1, 32, image_size, epochs, max_steps, run_dir)}
+        if not quick:
+            results["raysim-2"] = raysim_run(2, 8, image_size, epochs, max_steps, run_dir)
+            results["ddp-2"] = {"rates": plain_ddp(2, image_size, epochs, max_steps)}
+        results |= {
             "raysim-4": raysim_run(4, 8, image_size, epochs, max_steps, run_dir),
             "ddp-4": {"rates": plain_ddp(4, image_size, epochs, max_steps)},
             "single-32": {"rates": single_process(32, image_size, epochs, max_steps)},
@@ -267,6 +272,7 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
 
 
 RATIOS = (
+    ("raysim-2", "ddp-2"),
     ("raysim-4", "ddp-4"),
     ("raysim-4", "serial-4"),
     ("ddp-4", "serial-4"),
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as run_dir:
         repeats = [
-            measure(epochs, image_size, max_steps, run_dir, args.only == "data", folder)
+            measure(epochs, image_size, max_steps, run_dir, args.only == "data", folder, args.quick)
             for _ in range(args.repeats)
         ]
     results = combine(repeats)

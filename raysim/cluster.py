@@ -5,12 +5,13 @@ The only module (with experiment.py) that touches Ray's process lifecycle.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 
 from raysim.config import ConfigError, ExperimentConfig
-from raysim.plan import DEVICE_RESOURCE, Hardware, ResourcePlan, detect_hardware
+from raysim.plan import DEVICE_RESOURCE, NODE_LABEL, Hardware, ResourcePlan, detect_hardware
 
 
 class ClusterError(ConfigError):
@@ -21,6 +22,36 @@ def _quiet_ray_env() -> None:
     # Without the dashboard, Ray Train's placement-group cleaner logs a failed
     # state query every second; raysim's console follows metrics.jsonl instead.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+@contextlib.contextmanager
+def scoped_env(values: dict[str, str]):
+    """Environment variables set for a block (processes started in it inherit them)."""
+    earlier = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in earlier.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def loopback_gcs_env() -> dict[str, str]:
+    """For the embedded Ray's processes: its GCS on a known loopback port, and that address
+    as theirs. Ray's state API (Ray Train's placement-group cleaner asks it every second)
+    otherwise takes the address from /tmp/ray's last-cluster file, which may name another
+    or a dead cluster, and turns 127.0.0.1 into the host's network address, where the GCS
+    does not listen: each run then waits 12 s at its end, and with another cluster's
+    address the cleaner could remove this run's placement group."""
+    port = free_port()
+    return {
+        "RAY_GCS_SERVER_PORT": str(port),
+        "RAY_ADDRESS": f"127.0.0.1:{port}",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # Ray's switch: local addresses stay local
+    }
 
 
 def free_port() -> int:
@@ -164,7 +195,11 @@ def _gpu_properties() -> tuple[int, str]:
 
 
 class SimCluster:
-    """Context manager: starts (or joins) Ray on enter; stops only a Ray it started."""
+    """Context manager: starts (or joins) Ray on enter; stops only a Ray it started.
+
+    topology multi_node: the started Ray is a head with no CPUs (the driver and Ray Train's
+    controller live there) plus one Ray node per simulated node, so a node can be lost.
+    """
 
     def __init__(
         self,
@@ -181,18 +216,30 @@ class SimCluster:
         self.dashboard_url: str | None = None
         self.metrics_url: str | None = None
         self.owned = False
+        self.local_cluster = None
+        self.nodes: list = []
+        """multi_node: the simulated nodes' Ray nodes, by node index."""
 
     def __enter__(self) -> SimCluster:
         import ray
 
         _quiet_ray_env()
-        if not ray.is_initialized():
-            if self.address is None:
-                ray.init(**self._init_kwargs())
-            else:
-                join(self.address, **self._common_kwargs())
-            self.owned = True
+        if self.plan.multi_node and ray.is_initialized():
+            raise ClusterError(
+                ["topology: multi_node starts a Ray cluster of its own, but this process is "
+                 "already connected to Ray: call ray.shutdown() first, or use topology: "
+                 "single_host"]
+            )  # fmt: skip
         try:
+            if not ray.is_initialized() and self.address is None:
+                with scoped_env(loopback_gcs_env()):
+                    ray.init(**self._init_kwargs())
+                    self.owned = True
+                    if self.plan.multi_node:
+                        self._add_nodes()
+            elif not ray.is_initialized():
+                join(self.address, **self._common_kwargs())
+                self.owned = True
             self.check_resources(ray.cluster_resources())
         except BaseException:
             self.__exit__(None, None, None)
@@ -209,7 +256,7 @@ class SimCluster:
     def _init_kwargs(self) -> dict:
         kwargs = {
             "address": "local",  # never join a `ray start` cluster by accident
-            "num_cpus": self.plan.cluster_cpus,
+            "num_cpus": 0 if self.plan.multi_node else self.plan.cluster_cpus,
             "resources": dict(self.plan.cluster_resources),
             "include_dashboard": False,
             "_node_ip_address": "127.0.0.1",
@@ -220,6 +267,33 @@ class SimCluster:
             self.dashboard_url = f"http://127.0.0.1:{kwargs['dashboard_port']}"
             self.metrics_url = f"http://127.0.0.1:{kwargs['_metrics_export_port']}/metrics"
         return kwargs
+
+    def _add_nodes(self) -> None:
+        """One loopback Ray node per simulated node, labelled with its name, joined to the
+        head this process started, through Ray's own multi-node test cluster helper."""
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.local_cluster = Cluster(initialize_head=False)
+        head = ray._private.worker._global_node
+        self.local_cluster.head_node = head
+        self.local_cluster.redis_address = head.redis_address
+        resources = dict(self.plan.node_resources or {})
+        cpus, gpus = int(resources.pop("CPU")), int(resources.pop("GPU", 0))
+        for index in range(self.plan.num_workers):
+            node = self.local_cluster.add_node(
+                num_cpus=cpus, num_gpus=gpus, resources=resources,
+                labels={NODE_LABEL: f"node-{index}"}, node_ip_address="127.0.0.1",
+                include_dashboard=False,
+            )  # fmt: skip
+            self.nodes.append(node)
+
+    def remove_node(self, index: int) -> None:
+        """Take simulated node `index` away abruptly: its raylet and workers are killed."""
+        node = self.nodes[index]
+        if node is not None and node in self.local_cluster.worker_nodes:
+            self.local_cluster.remove_node(node, allow_graceful=False)
+            self.nodes[index] = None
 
     def check_resources(self, available: dict[str, float]) -> None:
         """Ray would wait forever for a missing resource; fail with the fix instead."""
@@ -238,6 +312,8 @@ class SimCluster:
     def __exit__(self, *exc) -> None:
         import ray
 
+        for index in range(len(self.nodes)):
+            self.remove_node(index)
         if self.owned and ray.is_initialized():
             ray.shutdown()
         self.owned = False

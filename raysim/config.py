@@ -20,6 +20,7 @@ import yaml
 DATASETS = ("digits", "imagefolder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
+TOPOLOGIES = ("single_host", "multi_node")
 
 
 class ConfigError(ValueError):
@@ -94,7 +95,17 @@ class ExperimentConfig:
     max_failures: int = 0
     """Worker-group restarts Ray Train may make after a failure before the run fails."""
     faults: list | None = None
-    """Injected faults, each {kind: worker_crash|oom|slow_node, rank, epoch, step, seconds}."""
+    """Injected faults, each {kind: worker_crash|oom|slow_node|node_loss, rank, epoch, step,
+    seconds}; rank is the simulated node."""
+    topology: str = "single_host"
+    """single_host: every simulated node on one Ray node; multi_node: each simulated node is
+    a Ray node of its own (a local multi-node Ray cluster), so it can be lost (node_loss)."""
+    min_nodes: int | None = None
+    """Elastic training: after losing nodes the run goes on with as few as min_nodes
+    (Ray Train's ScalingConfig(num_workers=(min_nodes, num_nodes))); None: fixed size."""
+    worker_start_timeout_s: float | None = None
+    """How long Ray Train waits for a full worker group before an elastic run goes on with
+    fewer nodes (RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S; None: Ray's 60 s)."""
     address: str | None = None
     """Existing Ray cluster ('auto' or host:port); None starts an embedded local Ray."""
     dashboard: bool = False
@@ -137,9 +148,14 @@ _RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "max_failures": (0, None, "use 0 (fail on the first error) or more"),
     "dashboard_port": (0, 65535, "use a port number, or 0 for a free one"),
     "accumulate_steps": (1, None, "use 1 (no accumulation) or more micro-batches per step"),
+    "min_nodes": (1, None, "use at least 1 node or leave it unset"),
+    "worker_start_timeout_s": (0, None, "use a positive number of seconds, e.g. 10"),
 }
-_EXCLUSIVE_LOW = {"learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb"}
-_CHOICES = {"dataset": DATASETS, "device": DEVICES, "amp": AMP_DTYPES}
+_EXCLUSIVE_LOW = {
+    "learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb",
+    "worker_start_timeout_s",
+}  # fmt: skip
+_CHOICES = {"dataset": DATASETS, "device": DEVICES, "amp": AMP_DTYPES, "topology": TOPOLOGIES}
 
 
 def field_types() -> dict[str, Any]:
@@ -192,6 +208,7 @@ def _range_problems(values: dict[str, Any]) -> list[str]:
         if too_low or too_high:
             problems.append(f"{key}: {value!r} is out of range; {fix}")
     problems += _emulation_problems(values)
+    problems += _topology_problems(values)
     for key, choices in _CHOICES.items():
         value = values.get(key)
         if isinstance(value, str) and value not in choices:
@@ -219,6 +236,35 @@ def _emulation_problems(values: dict[str, Any]) -> list[str]:
             problems.append(f"stragglers: rank {rank!r} is not a node; use 0 to {nodes - 1}")
         if not isinstance(slowdown, (int, float)) or slowdown < 1:
             problems.append(f"stragglers: slowdown {slowdown!r} for rank {rank}; use 1 or more")
+    return problems
+
+
+def _topology_problems(values: dict[str, Any]) -> list[str]:
+    """Cross-key rules of multi-node topology, elastic size and node loss."""
+    nodes = values.get("num_nodes", 1)
+    multi_node = values.get("topology") == "multi_node"
+    min_nodes = values.get("min_nodes")
+    elastic = isinstance(min_nodes, int) and min_nodes < nodes
+    problems = []
+    if isinstance(min_nodes, int) and min_nodes > nodes:
+        problems.append(f"min_nodes: {min_nodes} is more than num_nodes {nodes}; use 1 to {nodes}")
+    if multi_node and values.get("address") is not None:
+        problems.append(
+            "topology: multi_node starts a local cluster of its own; on an existing cluster "
+            "(address) every machine is a node already: use topology: single_host"
+        )
+    lost = [f for f in values.get("faults") or [] if isinstance(f, dict)]
+    if any(f.get("kind") == "node_loss" for f in lost):
+        if not multi_node:
+            problems.append(
+                "faults: node_loss removes a simulated node's Ray node: use topology: multi_node"
+            )
+        if values.get("max_failures", 0) > 0 and not elastic:
+            problems.append(
+                "faults: node_loss takes a node away for good, so a fixed-size run would wait "
+                f"for it forever: set min_nodes below num_nodes (e.g. {max(1, nodes - 1)}) so "
+                "Ray Train goes on with fewer nodes, or max_failures: 0 to end the run there"
+            )
     return problems
 
 

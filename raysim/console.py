@@ -43,11 +43,27 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def nodes_text(summary: dict[str, Any]) -> str:
+    """The world size, and each change of it: '3 → 2 at epoch 3'."""
+    changes = summary.get("world_size_changes") or []
+    if not changes:
+        return str(summary["world_size"])
+    steps = ", ".join(f"{c['from']} → {c['to']} at epoch {c['epoch']}" for c in changes)
+    return f"{summary['world_size']} ({steps})"
+
+
+def _lost_text(node: dict[str, Any], summary: dict[str, Any]) -> str:
+    last = node.get("last_epoch")
+    if last is None or last >= summary["epochs_completed"] or summary["status"] != "finished":
+        return ""
+    return f" (gone after epoch {last})"
+
+
 def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
     """Run figures, then one row per simulated node."""
     run_rows = [["figure", "value"], ["status", summary["status"]]]
     if summary["epochs_completed"] and "final_test_accuracy" not in summary:
-        run_rows += [["nodes", str(summary["world_size"])]]
+        run_rows += [["nodes", nodes_text(summary)]]
         run_rows += [
             [f"final {key}", f"{value:.4g}"]
             for key, value in summary["final_metrics"].items()
@@ -55,7 +71,7 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
         ][:12]
     elif summary["epochs_completed"]:
         run_rows += [
-            ["nodes", str(summary["world_size"])],
+            ["nodes", nodes_text(summary)],
             ["epochs", str(summary["epochs_completed"])],
             ["final test accuracy", f"{summary['final_test_accuracy']:.4f}"],
             ["best test accuracy", f"{summary['best_test_accuracy']:.4f}"],
@@ -72,7 +88,7 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
     ]
     node_rows += [
         [
-            n["node_id"],
+            n["node_id"] + _lost_text(n, summary),
             str(n["rank"]),
             "–" if n["samples_per_s"] is None else f"{n['samples_per_s']:.1f}",
             "–" if n["step_time_s"] is None else f"{n['step_time_s'] * 1000:.0f} ms",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,10 +15,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.cluster import SimCluster, dashboard_banner, dashboard_port_of, hardware_for
+from raysim.cluster import (
+    SimCluster,
+    dashboard_banner,
+    dashboard_port_of,
+    hardware_for,
+    scoped_env,
+)
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, summary_table
 from raysim.data import check_data
+from raysim.faults import NodeLossWatcher
 from raysim.metrics import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -28,6 +36,8 @@ from raysim.metrics import (
 )
 from raysim.plan import Hardware, ResourcePlan, make_plan
 from raysim.progress import make_board
+
+WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 class RunFailedError(RuntimeError):
@@ -182,7 +192,7 @@ def _fit(
         },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=plan.num_workers,
+            num_workers=plan.scaling_workers,
             use_gpu=plan.use_gpu,
             resources_per_worker=plan.resources_per_worker,
         ),
@@ -195,10 +205,19 @@ def _fit(
         ),
     )
     try:
-        trainer.fit()
+        with worker_start_timeout(cfg.worker_start_timeout_s):
+            trainer.fit()
     except ray.train.TrainingFailedError as err:
         message = _failure_message(err) + _recovery_hint(cfg, run_dir)
         raise RunFailedError(message) from None
+
+
+def worker_start_timeout(seconds: float | None):
+    """Ray Train reads its worker-group start timeout from the environment (and passes it
+    on to its controller); set it for this run only."""
+    if seconds is None:
+        return contextlib.nullcontext()
+    return scoped_env({WORKER_START_TIMEOUT_ENV: str(seconds)})
 
 
 def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
@@ -268,7 +287,13 @@ def run(
                 print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
             if out is not None and out.isatty():
                 follower.board = make_board()
-            _fit(cfg, plan, run_dir, train_fn, follower.board)
+            node_loss = (
+                NodeLossWatcher(run_dir, cluster.remove_node)
+                if plan.multi_node
+                else contextlib.nullcontext()
+            )
+            with node_loss:
+                _fit(cfg, plan, run_dir, train_fn, follower.board)
     except RunFailedError as err:
         failure = err
     metrics_path = run_dir / METRICS_FILE

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-FAULT_KINDS = ("worker_crash", "oom", "slow_node")
+FAULT_KINDS = ("worker_crash", "oom", "slow_node", "node_loss")
 FAULTS_DIR = "faults"
+NODE_LOSS_GRACE_S = 120.0
+"""A node_loss worker waits this long for the driver to remove its Ray node, then exits."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,9 @@ def parse_inject(text: str) -> dict:
 
 
 class FaultInjector:
-    def __init__(self, faults: list[Fault], run_dir: Path, rank: int):
-        self.mine = [(i, f) for i, f in enumerate(faults) if f.rank == rank]
+    def __init__(self, faults: list[Fault], run_dir: Path, node_index: int):
+        """node_index: the simulated node (its rank, unless nodes were lost and ranks moved)."""
+        self.mine = [(i, f) for i, f in enumerate(faults) if f.rank == node_index]
         self.markers = Path(run_dir) / FAULTS_DIR
 
     def at_step(self, epoch: int, step: int) -> None:
@@ -97,10 +102,52 @@ class FaultInjector:
             time.sleep(fault.seconds)
         if fault.kind == "oom":
             raise MemoryError(f"injected fault: node-{fault.rank} exceeded its memory budget")
+        if fault.kind == "node_loss":
+            # The driver's NodeLossWatcher sees the marker and removes this Ray node, which
+            # ends this process with it; until then the node stalls, as a dead host does.
+            time.sleep(NODE_LOSS_GRACE_S)
+            os._exit(1)
 
 
 def fired_faults(run_dir: Path) -> list[dict]:
+    """The faults fired so far; a marker still being written is left for the next look."""
     markers = Path(run_dir) / FAULTS_DIR
     if not markers.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(markers.glob("fault-*.json"))]
+    fired = []
+    for path in sorted(markers.glob("fault-*.json")):
+        try:
+            fired.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return fired
+
+
+class NodeLossWatcher:
+    """Driver side of node_loss: removes the Ray node of each simulated node whose
+    node_loss marker appears. Markers from before the watcher started (a resumed run)
+    were handled by the run that fired them."""
+
+    POLL_S = 0.2
+
+    def __init__(self, run_dir: Path, remove_node: Callable[[int], None]):
+        self.run_dir = Path(run_dir)
+        self.remove_node = remove_node
+        self.handled = {f["index"] for f in fired_faults(self.run_dir)}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="raysim-node-loss", daemon=True)
+
+    def __enter__(self) -> NodeLossWatcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(self.POLL_S):
+            for fault in fired_faults(self.run_dir):
+                if fault["kind"] == "node_loss" and fault["index"] not in self.handled:
+                    self.handled.add(fault["index"])
+                    self.remove_node(fault["rank"])

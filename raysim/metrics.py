@@ -118,14 +118,19 @@ def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
 
 
 def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per simulated node: throughput, step time and memory over the whole run."""
+    """Per simulated node: throughput, step time and memory over the whole run.
+
+    Grouped by node name, not rank: an elastic run that loses a node renumbers the ranks.
+    """
     nodes = []  # memory_peak_bytes: training memory charged to the node's budget
-    for rank in sorted({r["rank"] for r in ranks if "rank" in r}):
-        mine = [r for r in ranks if r.get("rank") == rank]
+    names = {r.get("node_id", f"node-{r['rank']}") for r in ranks if "rank" in r}
+    for name in sorted(names, key=lambda n: (len(n), n)):
+        mine = [r for r in ranks if r.get("node_id", f"node-{r.get('rank')}") == name]
         nodes.append(
             {
-                "rank": rank,
-                "node_id": mine[-1].get("node_id", f"node-{rank}"),
+                "rank": mine[-1]["rank"],
+                "node_id": name,
+                "last_epoch": max(r.get("epoch", 0) for r in mine),
                 "samples_per_s": _mean_of(mine, "samples_per_s"),
                 "step_time_s": _mean_of(mine, "step_time_s"),
                 "peak_rss_bytes": max(r.get("peak_rss_bytes", 0) for r in mine),
@@ -134,6 +139,15 @@ def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return nodes
+
+
+def world_size_changes(epochs: list[dict[str, Any]]) -> list[dict[str, int]]:
+    """Where the number of nodes changed (an elastic run that lost or regained nodes)."""
+    return [
+        {"epoch": now["epoch"], "from": before["world_size"], "to": now["world_size"]}
+        for before, now in zip(epochs, epochs[1:], strict=False)
+        if now["world_size"] != before["world_size"]
+    ]
 
 
 def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[str, Any]:
@@ -150,7 +164,11 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
     }
     if not epochs:
         return summary
-    summary.update(world_size=epochs[-1]["world_size"], final_metrics=epochs[-1])
+    summary.update(
+        world_size=epochs[-1]["world_size"],
+        world_size_changes=world_size_changes(epochs),
+        final_metrics=epochs[-1],
+    )
     if "test_accuracy" not in epochs[-1]:  # a user's function: its own metrics only
         return summary
     times = [e["epoch_time_s"] for e in epochs]

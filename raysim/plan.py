@@ -17,6 +17,10 @@ DEVICE_RESOURCE = "raysim_device"
 DEVICE_UNITS = 10_000
 """The simulated device in units, because Ray node resources must be whole numbers."""
 GIB = 2**30
+NODE_RESOURCE = "raysim_node"
+"""multi_node: one unit on each simulated node's Ray node, one per worker: one worker a node."""
+NODE_LABEL = "raysim-node"
+"""multi_node: the Ray node label naming the simulated node (node-0, node-1, ...)."""
 
 
 class PlanError(ConfigError):
@@ -49,10 +53,26 @@ class ResourcePlan:
     device_memory_bytes: int
     memory_budget_bytes: int
     """Per worker: memory_fraction × device memory (real card or simulated)."""
+    topology: str = "single_host"
+    min_workers: int | None = None
+    """Elastic: the fewest workers the run may go on with; None: fixed num_workers."""
+    node_resources: dict[str, float] | None = None
+    """multi_node: what each simulated node's Ray node declares (CPU, GPU and custom)."""
 
     @property
     def simulated_device(self) -> bool:
         return self.device_kind == "cpu"
+
+    @property
+    def multi_node(self) -> bool:
+        return self.topology == "multi_node"
+
+    @property
+    def scaling_workers(self) -> int | tuple[int, int]:
+        """Ray Train's num_workers: a (min, max) pair makes the run elastic."""
+        if self.min_workers is None or self.min_workers >= self.num_workers:
+            return self.num_workers
+        return (self.min_workers, self.num_workers)
 
 
 def detect_hardware() -> Hardware:
@@ -135,17 +155,33 @@ def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
         device_resource = {DEVICE_RESOURCE: float(round(cfg.gpu_fraction * DEVICE_UNITS))}
         cluster_resources = {DEVICE_RESOURCE: float(DEVICE_UNITS)}
         device_memory = int(cfg.device_memory_gb * GIB)
+    cpu = cpu_share(cluster_cpus, cfg.num_nodes)
+    node_resources = None
+    if cfg.topology == "multi_node":
+        # Ray node resources are whole numbers: each simulated node gets at least one CPU
+        # (a logical one; the threads below still divide the real cores) and one node unit.
+        cpu = max(1.0, cpu)
+        node_resources = {"CPU": cpu, NODE_RESOURCE: 1.0}
+        if device_kind == "cuda":
+            node_resources["GPU"] = 1.0  # the one real card, seen by every simulated node
+        else:
+            node_resources[DEVICE_RESOURCE] = device_resource[DEVICE_RESOURCE]
+        device_resource = {**device_resource, NODE_RESOURCE: 1.0}
+        cluster_resources = {}
     return ResourcePlan(
         num_workers=cfg.num_nodes,
         device_kind=device_kind,
         use_gpu=device_kind == "cuda",
         # NCCL refuses two ranks on one GPU; gloo handles CUDA tensors too.
         backend="nccl" if device_kind == "cuda" and not shares_a_device else "gloo",
-        resources_per_worker={"CPU": cpu_share(cluster_cpus, cfg.num_nodes), **device_resource},
+        resources_per_worker={"CPU": cpu, **device_resource},
         cluster_cpus=cluster_cpus,
         cluster_resources=cluster_resources,
         torch_threads=cfg.torch_threads or max(1, cluster_cpus // cfg.num_nodes),
         memory_fraction=cfg.memory_fraction,
         device_memory_bytes=device_memory,
         memory_budget_bytes=int(cfg.memory_fraction * device_memory),
+        topology=cfg.topology,
+        min_workers=cfg.min_nodes,
+        node_resources=node_resources,
     )

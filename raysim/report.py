@@ -140,6 +140,7 @@ def run_figures(run: RunRecord, runs: list[RunRecord], target: float) -> dict[st
         "run_dir": str(run.run_dir),
         "status": run.summary.get("status", "incomplete"),
         "nodes": run.nodes,
+        "final_world_size": run.summary.get("world_size", run.nodes),
         "batch_per_node": run.config["batch_size"],
         "global_batch": run.nodes * run.config["batch_size"],
     }

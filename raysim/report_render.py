@@ -31,10 +31,16 @@ def _section(title: str, definition: str, header: list[str], rows: list[list[str
 Column = tuple[str, Callable[[dict], str]]
 
 
+def nodes_cell(run: dict) -> str:
+    """Nodes at the start, and at the end when an elastic run lost some: '3→2'."""
+    final = run.get("final_world_size", run["nodes"])
+    return str(run["nodes"]) if final == run["nodes"] else f"{run['nodes']}→{final}"
+
+
 def _rows(runs: list[dict], columns: list[Column]) -> tuple[list[str], list[list[str]]]:
     finished = [r for r in runs if "samples_per_s" in r]
     header = ["run", "nodes"] + [name for name, _ in columns]
-    rows = [[r["name"], str(r["nodes"])] + [cell(r) for _, cell in columns] for r in finished]
+    rows = [[r["name"], nodes_cell(r)] + [cell(r) for _, cell in columns] for r in finished]
     return header, rows
 
 
@@ -147,7 +153,7 @@ def write_report(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -
             [
                 r["name"],
                 r["status"],
-                str(r["nodes"]),
+                nodes_cell(r),
                 str(r["batch_per_node"]),
                 str(r["global_batch"]),
                 r.get("error", "").splitlines()[0][:120] if r.get("error") else "",

@@ -23,12 +23,14 @@ from typing import Any
 import torch
 
 from raysim.config import ExperimentConfig
-from raysim.plan import ResourcePlan
+from raysim.plan import NODE_LABEL, ResourcePlan
 
 
 @dataclass(frozen=True)
 class NodeContext:
     node_id: str
+    """The simulated node: node-<rank>, or under multi_node its Ray node's label (ranks
+    move when an elastic run loses a node; the node keeps its name)."""
     ray_node_id: str
     """The Ray node this simulated node landed on (a real node on an existing cluster)."""
     rank: int
@@ -38,6 +40,10 @@ class NodeContext:
     config: ExperimentConfig
     plan: ResourcePlan
     run_dir: Path
+
+    @property
+    def node_index(self) -> int:
+        return int(self.node_id.rsplit("-", 1)[1])
 
 
 # Exported as Ray metrics (raysim_<name>, tagged by simulated node) on every report:
@@ -105,7 +111,7 @@ def start(
     train_context = ray.train.get_context()
     rank = train_context.get_world_rank()
     context = NodeContext(
-        node_id=f"node-{rank}",
+        node_id=ray.get_runtime_context().get_node_labels().get(NODE_LABEL, f"node-{rank}"),
         ray_node_id=ray.get_runtime_context().get_node_id(),
         rank=rank,
         world_size=train_context.get_world_size(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from datetime import datetime
@@ -51,8 +52,13 @@ def sweep(
     largest = max(configs, key=lambda c: c.num_nodes)
     cluster_plan = make_plan(replace(largest, num_nodes=1), hw)
     run_dirs = []
-    with SimCluster(cluster_plan, base.address, base.verbose, dashboard_port_of(base)) as cluster:
-        if out is not None and cluster.dashboard_url:
+    shared = (
+        SimCluster(cluster_plan, base.address, base.verbose, dashboard_port_of(base))
+        if base.topology == "single_host"
+        else contextlib.nullcontext()  # multi_node: each run starts a cluster of its own
+    )
+    with shared as cluster:
+        if out is not None and cluster is not None and cluster.dashboard_url:
             print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
         for cfg in configs:
             try:

@@ -255,7 +255,7 @@ def train_loop_per_worker(config: dict) -> None:
     switches = Switches.from_config(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     start_epoch, global_step = resume_point(model, optimizer)
-    faults = FaultInjector(parse_faults(cfg.faults), ctx.run_dir, rank)
+    faults = FaultInjector(parse_faults(cfg.faults), ctx.run_dir, ctx.node_index)
     session = current_session()
     steps_per_epoch = min(len(train), cfg.max_steps_per_epoch or len(train))
     for epoch in range(start_epoch, cfg.num_epochs + 1):

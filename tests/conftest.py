@@ -13,6 +13,8 @@ SHARED_RAY_CPUS = 2
 
 
 def pytest_collection_modifyitems(config, items):
+    # Tests with a cluster of their own stop the shared Ray: they go last.
+    items.sort(key=lambda item: "own_cluster" in item.keywords)
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
@@ -27,6 +29,14 @@ def shared_ray():
     plan = make_plan(load_config(num_nodes=4, device="cpu"), Hardware(num_cpus=SHARED_RAY_CPUS))
     with SimCluster(plan) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def without_shared_ray():
+    """For a test that starts its own cluster: this process may hold one Ray at a time."""
+    import ray
+
+    ray.shutdown()
 
 
 @pytest.fixture

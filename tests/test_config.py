@@ -105,3 +105,32 @@ def test_replace_validates():
     assert replace(cfg, num_nodes=2).num_nodes == 2
     with pytest.raises(ConfigError):
         replace(cfg, num_nodes=-1)
+
+
+NODE_LOSS = [{"kind": "node_loss", "rank": 1, "epoch": 2}]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"faults": NODE_LOSS}, r"node_loss .*use topology: multi_node"),
+        (
+            {"topology": "multi_node", "faults": NODE_LOSS, "max_failures": 1},
+            r"wait for it forever: set min_nodes below num_nodes \(e.g. 2\)",
+        ),
+        ({"topology": "multi_node", "address": "auto"}, r"existing cluster .*single_host"),
+        ({"min_nodes": 4}, r"min_nodes: 4 is more than num_nodes 3; use 1 to 3"),
+        ({"topology": "multinode"}, r"topology: 'multinode' is not one of single_host"),
+    ],
+)
+def test_topology_and_node_loss_rules_name_the_fix(values, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(num_nodes=3, **values)
+
+
+def test_node_loss_in_an_elastic_multi_node_run_is_valid():
+    cfg = load_config(
+        num_nodes=3, min_nodes=2, topology="multi_node", max_failures=1, faults=NODE_LOSS
+    )
+    assert cfg.faults == NODE_LOSS
+    assert load_config(num_nodes=3, topology="multi_node", faults=NODE_LOSS).max_failures == 0

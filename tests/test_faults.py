@@ -1,10 +1,13 @@
 """Checkpoints, exact resume and injected faults, on real Ray Train restarts."""
 
+import json
+import time
+
 import pytest
 
 import raysim
 from raysim.config import load_config
-from raysim.faults import parse_inject
+from raysim.faults import FAULTS_DIR, NodeLossWatcher, parse_inject
 from raysim.metrics import read_lines
 
 pytestmark = pytest.mark.slow
@@ -88,3 +91,23 @@ def test_injected_oom_is_reported_as_that_nodes_memory_error(shared_ray, tmp_pat
     cfg = config(tmp_path, "oom", num_epochs=1, faults=[{"kind": "oom", "rank": 0, "epoch": 1}])
     with pytest.raises(raysim.RunFailedError, match=r"node-0 \(rank 0\) ran out of its memory"):
         raysim.run(cfg, out=None)
+
+
+def _marker(run_dir, index, kind, rank):
+    (run_dir / FAULTS_DIR).mkdir(exist_ok=True)
+    record = {"kind": kind, "rank": rank, "epoch": 1, "step": 1, "index": index, "fired_unix": 0}
+    (run_dir / FAULTS_DIR / f"fault-{index}.json").write_text(json.dumps(record))
+
+
+def test_node_loss_watcher_removes_each_lost_node_once(tmp_path):
+    """Markers from before it started (a resumed run) were handled by the run that fired them."""
+    _marker(tmp_path, 0, "node_loss", 3)
+    removed = []
+    with NodeLossWatcher(tmp_path, removed.append):
+        _marker(tmp_path, 1, "slow_node", 1)
+        _marker(tmp_path, 2, "node_loss", 2)
+        deadline = time.time() + 5
+        while not removed and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(3 * NodeLossWatcher.POLL_S)
+    assert removed == [2]

@@ -3,7 +3,14 @@ import json
 import pytest
 
 from raysim.console import summary_table
-from raysim.metrics import aggregate_epoch, append_lines, read_lines, summarize
+from raysim.metrics import (
+    aggregate_epoch,
+    append_lines,
+    per_node_summary,
+    read_lines,
+    summarize,
+    world_size_changes,
+)
 
 
 def rank_report(rank, samples=10, loss_sum=5.0, correct=6, test=(3, 4), seconds=2.0, checksum="a"):
@@ -89,3 +96,25 @@ def test_summary_table_shows_each_node(tmp_path):
     table = summary_table(summary, tmp_path)
     assert "final test accuracy" in table and "0.7500" in table
     assert "node-1" in table and "12.5 s" in table
+
+
+def test_a_lost_node_keeps_its_name_when_ranks_move(tmp_path):
+    """Elastic: node-1 is lost after epoch 1; node-2 becomes rank 1."""
+    ranks = [{**rank_report(r), "kind": "rank"} for r in range(3)]
+    later = [{**rank_report(0), "epoch": 2}, {**rank_report(1), "epoch": 2, "node_id": "node-2"}]
+    ranks += [{**r, "kind": "rank"} for r in later]
+    nodes = {n["node_id"]: n for n in per_node_summary(ranks)}
+    assert sorted(nodes) == ["node-0", "node-1", "node-2"]
+    assert nodes["node-1"]["last_epoch"] == 1 and nodes["node-2"]["rank"] == 1
+    epochs = [
+        {"epoch": 1, "world_size": 3},
+        {"epoch": 2, "world_size": 2},
+        {"epoch": 3, "world_size": 2},
+    ]
+    assert world_size_changes(epochs) == [{"epoch": 2, "from": 3, "to": 2}]
+    summary = {
+        "status": "finished", "epochs_completed": 2, "world_size": 2, "nodes": nodes.values(),
+        "world_size_changes": world_size_changes(epochs), "final_metrics": {"loss": 0.5},
+    }  # fmt: skip
+    table = summary_table(summary, tmp_path)
+    assert "2 (3 → 2 at epoch 2)" in table and "node-1 (gone after epoch 1)" in table

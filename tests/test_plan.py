@@ -5,6 +5,7 @@ from raysim.plan import (
     DEVICE_RESOURCE,
     DEVICE_UNITS,
     GIB,
+    NODE_RESOURCE,
     Hardware,
     PlanError,
     cpu_share,
@@ -93,3 +94,25 @@ def test_threads_never_oversubscribe_the_cores():
             load_config(num_nodes=nodes, gpu_fraction=0.25, memory_fraction=0.25), CPU_HOST
         )
         assert plan.torch_threads * nodes <= max(CPU_HOST.num_cpus, nodes)
+
+
+def test_multi_node_gives_each_node_whole_resources_and_one_worker():
+    plan = make_plan(load_config(num_nodes=4, topology="multi_node"), CPU_HOST)
+    share = 0.23 * DEVICE_UNITS
+    assert plan.node_resources == {"CPU": 1.0, NODE_RESOURCE: 1.0, DEVICE_RESOURCE: share}
+    assert plan.resources_per_worker == {"CPU": 1.0, DEVICE_RESOURCE: share, NODE_RESOURCE: 1.0}
+    assert plan.cluster_resources == {}, "the head declares nothing: no worker lands there"
+    assert plan.torch_threads == 1, "threads still divide the real cores"
+
+
+def test_multi_node_on_a_gpu_gives_each_node_the_card():
+    plan = make_plan(load_config(num_nodes=4, topology="multi_node"), ONE_GPU)
+    assert plan.node_resources == {"CPU": 4.0, NODE_RESOURCE: 1.0, "GPU": 1.0}
+    assert plan.resources_per_worker == {"CPU": 4.0, "GPU": 0.23, NODE_RESOURCE: 1.0}
+    assert plan.backend == "gloo"
+
+
+def test_min_nodes_makes_the_run_elastic():
+    assert make_plan(load_config(num_nodes=3, min_nodes=2), CPU_HOST).scaling_workers == (2, 3)
+    assert make_plan(load_config(num_nodes=3, min_nodes=3), CPU_HOST).scaling_workers == 3
+    assert make_plan(load_config(num_nodes=3), CPU_HOST).scaling_workers == 3

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.metrics import epoch_lines, read_lines
+from raysim.metrics import read_lines
 
 MB = 1e6
 
@@ -34,6 +34,21 @@ def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
         f"test acc {epoch['test_accuracy']:.3f}  {epoch['epoch_time_s']:.1f} s  "
         f"{epoch['samples_per_s']:.0f} samples/s  peak RSS {epoch['peak_rss_bytes'] / MB:.0f} MB"
     )
+
+
+def event_line(record: dict[str, Any]) -> str:
+    """A failure of the worker group, or the recovery from one, as the console tells it."""
+    if record["kind"] == "recovered":
+        return (
+            f"raysim: recovered: epoch {record['epoch']} reported "
+            f"{record['recover_s']:.1f} s after the failure"
+        )
+    ranks = ", ".join(sorted(record["ranks"], key=int))
+    text = f"raysim: the worker group failed (rank {ranks})"
+    if record.get("faults"):
+        injected = ", ".join(f"{f['kind']} on node-{f['rank']}" for f in record["faults"])
+        text += f": injected {injected}, noticed after {record['detect_s']:.1f} s"
+    return text
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -145,11 +160,17 @@ class ProgressFollower:
         if self.out is None:
             return
         exists = self.metrics_path.exists()
-        epochs = epoch_lines(read_lines(self.metrics_path)) if exists else []
+        records = read_lines(self.metrics_path) if exists else []
+        shown = [r for r in records if r.get("kind") in ("epoch", "error", "recovered")]
         clear = CLEAR_LINE if self.board is not None else ""  # over the bar, if one is drawn
-        for epoch in epochs[self._printed :]:
-            print(clear + epoch_line(epoch, self.num_epochs), file=self.out, flush=True)
-        self._printed = len(epochs)
+        for record in shown[self._printed :]:
+            text = (
+                epoch_line(record, self.num_epochs)
+                if record["kind"] == "epoch"
+                else event_line(record)
+            )
+            print(clear + text, file=self.out, flush=True)
+        self._printed = len(shown)
         if self.board is not None and not self._stop.is_set():
             self._draw_bar()
 

@@ -1,8 +1,9 @@
+import io
 import json
 
 import pytest
 
-from raysim.console import summary_table
+from raysim.console import ProgressFollower, summary_table
 from raysim.metrics import (
     aggregate_epoch,
     append_lines,
@@ -118,3 +119,22 @@ def test_a_lost_node_keeps_its_name_when_ranks_move(tmp_path):
     }  # fmt: skip
     table = summary_table(summary, tmp_path)
     assert "2 (3 → 2 at epoch 2)" in table and "node-1 (gone after epoch 1)" in table
+
+
+def test_the_console_tells_failures_and_recoveries_between_epochs(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    fault = {"kind": "node_loss", "rank": 1, "epoch": 2, "step": 1, "index": 0}
+    append_lines(path, [
+        {"kind": "epoch", "epoch": 1, "world_size": 3, "loss": 0.5},
+        {"kind": "error", "ranks": {"2": "...", "0": "..."}, "faults": [fault], "detect_s": 3.5},
+        {"kind": "recovered", "epoch": 2, "recover_s": 48.25},
+    ])  # fmt: skip
+    out = io.StringIO()
+    with ProgressFollower(path, 3, out, poll_s=0.05):
+        pass
+    lines = out.getvalue().splitlines()
+    assert lines[1] == (
+        "raysim: the worker group failed (rank 0, 2): injected node_loss on node-1, "
+        "noticed after 3.5 s"
+    )
+    assert lines[2] == "raysim: recovered: epoch 2 reported 48.2 s after the failure"

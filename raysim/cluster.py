@@ -103,6 +103,32 @@ def dashboard_banner(dashboard_url: str, metrics_url: str | None) -> str:
     return "\n".join(lines)
 
 
+def ray_logging_kwargs(verbose: bool) -> dict:
+    """ray.init's logging arguments: Ray's own logs only when asked for."""
+    return {
+        "log_to_driver": verbose,
+        "logging_level": logging.INFO if verbose else logging.WARNING,
+        "configure_logging": True,
+    }
+
+
+@contextlib.contextmanager
+def joined(address: str | None, verbose: bool = False):
+    """One connection to an existing cluster (`address`) for a whole run or sweep: its
+    hardware is read and the run made over it (joining twice cost 1–2 s a run). Without
+    an address, or already connected, it does nothing."""
+    import ray
+
+    if address is None or ray.is_initialized():
+        yield
+        return
+    join(address, **ray_logging_kwargs(verbose))
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def hardware_for(cfg: ExperimentConfig) -> Hardware:
     """This machine's hardware, or on an existing cluster (`address`) the cluster's."""
     return detect_hardware() if cfg.address is None else cluster_hardware(cfg.address)
@@ -110,7 +136,7 @@ def hardware_for(cfg: ExperimentConfig) -> Hardware:
 
 def cluster_hardware(address: str) -> Hardware:
     """CPUs and GPUs of an existing Ray cluster, and one GPU's memory, asked of the cluster
-    (the driver may have no GPU). Connects briefly; SimCluster joins again for the run."""
+    (the driver may have no GPU). Connects briefly unless connected already (`joined`)."""
     import ray
 
     connect_here = not ray.is_initialized()  # a sweep holds one connection for all runs
@@ -238,20 +264,13 @@ class SimCluster:
                     if self.plan.multi_node:
                         self._add_nodes()
             elif not ray.is_initialized():
-                join(self.address, **self._common_kwargs())
+                join(self.address, **ray_logging_kwargs(self.verbose))
                 self.owned = True
             self.check_resources(ray.cluster_resources())
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
-
-    def _common_kwargs(self) -> dict:
-        return {
-            "log_to_driver": self.verbose,
-            "logging_level": logging.INFO if self.verbose else logging.WARNING,
-            "configure_logging": True,
-        }
 
     def _init_kwargs(self) -> dict:
         kwargs = {
@@ -260,7 +279,7 @@ class SimCluster:
             "resources": dict(self.plan.cluster_resources),
             "include_dashboard": False,
             "_node_ip_address": "127.0.0.1",
-            **self._common_kwargs(),
+            **ray_logging_kwargs(self.verbose),
         }
         if self.dashboard_port is not None:
             kwargs.update(dashboard_kwargs(self.dashboard_port))

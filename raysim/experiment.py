@@ -20,6 +20,7 @@ from raysim.cluster import (
     dashboard_banner,
     dashboard_port_of,
     hardware_for,
+    joined,
     scoped_env,
 )
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml
@@ -264,6 +265,17 @@ def run(
     directory from its latest checkpoint.
     """
     started = process_start_unix()
+    with joined(cfg.address, cfg.verbose):
+        return _run(cfg, train_fn, out, resume, started)
+
+
+def _run(
+    cfg: ExperimentConfig,
+    train_fn: Callable[[dict], None] | None,
+    out: TextIO | None,
+    resume: bool,
+    started: float,
+) -> RunResult:
     hw = hardware_for(cfg)
     plan = make_plan(cfg, hw)
     check_data(cfg)

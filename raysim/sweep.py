@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.cluster import SimCluster, dashboard_banner, dashboard_port_of, hardware_for
+from raysim.cluster import SimCluster, dashboard_banner, dashboard_port_of, hardware_for, joined
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml, replace
 from raysim.experiment import RunFailedError, run
 from raysim.metrics import CONFIG_FILE, SUMMARY_FILE
@@ -48,25 +48,26 @@ def sweep(
     name = base.run_name or f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
     sweep_dir = (Path(base.run_dir) / name).resolve()
     configs = sweep_configs(base, sweep_dir, num_nodes, batch_sizes or [base.batch_size])
-    hw = hardware_for(base)
-    largest = max(configs, key=lambda c: c.num_nodes)
-    cluster_plan = make_plan(replace(largest, num_nodes=1), hw)
-    run_dirs = []
-    shared = (
-        SimCluster(cluster_plan, base.address, base.verbose, dashboard_port_of(base))
-        if base.topology == "single_host"
-        else contextlib.nullcontext()  # multi_node: each run starts a cluster of its own
-    )
-    with shared as cluster:
-        if out is not None and cluster is not None and cluster.dashboard_url:
-            print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
-        for cfg in configs:
-            try:
-                run_dirs.append(run(cfg, out=out).run_dir)
-            except (RunFailedError, ConfigError) as err:
-                if out is not None:
-                    print(f"raysim: {cfg.run_name} failed: {err}", file=out, flush=True)
-                run_dirs.append(_record_failure(cfg, err))
+    with joined(base.address, base.verbose):  # one connection for every run
+        hw = hardware_for(base)
+        largest = max(configs, key=lambda c: c.num_nodes)
+        cluster_plan = make_plan(replace(largest, num_nodes=1), hw)
+        run_dirs = []
+        shared = (
+            SimCluster(cluster_plan, base.address, base.verbose, dashboard_port_of(base))
+            if base.topology == "single_host"
+            else contextlib.nullcontext()  # multi_node: each run starts a cluster of its own
+        )
+        with shared as cluster:
+            if out is not None and cluster is not None and cluster.dashboard_url:
+                print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
+            for cfg in configs:
+                try:
+                    run_dirs.append(run(cfg, out=out).run_dir)
+                except (RunFailedError, ConfigError) as err:
+                    if out is not None:
+                        print(f"raysim: {cfg.run_name} failed: {err}", file=out, flush=True)
+                    run_dirs.append(_record_failure(cfg, err))
     comparison = compare(run_dirs, out=sweep_dir / "report", target_accuracy=target_accuracy)
     comparison["report_dir"] = str(sweep_dir / "report")
     return comparison

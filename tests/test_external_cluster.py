@@ -54,15 +54,20 @@ def external_cluster():
         end_processes(temp_dir)
 
 
-def cluster_node_ids(address: str) -> set[str]:
+def ask_cluster(address: str, expression: str):
+    """A JSON value computed by a separate driver connected to the cluster."""
     listing = subprocess.run(
         [sys.executable, "-c",
          f"import json, ray; ray.init(address={address!r}, logging_level='ERROR');"
-         "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"],
+         f"print(json.dumps({expression}))"],
         check=True, capture_output=True, text=True, timeout=120,
         env=TOKEN_MODE,
     )  # fmt: skip
-    return set(json.loads(listing.stdout.strip().splitlines()[-1]))
+    return json.loads(listing.stdout.strip().splitlines()[-1])
+
+
+def cluster_node_ids(address: str) -> set[str]:
+    return set(ask_cluster(address, "[n['NodeID'] for n in ray.nodes() if n['Alive']]"))
 
 
 def test_runs_on_an_existing_two_node_cluster(external_cluster, tmp_path):
@@ -80,6 +85,9 @@ def test_runs_on_an_existing_two_node_cluster(external_cluster, tmp_path):
     assert {r["rank"] for r in ranks} == {0, 1}
     assert {r["ray_node_id"] for r in ranks} == node_ids, "one simulated node per Ray node"
     assert processes_of(temp_dir), "the cluster outlives the run: raysim only joined it"
+    # Every driver connection is a job: the node listing, the run, and this question.
+    drivers = ask_cluster(address, "len(ray._private.state.jobs())")
+    assert drivers == 3, f"{drivers - 2} connections for one run; raysim should join once"
 
 
 def test_a_cluster_without_the_device_resource_is_a_clear_error(tmp_path):

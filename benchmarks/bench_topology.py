@@ -1,0 +1,125 @@
+"""single_host against multi_node topology, and what losing a node costs.
+
+    python benchmarks/bench_topology.py [--nodes 3] [--epochs 3] [--repeats 2] [--timeout 10]
+
+Each repeat, alternating the order: a `raysim run` process with every simulated node
+on one Ray node (single_host), and one with a Ray node per simulated node
+(multi_node): time from the command's start to the first step, the command's wall
+time, steady samples/s (median of the epochs after the first), peak RSS per node.
+Then one multi_node run with min_nodes = nodes − 1 that loses node-1 at the first
+step of epoch 3 (`node_loss`): the time Ray Train took to notice (detect_s) and
+from the loss to the first report after it (recover_s: the elastic restart, which
+first waits --timeout seconds for the lost node, plus the recomputed epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from raysim.metrics import epoch_lines, read_lines
+
+
+def raysim_run(run_dir: str, name: str, options: list[str]) -> tuple[dict, list[dict], float]:
+    """A fresh `raysim run` process: its summary, its metrics records, its wall time."""
+    command = [sys.executable, "-m", "raysim.cli", "run", "--device", "cpu",
+               "--run-dir", run_dir, "--run-name", name, *options]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    folder = Path(run_dir) / name
+    return (
+        json.loads((folder / "summary.json").read_text()),
+        read_lines(folder / "metrics.jsonl"),
+        wall,
+    )
+
+
+def topology_run(run_dir: str, topology: str, nodes: int, epochs: int) -> dict:
+    name = f"{topology}-{int(time.time() * 1000)}"
+    options = ["--num-nodes", str(nodes), "--num-epochs", str(epochs), "--topology", topology]
+    summary, records, wall = raysim_run(run_dir, name, options)
+    rates = [e["samples_per_s"] for e in epoch_lines(records)]
+    return {
+        "steady_samples_per_s": statistics.median(rates[1:] or rates),
+        "time_to_first_step_s": summary["time_to_first_step_s"],
+        "process_wall_s": wall,
+        "peak_rss_mb": max(n["peak_rss_bytes"] for n in summary["nodes"]) / 1e6,
+        "final_test_accuracy": summary["final_test_accuracy"],
+    }
+
+
+def node_loss_run(run_dir: str, nodes: int, timeout: float) -> dict:
+    options = [
+        "--num-nodes", str(nodes), "--min-nodes", str(nodes - 1), "--topology", "multi_node",
+        "--num-epochs", "4", "--checkpoint-every", "1", "--max-failures", "1",
+        "--worker-start-timeout-s", str(timeout), "--inject", "node_loss:rank=1,epoch=3,step=1",
+    ]  # fmt: skip
+    summary, records, wall = raysim_run(run_dir, f"node-loss-{int(time.time())}", options)
+    error = next(r for r in records if r["kind"] == "error")
+    recovered = next(r for r in records if r["kind"] == "recovered")
+    epochs = epoch_lines(records)
+    return {
+        "world_sizes": [e["world_size"] for e in epochs],
+        "detect_s": error["detect_s"],
+        "recover_s": recovered["recover_s"],
+        "recomputed_epoch_time_s": next(
+            e["epoch_time_s"] + e["eval_time_s"] for e in epochs if e["epoch"] == 3
+        ),
+        "worker_start_timeout_s": timeout,
+        "process_wall_s": wall,
+        "final_test_accuracy": summary["final_test_accuracy"],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    runs: dict[str, list[dict]] = {"single_host": [], "multi_node": []}
+    with tempfile.TemporaryDirectory() as run_dir:
+        for repeat in range(args.repeats):
+            order = ["single_host", "multi_node"][:: 1 if repeat % 2 == 0 else -1]
+            for topology in order:
+                runs[topology].append(topology_run(run_dir, topology, args.nodes, args.epochs))
+        loss = node_loss_run(run_dir, args.nodes, args.timeout)
+    figures = {
+        topology: {
+            key: statistics.median(r[key] for r in results)
+            for key in ("steady_samples_per_s", "time_to_first_step_s", "process_wall_s")
+        }
+        | {"repeats": results}
+        for topology, results in runs.items()
+    }
+    results = {
+        **figures,
+        "ratios": {
+            "multi_node / single_host samples/s": figures["multi_node"]["steady_samples_per_s"]
+            / figures["single_host"]["steady_samples_per_s"],
+            "multi_node − single_host time to first step (s)": figures["multi_node"][
+                "time_to_first_step_s"
+            ]
+            - figures["single_host"]["time_to_first_step_s"],
+        },
+        "node_loss": loss,
+        "settings": vars(args),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "bench_topology.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -47,12 +47,12 @@ from torchvision import transforms
 from raysim.cluster import free_port
 from raysim.data import IMAGENET_MEAN, IMAGENET_STD, digits, image_folder, train_loader
 from raysim.metrics import epoch_lines, rank_lines, read_lines
-from raysim.model import build_model
+from raysim.model import adam, build_model
 
 
 def plain_epochs(model, loader, epochs: int, max_steps: int | None = None) -> list[float]:
-    """samples/s per epoch of the same loop raysim runs (Adam, cross-entropy)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    """samples/s per epoch of the same loop raysim runs (its fused Adam, cross-entropy)."""
+    optimizer = adam(model, 1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     rates = []
     for epoch in range(epochs):
@@ -77,7 +77,7 @@ def serial_same_work(nodes: int, batch: int, image_size: int, epochs: int,
     data = digits(image_size)
     loaders = [train_loader(data.train, batch, r, nodes, seed=0, workers=0) for r in range(nodes)]
     replicas = [build_model(10) for _ in range(nodes)]
-    optimizers = [torch.optim.Adam(m.parameters(), lr=1e-4) for m in replicas]
+    optimizers = [adam(m, 1e-4) for m in replicas]
     loss_fn = torch.nn.CrossEntropyLoss()
     rates = []
     for epoch in range(epochs):

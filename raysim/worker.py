@@ -26,7 +26,7 @@ from raysim.config import ExperimentConfig
 from raysim.data import eval_loader, load_data, train_loader
 from raysim.faults import FaultInjector, parse_faults
 from raysim.memory import MemoryGuard, data_segment_bytes, enforce_cpu_budget, is_out_of_memory
-from raysim.model import build_model, checkpoint_stages, parameter_checksum
+from raysim.model import adam, build_model, checkpoint_stages, parameter_checksum
 from raysim.plan import ResourcePlan
 from raysim.session import (
     NodeContext,
@@ -253,7 +253,7 @@ def train_loop_per_worker(config: dict) -> None:
         checkpoint_stages(model)
     model = prepare(model)
     switches = Switches.from_config(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    optimizer = adam(model, cfg.learning_rate)
     start_epoch, global_step = resume_point(model, optimizer)
     faults = FaultInjector(parse_faults(cfg.faults), ctx.run_dir, ctx.node_index)
     session = current_session()

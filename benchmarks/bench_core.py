@@ -6,9 +6,13 @@
 Measures, on the digits set, each repeat in this order (so the setups alternate):
   raysim-1   raysim, 1 node, batch 32 (2 threads)
   raysim-2   raysim, 2 simulated nodes × batch 8 (not in --quick)
-  ddp-2      plain torch.distributed DDP, gloo, 2 processes × batch 8 (not in --quick)
+  ddp-2      plain torch.distributed DDP, gloo, 2 processes × batch 8, with the DDP
+             settings raysim's plan picks (its bucket size; not in --quick)
+  ddp-2-defaults  the same with DDP's defaults (what a user would run; not in --quick)
   raysim-4   raysim, 4 simulated nodes × batch 8 (global 32)
-  ddp-4      plain torch.distributed DDP, gloo, 4 processes × batch 8, 1 thread each
+  ddp-4      plain torch.distributed DDP, gloo, 4 processes × batch 8, 1 thread each,
+             with raysim's DDP settings
+  ddp-4-defaults  the same with DDP's defaults
   single-32  one plain process, batch 32, all cores (what a user would run instead)
   serial-4   one process doing the 4 nodes' work: 4 × forward/backward at batch 8,
              gradients averaged in memory, 4 Adam steps (the limit for simulating
@@ -19,9 +23,10 @@ Measures, on the digits set, each repeat in this order (so the setups alternate)
              classes, 100 more for test), decoding every image on every access as
              before the cache, and from the decoded cache (its one-time build timed)
 Steady-state samples/s is the median of the epochs after the first (min–max over
-repeats beside it). Ratios are against ddp-4, serial-4 and single-32, because this
-machine is noisy: compare within one run. --quick (tiny sizes) is for the test;
---only data measures the data paths alone.
+repeats beside it). Ratios are paired: both setups of one repeat, then the median over
+repeats (min–max beside it), because this machine is noisy; odd repeats run each
+raysim/DDP pair DDP first, so a drift within a repeat does not favour either.
+--quick (tiny sizes) is for the test; --only data measures the data paths alone.
 """
 
 from __future__ import annotations
@@ -45,9 +50,11 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from raysim.cluster import free_port
+from raysim.config import load_config
 from raysim.data import IMAGENET_MEAN, IMAGENET_STD, digits, image_folder, train_loader
 from raysim.metrics import epoch_lines, rank_lines, read_lines
 from raysim.model import adam, build_model
+from raysim.plan import detect_hardware, make_plan
 
 
 def plain_epochs(model, loader, epochs: int, max_steps: int | None = None) -> list[float]:
@@ -190,7 +197,7 @@ def image_folder_paths(batch: int, nodes: int, image_size: int, epochs: int,
 
 
 def _ddp_worker(rank: int, world: int, image_size: int, epochs: int, max_steps, port: int,
-                out: str):  # fmt: skip
+                out: str, ddp_kwargs: dict):  # fmt: skip
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
@@ -198,18 +205,25 @@ def _ddp_worker(rank: int, world: int, image_size: int, epochs: int, max_steps, 
     torch.manual_seed(0)
     data = digits(image_size)
     loader = train_loader(data.train, 8, rank, world, seed=0, workers=0)
-    model = torch.nn.parallel.DistributedDataParallel(build_model(10))
+    model = torch.nn.parallel.DistributedDataParallel(build_model(10), **ddp_kwargs)
     rates = plain_epochs(model, loader, epochs, max_steps)
     dist.destroy_process_group()
     if rank == 0:
         Path(out).write_text(json.dumps([r * world for r in rates]))
 
 
-def plain_ddp(world: int, image_size: int, epochs: int, max_steps: int | None) -> list[float]:
+def raysim_ddp_kwargs(nodes: int) -> dict:
+    """The DDP settings raysim's plan gives a CPU run of `nodes` simulated nodes here."""
+    return make_plan(load_config(num_nodes=nodes, device="cpu"), detect_hardware()).ddp_kwargs
+
+
+def plain_ddp(world: int, image_size: int, epochs: int, max_steps: int | None,
+              ddp_kwargs: dict) -> list[float]:  # fmt: skip
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = handle.name
     port = free_port()
-    mp.spawn(_ddp_worker, args=(world, image_size, epochs, max_steps, port, out), nprocs=world)
+    args = (world, image_size, epochs, max_steps, port, out, ddp_kwargs)
+    mp.spawn(_ddp_worker, args=args, nprocs=world)
     return json.loads(Path(out).read_text())
 
 
@@ -252,19 +266,31 @@ def steady(rates: list[float]) -> float:
 
 
 def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
-            only_data: bool, folder: tuple[int, int, int], quick: bool) -> dict:  # fmt: skip
-    """One repeat of every setup (or of the data paths alone), in the documented order."""
+            only_data: bool, folder: tuple[int, int, int], quick: bool,
+            flip: bool = False) -> dict:  # fmt: skip
+    """One repeat of every setup (or of the data paths alone), in the documented order;
+    with `flip` each raysim/DDP pair runs DDP first, so drift over a session cancels out
+    of the paired ratios when repeats alternate."""
+    args = (image_size, epochs, max_steps)
+
+    def pair(nodes: int) -> dict:
+        runs = {
+            f"raysim-{nodes}": lambda: raysim_run(nodes, 8, *args, run_dir),
+            f"ddp-{nodes}": lambda: {"rates": plain_ddp(nodes, *args, raysim_ddp_kwargs(nodes))},
+            f"ddp-{nodes}-defaults": lambda: {"rates": plain_ddp(nodes, *args, {})},
+        }
+        order = list(runs)[::-1] if flip else list(runs)
+        return {setup: runs[setup]() for setup in order}
+
     results = {}
     if not only_data:
-        results = {"raysim-1": raysim_run(1, 32, image_size, epochs, max_steps, run_dir)}
+        results = {"raysim-1": raysim_run(1, 32, *args, run_dir)}
         if not quick:
-            results["raysim-2"] = raysim_run(2, 8, image_size, epochs, max_steps, run_dir)
-            results["ddp-2"] = {"rates": plain_ddp(2, image_size, epochs, max_steps)}
+            results |= pair(2)
+        results |= pair(4)
         results |= {
-            "raysim-4": raysim_run(4, 8, image_size, epochs, max_steps, run_dir),
-            "ddp-4": {"rates": plain_ddp(4, image_size, epochs, max_steps)},
-            "single-32": {"rates": single_process(32, image_size, epochs, max_steps)},
-            "serial-4": {"rates": serial_same_work(4, 8, image_size, epochs, max_steps)},
+            "single-32": {"rates": single_process(32, *args)},
+            "serial-4": {"rates": serial_same_work(4, 8, *args)},
         }
     results["data"] = {"rates": data_path(digits(image_size).train, 8, 4, epochs)}
     results.update(image_folder_paths(8, 4, image_size, epochs, *folder))
@@ -274,6 +300,8 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
 RATIOS = (
     ("raysim-2", "ddp-2"),
     ("raysim-4", "ddp-4"),
+    ("raysim-2", "ddp-2-defaults"),
+    ("raysim-4", "ddp-4-defaults"),
     ("raysim-4", "serial-4"),
     ("ddp-4", "serial-4"),
     ("raysim-4", "single-32"),
@@ -285,7 +313,8 @@ RATIOS = (
 
 
 def combine(repeats: list[dict]) -> dict:
-    """Median over repeats of each setup's steady samples/s, with the range."""
+    """Median over repeats of each setup's steady samples/s, with the range; ratios are
+    paired (both setups of one repeat), then the median over repeats with the range."""
     results: dict = {}
     for setup in repeats[0]:
         steadies = [steady(r[setup]["rates"]) for r in repeats]
@@ -295,10 +324,15 @@ def combine(repeats: list[dict]) -> dict:
             "max": max(steadies),
             "repeats": [r[setup] for r in repeats],
         }
-    rate = {setup: entry["steady_samples_per_s"] for setup, entry in results.items()}
-    results["ratios"] = {
-        f"{a} / {b}": rate[a] / rate[b] for a, b in RATIOS if a in rate and b in rate
-    }
+    results["ratios"] = {}
+    for a, b in RATIOS:
+        if a in repeats[0] and b in repeats[0]:
+            paired = [steady(r[a]["rates"]) / steady(r[b]["rates"]) for r in repeats]
+            results["ratios"][f"{a} / {b}"] = {
+                "median": statistics.median(paired),
+                "min": min(paired),
+                "max": max(paired),
+            }
     return results
 
 
@@ -332,16 +366,20 @@ def main(argv: list[str] | None = None) -> dict:
         epochs, image_size, max_steps, folder = 2, 16, 3, (8, 64, 48)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as run_dir:
-        repeats = [
-            measure(epochs, image_size, max_steps, run_dir, args.only == "data", folder, args.quick)
-            for _ in range(args.repeats)
-        ]
+        only_data = args.only == "data"
+        repeats = []
+        for repeat in range(args.repeats):
+            flip = repeat % 2 == 1
+            repeats.append(
+                measure(epochs, image_size, max_steps, run_dir, only_data, folder, args.quick, flip)
+            )
     results = combine(repeats)
     results["machine"] = {"cpus": os.cpu_count(), "torch": torch.__version__}
     results["settings"] = {
         "epochs": epochs,
         "image_size": image_size,
         "max_steps": max_steps,
+        "raysim_ddp_kwargs": raysim_ddp_kwargs(4),
         "imagefolder": {"train_per_class": folder[0], "classes": 4, "source_px": folder[1:]},
     }
     results["date"] = time.strftime("%Y-%m-%d")

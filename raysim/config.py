@@ -116,6 +116,9 @@ class ExperimentConfig:
     """CPUs the embedded Ray may use; None means every core of this host."""
     torch_threads: int | None = None
     """Intra-op threads per worker; None divides the cores among the workers."""
+    ddp_bucket_mb: float | None = None
+    """DDP's gradient bucket size in MB; None lets the plan choose (raysim.plan.ddp_bucket_mb):
+    one bucket for the whole model where the nodes share this host's cores, else DDP's 25."""
     verbose: bool = False
     """Forward Ray's worker logs to the console."""
 
@@ -142,6 +145,7 @@ _RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "max_steps_per_epoch": (1, None, "use a positive cap or leave it unset"),
     "cpus": (1, None, "use at least 1 CPU or leave it unset"),
     "torch_threads": (1, None, "use at least 1 thread or leave it unset"),
+    "ddp_bucket_mb": (0, None, "use a positive size in MB, e.g. 25, or leave it unset"),
     "jitter": (0, 1, "use a share in [0, 1], e.g. 0.1"),
     "checkpoint_every": (0, None, "use 0 (never) or a number of epochs"),
     "num_to_keep": (1, None, "keep at least 1 checkpoint"),
@@ -153,7 +157,7 @@ _RANGES: dict[str, tuple[float | None, float | None, str]] = {
 }
 _EXCLUSIVE_LOW = {
     "learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb",
-    "worker_start_timeout_s",
+    "worker_start_timeout_s", "ddp_bucket_mb",
 }  # fmt: skip
 _CHOICES = {"dataset": DATASETS, "device": DEVICES, "amp": AMP_DTYPES, "topology": TOPOLOGIES}
 

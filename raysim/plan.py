@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from raysim.config import ConfigError, ExperimentConfig
+from raysim.network import needs_hook, parse_network
 
 DEVICE_RESOURCE = "raysim_device"
 """Logical Ray resource standing for the one simulated device on CPU hosts."""
@@ -21,6 +22,8 @@ NODE_RESOURCE = "raysim_node"
 """multi_node: one unit on each simulated node's Ray node, one per worker: one worker a node."""
 NODE_LABEL = "raysim-node"
 """multi_node: the Ray node label naming the simulated node (node-0, node-1, ...)."""
+WHOLE_MODEL_BUCKET_MB = 250.0
+"""Above the gradients of ResNet18 (45 MB) and ResNet50 (98 MB): one all-reduce a step."""
 
 
 class PlanError(ConfigError):
@@ -58,6 +61,16 @@ class ResourcePlan:
     """Elastic: the fewest workers the run may go on with; None: fixed num_workers."""
     node_resources: dict[str, float] | None = None
     """multi_node: what each simulated node's Ray node declares (CPU, GPU and custom)."""
+    ddp_bucket_mb: float | None = None
+    """DDP's gradient bucket size; None: DDP's defaults."""
+
+    @property
+    def ddp_kwargs(self) -> dict[str, float | bool]:
+        """For DistributedDataParallel: a chosen bucket size, gradients as views into the
+        buckets (no copy between the two); nothing when DDP's defaults apply."""
+        if self.ddp_bucket_mb is None:
+            return {}
+        return {"bucket_cap_mb": self.ddp_bucket_mb, "gradient_as_bucket_view": True}
 
     @property
     def simulated_device(self) -> bool:
@@ -130,6 +143,21 @@ def _devices_text(devices: int) -> str:
     return "one device" if devices == 1 else f"{devices} devices"
 
 
+def ddp_bucket_mb(cfg: ExperimentConfig, device_kind: str) -> float | None:
+    """One bucket where the simulated nodes share this host's cores and nothing models the
+    wire. DDP's buckets exist to overlap all-reduce with the rest of backward; here the
+    all-reduce runs on the same cores as the other nodes' compute, so there is nothing to
+    overlap, and each bucket costs another round of gloo thread hand-offs (4 nodes on 2
+    cores: 1.19x the samples/s, BENCHMARKS.md). With a network or compression hook the
+    buckets stay DDP's, so the modelled wire time overlaps backward as on a real cluster."""
+    if cfg.ddp_bucket_mb is not None:
+        return cfg.ddp_bucket_mb
+    models_the_wire = needs_hook(parse_network(cfg.network), cfg.grad_compression)
+    if device_kind == "cpu" and cfg.address is None and not models_the_wire:
+        return WHOLE_MODEL_BUCKET_MB
+    return None
+
+
 def cpu_share(cluster_cpus: int, num_workers: int) -> float:
     """Ray accepts fractional requests below 1 and whole numbers above it."""
     share = cluster_cpus / num_workers
@@ -184,4 +212,5 @@ def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
         topology=cfg.topology,
         min_workers=cfg.min_nodes,
         node_resources=node_resources,
+        ddp_bucket_mb=ddp_bucket_mb(cfg, device_kind),
     )

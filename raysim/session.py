@@ -145,7 +145,7 @@ def prepare(model: torch.nn.Module, loader=None):
 
     session = current_session()
     ctx = session.context
-    model = ray.train.torch.prepare_model(model)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=ctx.plan.ddp_kwargs)
     if loader is not None:
         loader = ray.train.torch.prepare_data_loader(loader)
     session.emulation = set_up_emulation(model, ctx.config, ctx.rank, ctx.world_size)

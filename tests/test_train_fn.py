@@ -98,3 +98,27 @@ def test_a_plain_ray_train_report_is_recorded(shared_ray, tiny_config):
         (1, 0, 1.0), (1, 1, 1.0), (2, 0, 0.5), (2, 1, 0.5),
     ]  # fmt: skip
     assert [e["loss"] for e in result.epochs] == [1.0, 0.5]
+
+
+def ddp_buckets_fn(config):
+    """Reports the DDP settings `prepare` gave the model."""
+    import torch
+
+    from raysim import worker
+
+    model = worker.prepare(torch.nn.Linear(4, 2))
+    worker.report(
+        {"bucket_bytes_cap": model.bucket_bytes_cap, "views": model.gradient_as_bucket_view}
+    )
+
+
+def test_prepare_gives_ddp_the_plans_buckets(shared_ray, tiny_config):
+    from raysim.plan import WHOLE_MODEL_BUCKET_MB
+
+    result = raysim.run(
+        tiny_config(num_nodes=2, run_name="buckets"), train_fn=ddp_buckets_fn, out=None
+    )
+    ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
+    assert [(r["bucket_bytes_cap"], r["views"]) for r in ranks] == [
+        (int(WHOLE_MODEL_BUCKET_MB * 2**20), True)
+    ] * 2

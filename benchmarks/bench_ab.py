@@ -1,0 +1,94 @@
+"""A/B: the same raysim run from several source trees, alternating, in one session.
+
+    git worktree add /tmp/before <commit>
+    python benchmarks/bench_ab.py --tree before=/tmp/before --tree after=. \\
+        [--nodes 4] [--epochs 3] [--repeats 3] [-- extra raysim run flags]
+
+Each repeat runs every tree once, in turn (before, after, before, after, ...), as a
+fresh `raysim run` process with PYTHONPATH at that tree, so the driver and the Ray
+workers it starts import that tree's raysim. Figures: steady-state samples/s (median
+of the epochs after the first), the median over repeats with the range, and the median
+training-memory peak per node. This is how a change's speed-up is measured here: the
+machine drifts by more than most changes, so only side-by-side runs compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from raysim.metrics import epoch_lines, rank_lines, read_lines
+
+
+def run_tree(tree: Path, nodes: int, epochs: int, run_dir: str, extra: list[str]) -> dict:
+    name = f"ab-{tree.name}-{nodes}-{time.time_ns()}"
+    command = [
+        sys.executable, "-m", "raysim.cli", "run", "--num-nodes", str(nodes),
+        "--batch-size", "8", "--num-epochs", str(epochs), "--image-size", "32",
+        "--device", "cpu", "--run-dir", run_dir, "--run-name", name, *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=run_dir)
+    records = read_lines(Path(run_dir) / name / "metrics.jsonl")
+    rates = [e["samples_per_s"] for e in epoch_lines(records)]
+    peaks = [r["memory_peak_bytes"] for r in rank_lines(records) if "memory_peak_bytes" in r]
+    return {
+        "rates": rates,
+        "steady": statistics.median(rates[1:] or rates),
+        "memory_peak_mb": statistics.median(peaks) / 1e6 if peaks else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", action="append", required=True, help="name=path, 2 or more")
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("extra", nargs="*", help="after --: more `raysim run` flags")
+    args = parser.parse_args(argv)
+    trees = {name: Path(path).resolve() for name, path in (t.split("=", 1) for t in args.tree)}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory() as run_dir:
+        for repeat in range(args.repeats):
+            for name, tree in trees.items():
+                result = run_tree(tree, args.nodes, args.epochs, run_dir, args.extra)
+                runs[name].append(result)
+                rates = ", ".join(f"{r:.1f}" for r in result["rates"])
+                print(f"{name} repeat {repeat}: samples/s per epoch {rates}", flush=True)
+    summary = {
+        name: {
+            "steady_samples_per_s": statistics.median(r["steady"] for r in results),
+            "min": min(r["steady"] for r in results),
+            "max": max(r["steady"] for r in results),
+            "memory_peak_mb": statistics.median(
+                r["memory_peak_mb"] for r in results if r["memory_peak_mb"] is not None
+            ),
+            "runs": results,
+        }
+        for name, results in runs.items()
+    }
+    for name, entry in summary.items():
+        print(
+            f"{name:<12} {entry['steady_samples_per_s']:7.1f} samples/s "
+            f"({entry['min']:.1f}–{entry['max']:.1f}), "
+            f"memory peak {entry['memory_peak_mb']:.0f} MB"
+        )
+    if args.out:
+        settings = {"nodes": args.nodes, "epochs": args.epochs, "extra": args.extra}
+        record = {"trees": {k: str(v) for k, v in trees.items()}, "settings": settings}
+        record |= {"results": summary, "date": time.strftime("%Y-%m-%d")}
+        Path(args.out).write_text(json.dumps(record, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -46,6 +46,14 @@ def run_tree(tree: Path, nodes: int, epochs: int, run_dir: str, extra: list[str]
     }
 
 
+def describe(tree: Path) -> str:
+    """The tree's path and, where it is a git checkout, its commit."""
+    done = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return f"{tree} ({done.stdout.strip()})" if done.returncode == 0 else str(tree)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", required=True, help="name=path, 2 or more")
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if args.out:
         settings = {"nodes": args.nodes, "epochs": args.epochs, "extra": args.extra}
-        record = {"trees": {k: str(v) for k, v in trees.items()}, "settings": settings}
+        record = {"trees": {k: describe(v) for k, v in trees.items()}, "settings": settings}
         record |= {"results": summary, "date": time.strftime("%Y-%m-%d")}
         Path(args.out).write_text(json.dumps(record, indent=2))
     return summary

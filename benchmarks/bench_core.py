@@ -32,8 +32,10 @@ raysim/DDP pair DDP first, so a drift within a repeat does not favour either.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -208,8 +210,13 @@ def _ddp_worker(rank: int, world: int, image_size: int, epochs: int, max_steps, 
     model = torch.nn.parallel.DistributedDataParallel(build_model(10), **ddp_kwargs)
     rates = plain_epochs(model, loader, epochs, max_steps)
     dist.destroy_process_group()
-    if rank == 0:
-        Path(out).write_text(json.dumps([r * world for r in rates]))
+    figures = {"rss_mb": peak_rss_mb(), "rates": [r * world for r in rates]}
+    Path(f"{out}.{rank}").write_text(json.dumps(figures))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def raysim_ddp_kwargs(nodes: int) -> dict:
@@ -218,13 +225,26 @@ def raysim_ddp_kwargs(nodes: int) -> dict:
 
 
 def plain_ddp(world: int, image_size: int, epochs: int, max_steps: int | None,
-              ddp_kwargs: dict) -> list[float]:  # fmt: skip
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
-        out = handle.name
-    port = free_port()
-    args = (world, image_size, epochs, max_steps, port, out, ddp_kwargs)
-    mp.spawn(_ddp_worker, args=args, nprocs=world)
-    return json.loads(Path(out).read_text())
+              ddp_kwargs: dict) -> dict:  # fmt: skip
+    with tempfile.TemporaryDirectory() as directory:
+        out = str(Path(directory) / "rank")
+        args = (world, image_size, epochs, max_steps, free_port(), out, ddp_kwargs)
+        mp.spawn(_ddp_worker, args=args, nprocs=world)
+        ranks = [json.loads(Path(f"{out}.{rank}").read_text()) for rank in range(world)]
+    rss = [r["rss_mb"] for r in ranks]
+    return {"rates": ranks[0]["rates"], "peak_rss_mb": max(rss), "total_rss_mb": sum(rss)}
+
+
+def in_fresh_process(function, *args) -> dict:
+    """Run a one-process setup in a new process, so its peak RSS is its own."""
+    context = mp.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_measured, function, *args).result()
+
+
+def _measured(function, *args) -> dict:
+    rates = function(*args)
+    return {"rates": rates, "peak_rss_mb": peak_rss_mb(), "total_rss_mb": peak_rss_mb()}
 
 
 def single_process(batch: int, image_size: int, epochs: int, max_steps: int | None):
@@ -258,6 +278,7 @@ def raysim_run(nodes: int, batch: int, image_size: int, epochs: int, max_steps: 
         "time_to_first_step_s": summary["time_to_first_step_s"],
         "process_wall_s": wall,
         "peak_rss_mb": max(n["peak_rss_bytes"] for n in summary["nodes"]) / 1e6,
+        "total_rss_mb": sum(n["peak_rss_bytes"] for n in summary["nodes"]) / 1e6,
     }
 
 
@@ -276,8 +297,8 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
     def pair(nodes: int) -> dict:
         runs = {
             f"raysim-{nodes}": lambda: raysim_run(nodes, 8, *args, run_dir),
-            f"ddp-{nodes}": lambda: {"rates": plain_ddp(nodes, *args, raysim_ddp_kwargs(nodes))},
-            f"ddp-{nodes}-defaults": lambda: {"rates": plain_ddp(nodes, *args, {})},
+            f"ddp-{nodes}": lambda: plain_ddp(nodes, *args, raysim_ddp_kwargs(nodes)),
+            f"ddp-{nodes}-defaults": lambda: plain_ddp(nodes, *args, {}),
         }
         order = list(runs)[::-1] if flip else list(runs)
         return {setup: runs[setup]() for setup in order}
@@ -289,8 +310,8 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
             results |= pair(2)
         results |= pair(4)
         results |= {
-            "single-32": {"rates": single_process(32, *args)},
-            "serial-4": {"rates": serial_same_work(4, 8, *args)},
+            "single-32": in_fresh_process(single_process, 32, *args),
+            "serial-4": in_fresh_process(serial_same_work, 4, 8, *args),
         }
     results["data"] = {"rates": data_path(digits(image_size).train, 8, 4, epochs)}
     results.update(image_folder_paths(8, 4, image_size, epochs, *folder))

@@ -147,9 +147,9 @@ def ddp_bucket_mb(cfg: ExperimentConfig, device_kind: str) -> float | None:
     """One bucket where the simulated nodes share this host's cores and nothing models the
     wire. DDP's buckets exist to overlap all-reduce with the rest of backward; here the
     all-reduce runs on the same cores as the other nodes' compute, so there is nothing to
-    overlap, and each bucket costs another round of gloo thread hand-offs (4 nodes on 2
-    cores: 1.19x the samples/s, BENCHMARKS.md). With a network or compression hook the
-    buckets stay DDP's, so the modelled wire time overlaps backward as on a real cluster."""
+    overlap, and each bucket costs another round of gloo thread hand-offs (BENCHMARKS.md).
+    With a network or compression hook the buckets stay DDP's, so the modelled wire time
+    overlaps backward as on a real cluster."""
     if cfg.ddp_bucket_mb is not None:
         return cfg.ddp_bucket_mb
     models_the_wire = needs_hook(parse_network(cfg.network), cfg.grad_compression)

@@ -28,4 +28,9 @@ def test_core_harness_quick_mode(tmp_path):
     assert ratio["median"] == pytest.approx(rate["raysim-4"] / rate["ddp-4"])
     assert ratio["min"] == ratio["max"] == ratio["median"]  # one repeat: one pair
     assert rate["imagefolder-cached"] > rate["imagefolder-decode"]
+    for setup in ("raysim-4", "ddp-4"):  # four processes: the total is above any one
+        figures = results[setup]["repeats"][0]
+        assert 0 < figures["peak_rss_mb"] < figures["total_rss_mb"] <= 4 * figures["peak_rss_mb"]
+    single = results["single-32"]["repeats"][0]
+    assert single["peak_rss_mb"] == single["total_rss_mb"] > 100
     assert (tmp_path / "bench_core_quick.json").exists()

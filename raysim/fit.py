@@ -22,9 +22,10 @@ from raysim.plan import ResourcePlan, max_nodes_per_device
 
 TRIAL_STEPS = 3
 MAX_BATCH = 65_536
-HEADROOM = 0.05
+HEADROOM = 0.10
 """A batch fits only with this share of the budget to spare: near the edge, the same
-batch measured a few MB apart from run to run, and a plan must hold when rerun."""
+batch measured a few MB apart from run to run, and a plan must hold when rerun (with
+5 %, a batch planned at 268 MB ran out on its rerun in CI: at least 7 % more)."""
 OOM_TEXT = "ran out of its memory partition"
 
 

@@ -25,7 +25,7 @@ MAX_BATCH = 65_536
 HEADROOM = 0.10
 """A batch fits only with this share of the budget to spare: near the edge, the same
 batch measured a few MB apart from run to run, and a plan must hold when rerun (with
-5 %, a batch planned at 268 MB ran out on its rerun in CI: at least 7 % more)."""
+5 %, a batch that peaked at ≤ 255 MB of 268 MB ran out on its rerun in CI: ≥ 7 % more)."""
 OOM_TEXT = "ran out of its memory partition"
 
 

@@ -180,7 +180,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         r["step_time_s"] - r.get("added_comm_delay_s_per_step", 0.0) for r in later
     )
     spec = parse_network(args.network)
-    # DDP's buckets, or the run's own size
+    # a real cluster gets DDP's buckets, or the run's explicit size (the plan's one bucket
+    # is for nodes sharing one host's cores)
     model = build_model(run.config.get("num_classes", 10))
     buckets = bucket_sizes(model, run.config.get("ddp_bucket_mb"))
     rows = project(

@@ -117,8 +117,8 @@ class ExperimentConfig:
     torch_threads: int | None = None
     """Intra-op threads per worker; None divides the cores among the workers."""
     ddp_bucket_mb: float | None = None
-    """DDP's gradient bucket size in MB, with the gradients as views into the buckets; None:
-    DDP's defaults (25 MB). 250 gives ResNet18 one bucket (raysim.plan.WHOLE_MODEL_BUCKET_MB)."""
+    """DDP's gradient bucket size in MB; None lets the plan choose (raysim.plan.ddp_bucket_mb):
+    one bucket for the whole model where the nodes share this host's cores, else DDP's 25."""
     verbose: bool = False
     """Forward Ray's worker logs to the console."""
 

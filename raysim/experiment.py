@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+
 from raysim.cluster import (
     SimCluster,
     dashboard_banner,
@@ -27,6 +29,7 @@ from raysim.config import ConfigError, ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, summary_table
 from raysim.data import check_data
 from raysim.faults import NodeLossWatcher
+from raysim.memory import state_floor_problem
 from raysim.metrics import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -35,7 +38,9 @@ from raysim.metrics import (
     read_lines,
     summarize,
 )
-from raysim.plan import Hardware, ResourcePlan, make_plan
+from raysim.model import build_model
+from raysim.network import gradient_bytes
+from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.progress import make_board
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
@@ -269,6 +274,22 @@ def run(
         return _run(cfg, train_fn, out, resume, started)
 
 
+def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
+    """The built-in model's training state must fit the budget it is held to."""
+    if plan.device_kind == "cpu" and not cfg.enforce_memory:
+        return
+    with torch.device("meta"):  # shapes only: nothing allocated or initialised
+        model = build_model(cfg.num_classes)
+    problem = state_floor_problem(
+        gradient_bytes(model),
+        plan.memory_budget_bytes,
+        plan.memory_fraction,
+        plan.device_memory_bytes,
+    )
+    if problem is not None:
+        raise PlanError([problem])
+
+
 def _run(
     cfg: ExperimentConfig,
     train_fn: Callable[[dict], None] | None,
@@ -278,6 +299,8 @@ def _run(
 ) -> RunResult:
     hw = hardware_for(cfg)
     plan = make_plan(cfg, hw)
+    if train_fn is None:
+        check_state_fits(cfg, plan)
     check_data(cfg)
     run_dir = (Path(cfg.run_dir) / str(cfg.run_name)).resolve() if resume else create_run_dir(cfg)
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))

@@ -6,8 +6,8 @@ because the memory a worker charges to its budget depends on how Ray runs it (th
 training function runs in a worker thread with its own allocator arena): a plain
 process measured differently here. The search doubles the batch until a trial
 fails, then bisects to `resolution`. It measures one node: DDP's gradient buckets
-(about the gradients' size) come on top when a node has peers, unless ddp_bucket_mb
-makes the gradients views into them."""
+(about the gradients' size) come on top when a node has peers, unless the plan gives
+DDP one bucket with the gradients as views into it (raysim.plan.ddp_bucket_mb)."""
 
 from __future__ import annotations
 

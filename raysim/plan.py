@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from raysim.config import ConfigError, ExperimentConfig
+from raysim.network import needs_hook, parse_network
 
 DEVICE_RESOURCE = "raysim_device"
 """Logical Ray resource standing for the one simulated device on CPU hosts."""
@@ -22,10 +23,7 @@ NODE_RESOURCE = "raysim_node"
 NODE_LABEL = "raysim-node"
 """multi_node: the Ray node label naming the simulated node (node-0, node-1, ...)."""
 WHOLE_MODEL_BUCKET_MB = 250.0
-"""A ddp_bucket_mb above the gradients of ResNet18 (45 MB) and ResNet50 (98 MB): one
-all-reduce a step, faster where the simulated nodes share this host's cores (BENCHMARKS.md).
-Not the default: with the gradients as bucket views, the first allocation to cross a tiny
-memory budget can be gloo's, which kills the worker instead of raising the clear error."""
+"""Above the gradients of ResNet18 (45 MB) and ResNet50 (98 MB): one all-reduce a step."""
 
 
 class PlanError(ConfigError):
@@ -145,6 +143,21 @@ def _devices_text(devices: int) -> str:
     return "one device" if devices == 1 else f"{devices} devices"
 
 
+def ddp_bucket_mb(cfg: ExperimentConfig, device_kind: str) -> float | None:
+    """One bucket where the simulated nodes share this host's cores and nothing models the
+    wire. DDP's buckets exist to overlap all-reduce with the rest of backward; here the
+    all-reduce runs on the same cores as the other nodes' compute, so there is nothing to
+    overlap, and each bucket costs another round of gloo thread hand-offs (BENCHMARKS.md).
+    With a network or compression hook the buckets stay DDP's, so the modelled wire time
+    overlaps backward as on a real cluster."""
+    if cfg.ddp_bucket_mb is not None:
+        return cfg.ddp_bucket_mb
+    models_the_wire = needs_hook(parse_network(cfg.network), cfg.grad_compression)
+    if device_kind == "cpu" and cfg.address is None and not models_the_wire:
+        return WHOLE_MODEL_BUCKET_MB
+    return None
+
+
 def cpu_share(cluster_cpus: int, num_workers: int) -> float:
     """Ray accepts fractional requests below 1 and whole numbers above it."""
     share = cluster_cpus / num_workers
@@ -199,5 +212,5 @@ def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
         topology=cfg.topology,
         min_workers=cfg.min_nodes,
         node_resources=node_resources,
-        ddp_bucket_mb=cfg.ddp_bucket_mb,
+        ddp_bucket_mb=ddp_bucket_mb(cfg, device_kind),
     )

@@ -6,9 +6,14 @@ import pytest
 
 import raysim
 from raysim.fit import format_fit, plan_memory, search_largest
-from raysim.memory import enforce_cpu_budget, is_out_of_memory
+from raysim.memory import (
+    enforce_cpu_budget,
+    is_out_of_memory,
+    state_floor_problem,
+    training_state_bytes,
+)
 from raysim.metrics import read_lines
-from raysim.plan import Hardware, make_plan
+from raysim.plan import Hardware, PlanError, make_plan
 
 MB = 1e6
 
@@ -65,15 +70,39 @@ def test_search_finds_the_boundary_at_the_resolution():
 
 @pytest.mark.slow
 def test_too_small_a_budget_fails_in_the_first_step(shared_ray, tiny_config):
-    cfg = tiny_config(num_nodes=2, device_memory_gb=1.0, memory_fraction=0.05, num_epochs=1)
+    """The training state fits (161 MB ≥ 134 MB); batch 512's activations do not."""
+    cfg = tiny_config(
+        num_nodes=2, device_memory_gb=1.0, memory_fraction=0.15, image_size=32,
+        batch_size=512, num_epochs=1,
+    )  # fmt: skip
     with pytest.raises(
         raysim.RunFailedError,
-        match=r"node-\d \(rank \d\) ran out of its memory partition: budget 54 MB "
-        r"\(memory_fraction 0\.05 × 1074 MB device\)",
+        match=r"node-\d \(rank \d\) ran out of its memory partition: budget 161 MB "
+        r"\(memory_fraction 0\.15 × 1074 MB device\)",
     ):
         raysim.run(cfg, out=None)
     records = read_lines(cfg_dir(cfg) / "metrics.jsonl")
     assert [r["kind"] for r in records] == ["error"], "no step may complete over budget"
+
+
+def test_a_budget_below_the_models_state_fails_before_ray_starts(tiny_config):
+    cfg = tiny_config(num_nodes=2, device_memory_gb=1.0, memory_fraction=0.05)
+    with pytest.raises(
+        PlanError,
+        match=r"memory_fraction 0\.05 × 1074 MB device gives each node 54 MB, but the model's "
+        r"gradients and Adam's 2 moments alone take 134 MB .* Fix: memory_fraction ≥ 0\.13",
+    ):
+        raysim.run(cfg, out=None)
+    assert not cfg_dir(cfg).exists(), "nothing is written for a run that cannot start"
+
+
+def test_the_state_floor_is_gradients_and_both_moments():
+    parameter_bytes = 40 * 2**20
+    floor = training_state_bytes(parameter_bytes)
+    assert floor == 3 * parameter_bytes
+    assert state_floor_problem(parameter_bytes, floor, 0.5, 2 * floor) is None
+    problem = state_floor_problem(parameter_bytes, floor - 1, 0.5, 2 * floor)
+    assert problem is not None and "memory_fraction ≥ 0.5 " in problem
 
 
 def cfg_dir(cfg):

@@ -119,15 +119,27 @@ def test_min_nodes_makes_the_run_elastic():
     assert make_plan(load_config(num_nodes=3), CPU_HOST).scaling_workers == 3
 
 
-@pytest.mark.parametrize("hardware", [CPU_HOST, ONE_GPU])
-def test_ddp_keeps_its_defaults_unless_a_bucket_size_is_set(hardware):
-    plan = make_plan(load_config(num_nodes=4), hardware)
-    assert plan.ddp_bucket_mb is None and plan.ddp_kwargs == {}
-    plan = make_plan(load_config(num_nodes=4, ddp_bucket_mb=WHOLE_MODEL_BUCKET_MB), hardware)
+def test_nodes_sharing_this_hosts_cores_get_one_ddp_bucket():
+    plan = make_plan(load_config(num_nodes=4), CPU_HOST)
+    assert plan.ddp_bucket_mb == WHOLE_MODEL_BUCKET_MB
     assert plan.ddp_kwargs == {
         "bucket_cap_mb": WHOLE_MODEL_BUCKET_MB,
         "gradient_as_bucket_view": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hardware"),
+    [
+        ({}, ONE_GPU),  # a real device: backward's overlap with all-reduce pays
+        ({"network": "1gbe"}, CPU_HOST),  # the modelled wire overlaps backward as on a cluster
+        ({"grad_compression": "fp16"}, CPU_HOST),
+        ({"address": "auto"}, CPU_HOST),  # real nodes have cores of their own
+    ],
+)
+def test_ddp_keeps_its_buckets_where_overlap_matters(overrides, hardware):
+    plan = make_plan(load_config(num_nodes=4, **overrides), hardware)
+    assert plan.ddp_bucket_mb is None and plan.ddp_kwargs == {}
 
 
 def test_an_explicit_bucket_size_wins():

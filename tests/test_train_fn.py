@@ -112,13 +112,11 @@ def ddp_buckets_fn(config):
     )
 
 
-def test_prepare_gives_ddp_the_configured_buckets(shared_ray, tiny_config):
+def test_prepare_gives_ddp_the_plans_buckets(shared_ray, tiny_config):
     from raysim.plan import WHOLE_MODEL_BUCKET_MB
 
     result = raysim.run(
-        tiny_config(num_nodes=2, run_name="buckets", ddp_bucket_mb=WHOLE_MODEL_BUCKET_MB),
-        train_fn=ddp_buckets_fn,
-        out=None,
+        tiny_config(num_nodes=2, run_name="buckets"), train_fn=ddp_buckets_fn, out=None
     )
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
     assert [(r["bucket_bytes_cap"], r["views"]) for r in ranks] == [

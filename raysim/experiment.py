@@ -15,8 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import torch
-
 from raysim.cluster import (
     SimCluster,
     dashboard_banner,
@@ -38,8 +36,7 @@ from raysim.metrics import (
     read_lines,
     summarize,
 )
-from raysim.model import build_model
-from raysim.network import gradient_bytes
+from raysim.model import FP32_BYTES, parameter_count
 from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.progress import make_board
 
@@ -278,10 +275,8 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
     """The built-in model's training state must fit the budget it is held to."""
     if plan.device_kind == "cpu" and not cfg.enforce_memory:
         return
-    with torch.device("meta"):  # shapes only: nothing allocated or initialised
-        model = build_model(cfg.num_classes)
     problem = state_floor_problem(
-        gradient_bytes(model),
+        FP32_BYTES * parameter_count(cfg.num_classes),
         plan.memory_budget_bytes,
         plan.memory_fraction,
         plan.device_memory_bytes,

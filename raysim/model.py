@@ -19,6 +19,17 @@ def build_model(num_classes: int, weights_path: str | None = None) -> nn.Module:
     return model
 
 
+RESNET18_BACKBONE_PARAMETERS = 11_176_512
+"""torchvision's ResNet18 without its classifier (tests/test_memory.py counts the real one)."""
+FP32_BYTES = 4
+
+
+def parameter_count(num_classes: int) -> int:
+    """The built-in model's parameters without building it: torchvision's import alone
+    costs the driver ~1 s before every run."""
+    return RESNET18_BACKBONE_PARAMETERS + 513 * num_classes  # fc: 512 weights + a bias each
+
+
 def adam(model: nn.Module, learning_rate: float) -> torch.optim.Adam:
     """Adam with its fused kernel: one pass over all parameters instead of a loop of small
     ops per tensor. Same algorithm; on this project's 2-core CPU it took 4 simulated nodes

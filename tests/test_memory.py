@@ -13,6 +13,7 @@ from raysim.memory import (
     training_state_bytes,
 )
 from raysim.metrics import read_lines
+from raysim.model import build_model, parameter_count
 from raysim.plan import Hardware, PlanError, make_plan
 
 MB = 1e6
@@ -94,6 +95,12 @@ def test_a_budget_below_the_models_state_fails_before_ray_starts(tiny_config):
     ):
         raysim.run(cfg, out=None)
     assert not cfg_dir(cfg).exists(), "nothing is written for a run that cannot start"
+
+
+@pytest.mark.parametrize("num_classes", [2, 10, 1000])
+def test_the_parameter_count_is_the_real_models(num_classes):
+    model = build_model(num_classes)
+    assert parameter_count(num_classes) == sum(p.numel() for p in model.parameters())
 
 
 def test_the_state_floor_is_gradients_and_both_moments():

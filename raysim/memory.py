@@ -7,6 +7,10 @@ with RLIMIT_DATA set to the process's data segment after imports and setup plus
 the budget, so the allocation that crosses it fails inside torch. The baseline
 (Python, torch, Ray's worker, the model) is not charged to the budget, because a
 Ray worker alone holds ~2.3 GB of virtual data space before it trains anything.
+The limit is the whole process's: at it, an allocation in one of gloo's or Ray's
+threads can fail too, which ends the process instead of raising the clear error,
+so a budget below the model's training state (which could only fail) is refused
+before Ray starts (state_floor_problem).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from raysim.cluster import SimCluster
 from raysim.config import ExperimentConfig, replace
-from raysim.experiment import RunFailedError, run
+from raysim.experiment import RunFailedError, check_state_fits, run
 from raysim.plan import ResourcePlan, max_nodes_per_device
 
 TRIAL_STEPS = 3
@@ -112,6 +112,7 @@ def search_largest(fits, resolution: int, start: int = 2, limit: int = MAX_BATCH
 
 
 def plan_memory(cfg: ExperimentConfig, plan: ResourcePlan, resolution: int = 1) -> FitResult:
+    check_state_fits(cfg, plan)  # before Ray starts: no batch fits below the state floor
     with (
         tempfile.TemporaryDirectory(prefix="raysim-fit-") as run_dir,
         SimCluster(plan, cfg.address, cfg.verbose),

@@ -103,6 +103,18 @@ def test_the_parameter_count_is_the_real_models(num_classes):
     assert parameter_count(num_classes) == sum(p.numel() for p in model.parameters())
 
 
+def test_fit_refuses_a_budget_below_the_state_before_ray_starts(tiny_config, monkeypatch):
+    import raysim.fit
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("fit started Ray for a budget that cannot fit any batch")
+
+    monkeypatch.setattr(raysim.fit, "SimCluster", no_cluster)
+    cfg = tiny_config(memory_fraction=0.01)  # 107 MB of the 10 GiB default device
+    with pytest.raises(PlanError, match=r"gives each node 107 MB.* Fix: memory_fraction ≥ 0\.02"):
+        plan_memory(cfg, make_plan(cfg, Hardware(num_cpus=2)))
+
+
 def test_the_state_floor_is_gradients_and_both_moments():
     parameter_bytes = 40 * 2**20
     floor = training_state_bytes(parameter_bytes)

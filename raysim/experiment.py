@@ -36,7 +36,7 @@ from raysim.metrics import (
     read_lines,
     summarize,
 )
-from raysim.model import FP32_BYTES, parameter_count
+from raysim.model import parameter_count
 from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.progress import make_board
 
@@ -276,7 +276,7 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
     if plan.device_kind == "cpu" and not cfg.enforce_memory:
         return
     problem = state_floor_problem(
-        FP32_BYTES * parameter_count(cfg.num_classes),
+        parameter_count(cfg.num_classes),
         plan.memory_budget_bytes,
         plan.memory_fraction,
         plan.device_memory_bytes,

@@ -29,6 +29,7 @@ OOM_MARKERS = (
 MB = 1e6
 ADAM_MOMENTS = 2
 """Adam keeps two running moments per parameter (raysim.model.adam)."""
+FP32_BYTES = 4
 
 
 class SimulatedOutOfMemoryError(MemoryError):
@@ -86,20 +87,20 @@ class MemoryGuard:
         )
 
 
-def training_state_bytes(parameter_bytes: int) -> int:
-    """Gradients and Adam's moments: held from the first step on, whatever the batch."""
-    return parameter_bytes * (1 + ADAM_MOMENTS)
+def training_state_bytes(parameters: int) -> int:
+    """fp32 gradients and Adam's moments: held from the first step on, whatever the batch."""
+    return parameters * FP32_BYTES * (1 + ADAM_MOMENTS)
 
 
 def state_floor_problem(
-    parameter_bytes: int, budget_bytes: int, memory_fraction: float, device_memory_bytes: int
+    parameters: int, budget_bytes: int, memory_fraction: float, device_memory_bytes: int
 ) -> str | None:
     """Why a budget cannot hold even the model's training state, or None.
 
     Caught before Ray starts: such a run could only fail in its first step, and the
     allocation that crosses a nearly full budget may be one of gloo's or Ray's own
     threads' (which kills the worker) rather than the training thread's clear error."""
-    floor = training_state_bytes(parameter_bytes)
+    floor = training_state_bytes(parameters)
     if budget_bytes >= floor:
         return None
     fraction = math.ceil(floor / device_memory_bytes * 100) / 100
@@ -107,7 +108,7 @@ def state_floor_problem(
         f"memory_fraction {memory_fraction:g} × {device_memory_bytes / MB:.0f} MB device gives "
         f"each node {budget_bytes / MB:.0f} MB, but the model's gradients and Adam's "
         f"{ADAM_MOMENTS} moments alone take {floor / MB:.0f} MB "
-        f"({parameter_bytes / 4e6:.1f}M fp32 parameters × {1 + ADAM_MOMENTS}), before any "
+        f"({parameters / 1e6:.1f}M fp32 parameters × {1 + ADAM_MOMENTS}), before any "
         f"activations. Fix: memory_fraction ≥ {fraction:g} (fewer nodes then fit on the "
         "device), a larger device_memory_gb, or enforce_memory: false"
     )

@@ -21,7 +21,6 @@ def build_model(num_classes: int, weights_path: str | None = None) -> nn.Module:
 
 RESNET18_BACKBONE_PARAMETERS = 11_176_512
 """torchvision's ResNet18 without its classifier (tests/test_memory.py counts the real one)."""
-FP32_BYTES = 4
 
 
 def parameter_count(num_classes: int) -> int:

@@ -116,11 +116,11 @@ def test_fit_refuses_a_budget_below_the_state_before_ray_starts(tiny_config, mon
 
 
 def test_the_state_floor_is_gradients_and_both_moments():
-    parameter_bytes = 40 * 2**20
-    floor = training_state_bytes(parameter_bytes)
-    assert floor == 3 * parameter_bytes
-    assert state_floor_problem(parameter_bytes, floor, 0.5, 2 * floor) is None
-    problem = state_floor_problem(parameter_bytes, floor - 1, 0.5, 2 * floor)
+    parameters = 10 * 2**20
+    floor = training_state_bytes(parameters)
+    assert floor == 3 * 4 * parameters
+    assert state_floor_problem(parameters, floor, 0.5, 2 * floor) is None
+    problem = state_floor_problem(parameters, floor - 1, 0.5, 2 * floor)
     assert problem is not None and "memory_fraction ≥ 0.5 " in problem
 
 

@@ -35,7 +35,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from torchvision import transforms
 from raysim.cluster import free_port
 from raysim.config import load_config
 from raysim.data import IMAGENET_MEAN, IMAGENET_STD, digits, image_folder, train_loader
+from raysim.memory import peak_rss_bytes
 from raysim.metrics import epoch_lines, rank_lines, read_lines
 from raysim.model import adam, build_model
 from raysim.plan import detect_hardware, make_plan
@@ -215,8 +215,7 @@ def _ddp_worker(rank: int, world: int, image_size: int, epochs: int, max_steps, 
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    return peak_rss_bytes() / 1e6
 
 
 def raysim_ddp_kwargs(nodes: int) -> dict:
@@ -244,7 +243,8 @@ def in_fresh_process(function, *args) -> dict:
 
 def _measured(function, *args) -> dict:
     rates = function(*args)
-    return {"rates": rates, "peak_rss_mb": peak_rss_mb(), "total_rss_mb": peak_rss_mb()}
+    peak = peak_rss_mb()  # one process: its peak is the total
+    return {"rates": rates, "peak_rss_mb": peak, "total_rss_mb": peak}
 
 
 def single_process(batch: int, image_size: int, epochs: int, max_steps: int | None):

@@ -4,12 +4,14 @@
     python benchmarks/bench_ab.py --tree before=/tmp/before --tree after=. \\
         [--nodes 4] [--epochs 3] [--repeats 3] [-- extra raysim run flags]
 
-Each repeat runs every tree once, in turn (before, after, before, after, ...), as a
-fresh `raysim run` process with PYTHONPATH at that tree, so the driver and the Ray
-workers it starts import that tree's raysim. Figures: steady-state samples/s (median
-of the epochs after the first), the median over repeats with the range, and the median
-training-memory peak per node. This is how a change's speed-up is measured here: the
-machine drifts by more than most changes, so only side-by-side runs compare.
+Each repeat runs every tree once, the order alternating between repeats (before, after;
+after, before; ...), as a fresh `raysim run` process with PYTHONPATH at that tree, so
+the driver and the Ray workers it starts import that tree's raysim. Figures:
+steady-state samples/s (median of the epochs after the first), the median over repeats
+with the range, the median training-memory peak per node, and each tree's paired ratio
+to the first tree (same repeat), median with the range. This is how a change's speed-up
+is measured here: the machine drifts by more than most changes, so only side-by-side
+runs compare.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from raysim.metrics import epoch_lines, rank_lines, read_lines
+from common import git_commit, provenance
+
+from raysim.rundir import epoch_lines, rank_lines, read_lines
 
 
 def run_tree(tree: Path, nodes: int, epochs: int, run_dir: str, extra: list[str]) -> dict:
@@ -48,10 +52,8 @@ def run_tree(tree: Path, nodes: int, epochs: int, run_dir: str, extra: list[str]
 
 def describe(tree: Path) -> str:
     """The tree's path and, where it is a git checkout, its commit."""
-    done = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return f"{tree} ({done.stdout.strip()})" if done.returncode == 0 else str(tree)
+    commit = git_commit(tree)
+    return f"{tree} ({commit})" if commit else str(tree)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,8 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as run_dir:
         for repeat in range(args.repeats):
-            for name, tree in trees.items():
-                result = run_tree(tree, args.nodes, args.epochs, run_dir, args.extra)
+            order = list(trees) if repeat % 2 == 0 else list(reversed(trees))
+            for name in order:
+                result = run_tree(trees[name], args.nodes, args.epochs, run_dir, args.extra)
                 runs[name].append(result)
                 rates = ", ".join(f"{r:.1f}" for r in result["rates"])
                 print(f"{name} repeat {repeat}: samples/s per epoch {rates}", flush=True)
@@ -84,16 +87,23 @@ def main(argv: list[str] | None = None) -> dict:
         }
         for name, results in runs.items()
     }
+    first = list(trees)[0]
+    for name, entry in summary.items():
+        ratios = [r["steady"] / b["steady"] for r, b in zip(runs[name], runs[first], strict=True)]
+        entry["ratio_to_" + first] = {
+            "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+        }  # fmt: skip
     for name, entry in summary.items():
         print(
             f"{name:<12} {entry['steady_samples_per_s']:7.1f} samples/s "
             f"({entry['min']:.1f}–{entry['max']:.1f}), "
-            f"memory peak {entry['memory_peak_mb']:.0f} MB"
+            f"memory peak {entry['memory_peak_mb']:.0f} MB, "
+            f"paired ratio to {first} {entry['ratio_to_' + first]['median']:.3f}"
         )
     if args.out:
         settings = {"nodes": args.nodes, "epochs": args.epochs, "extra": args.extra}
-        record = {"trees": {k: describe(v) for k, v in trees.items()}, "settings": settings}
-        record |= {"results": summary, "date": time.strftime("%Y-%m-%d")}
+        record = {**provenance(), "trees": {k: describe(v) for k, v in trees.items()}}
+        record |= {"settings": settings, "results": summary}
         Path(args.out).write_text(json.dumps(record, indent=2))
     return summary
 

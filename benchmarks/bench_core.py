@@ -50,13 +50,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from raysim.cluster import free_port
+from raysim.builtin.data import IMAGENET_MEAN, IMAGENET_STD, digits, image_folder, train_loader
+from raysim.builtin.model import adam, build_model
+from raysim.cluster import detect_hardware, free_port
 from raysim.config import load_config
-from raysim.data import IMAGENET_MEAN, IMAGENET_STD, digits, image_folder, train_loader
-from raysim.memory import peak_rss_bytes
-from raysim.metrics import epoch_lines, rank_lines, read_lines
-from raysim.model import adam, build_model
-from raysim.plan import detect_hardware, make_plan
+from raysim.plan import make_plan
+from raysim.procfs import peak_rss_bytes
+from raysim.rundir import epoch_lines, rank_lines, raysim_home, read_lines
 
 
 def plain_epochs(model, loader, epochs: int, max_steps: int | None = None) -> list[float]:
@@ -181,10 +181,10 @@ def image_folder_paths(batch: int, nodes: int, image_size: int, epochs: int,
         root = make_image_folder(Path(tmp) / "cars", per_class, width, height)
         with mock.patch.dict(os.environ, {"RAYSIM_HOME": str(Path(tmp) / "home")}):
             start = time.perf_counter()
-            image_folder(root, image_size)
+            image_folder(root, image_size, raysim_home() / "cache")
             build_s = time.perf_counter() - start
             start = time.perf_counter()
-            cached = image_folder(root, image_size)
+            cached = image_folder(root, image_size, raysim_home() / "cache")
             load_s = time.perf_counter() - start
             decode = data_path(DecodeEachAccess(root, image_size), batch, nodes, epochs)
             return {

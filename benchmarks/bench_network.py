@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import raysim
-from raysim.metrics import rank_lines, read_lines
-from raysim.model import build_model
-from raysim.network import bucket_sizes, parse_network
-from raysim.projection import project
+from raysim.builtin.model import build_model
+from raysim.config import parse_network
+from raysim.plan.comm_model import bucket_sizes
+from raysim.report.projection import project
+from raysim.rundir import rank_lines, read_lines
 
 
 def epoch2_ranks(run_dir: Path) -> list[dict]:

@@ -99,9 +99,9 @@ def raysim_run(cfg) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     import raysim
-    from raysim.cluster import SimCluster
+    from raysim.cluster import SimCluster, detect_hardware
     from raysim.config import replace
-    from raysim.plan import detect_hardware, make_plan
+    from raysim.plan import make_plan
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=4)

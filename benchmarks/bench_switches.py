@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import raysim
-from raysim.cluster import SimCluster
+from raysim.cluster import SimCluster, detect_hardware
 from raysim.config import replace
-from raysim.metrics import rank_lines, read_lines
-from raysim.plan import detect_hardware, make_plan
+from raysim.plan import make_plan
+from raysim.rundir import rank_lines, read_lines
 
 
 def variants(device: str, batch: int) -> dict[str, dict]:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from raysim.metrics import epoch_lines, read_lines
+from raysim.rundir import epoch_lines, read_lines
 
 
 def raysim_run(run_dir: str, name: str, options: list[str]) -> tuple[dict, list[dict], float]:

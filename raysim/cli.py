@@ -7,6 +7,9 @@ clear message and exit 2; a failed training run exits 1.
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -14,7 +17,22 @@ from typing import Any
 
 import yaml
 
-from raysim.config import ConfigError, ExperimentConfig, dump_yaml, field_types, load_config
+from raysim.cluster import dashboard_banner, hardware_for
+from raysim.cluster.standing import down, up
+from raysim.config import (
+    ConfigError,
+    ExperimentConfig,
+    dump_yaml,
+    field_types,
+    load_config,
+    parse_inject,
+    parse_network,
+    resume_config,
+)
+from raysim.failures import RunFailedError
+from raysim.plan import make_plan
+from raysim.report import ReportError, compare
+from raysim.report.projection import format_table, project_run
 
 
 def _scalar_type(type_hint: Any) -> Any:
@@ -50,9 +68,6 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def load_train_fn(spec: str):
     """'module:function', importable from the current directory or the installed packages."""
-    import importlib
-    import os
-
     module_name, _, function_name = spec.partition(":")
     fix = "give module:function, importable from the current directory"
     if not module_name or not function_name:
@@ -60,8 +75,10 @@ def load_train_fn(spec: str):
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        problem = f"--train-fn {spec}: cannot import {module_name!r} ({err}); {fix}"
+    except Exception as err:  # the user's module: any error in it means it does not import
+        problem = (
+            f"--train-fn {spec}: cannot import {module_name!r} ({type(err).__name__}: {err}); {fix}"
+        )
         raise ConfigError([problem]) from None
     function = getattr(module, function_name, None)
     if not callable(function):
@@ -69,28 +86,19 @@ def load_train_fn(spec: str):
     return function
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from raysim.experiment import run
-
+def run_command(args: argparse.Namespace) -> int:
     if args.inject:
-        from raysim.faults import parse_inject
-
         args.faults = [parse_inject(text) for text in args.inject]
     if args.resume:
-        from pathlib import Path
-
-        from raysim.experiment import resume_config
-
-        resume_dir = Path(args.resume).resolve()
-        overrides = overrides_from_args(args)
-        overrides.update(run_dir=str(resume_dir.parent), run_name=resume_dir.name)
-        cfg = resume_config(resume_dir, **overrides)
+        cfg = resume_config(args.resume, overrides_from_args(args))
     else:
         cfg = config_from_args(args)
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
+    from raysim.experiment import run  # torch and Ray: after the config's checks
+
     result = run(cfg, train_fn=train_fn, resume=bool(args.resume))
     return 0 if result.summary["status"] == "finished" else 1
 
@@ -123,8 +131,6 @@ def _print_comparison(comparison: dict) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from raysim.report import compare
-
     comparison = compare(args.run_dirs, out=args.out, target_accuracy=args.target_accuracy)
     _print_comparison(comparison)
     print(f"report: {args.out}/report.md")
@@ -132,7 +138,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from raysim.sweep import sweep
+    from raysim.sweep import sweep  # torch and Ray: after the flags' checks
 
     overrides = overrides_from_args(args)
     overrides.pop("num_nodes", None)
@@ -146,11 +152,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    import json
-
-    from raysim.cluster import hardware_for
-    from raysim.fit import format_fit, plan_memory
-    from raysim.plan import make_plan
+    from raysim.fit import format_fit, plan_memory  # torch and Ray: after the flags' checks
 
     cfg = config_from_args(args)
     result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution)
@@ -163,31 +165,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_project(args: argparse.Namespace) -> int:
-    import json
-    import statistics
-
-    from raysim.model import build_model
-    from raysim.network import bucket_sizes, parse_network
-    from raysim.projection import format_table, project
-    from raysim.report import load_run
-
-    run = load_run(args.run_dir)
-    later = [r for r in run.ranks if r["epoch"] > 1] or run.ranks
-    if not later:
-        raise FileNotFoundError(f"{args.run_dir} has no finished epoch to measure")
-    # compute per step: the measured step less what the emulated network added to it
-    compute_s = statistics.median(
-        r["step_time_s"] - r.get("added_comm_delay_s_per_step", 0.0) for r in later
-    )
     spec = parse_network(args.network)
-    # a real cluster gets DDP's buckets, or the run's explicit size (the plan's one bucket
-    # is for nodes sharing one host's cores)
-    model = build_model(run.config.get("num_classes", 10))
-    buckets = bucket_sizes(model, run.config.get("ddp_bucket_mb"))
-    rows = project(
-        compute_s, buckets, run.config["batch_size"], spec, args.nodes,
-        compression=run.config.get("grad_compression"),
-    )  # fmt: skip
+    run, rows = project_run(args.run_dir, spec, args.nodes)
     print(format_table(rows, title=f"{run.name} on {spec.describe()}"))
     if args.out:
         with open(args.out, "w") as handle:
@@ -197,9 +176,6 @@ def _cmd_project(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from raysim.cluster import dashboard_banner
-    from raysim.standing import up
-
     state = up(args.cpus, args.dashboard_port)
     print(f"raysim: cluster up at {state.address} ({state.cpus} CPUs, the simulated device)")
     print(dashboard_banner(state.dashboard_url, state.metrics_url))
@@ -208,44 +184,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    from raysim.standing import down
-
     state = down()
     if state is None:
         print("raysim: no raysim cluster is up")
         return 0
     print(f"raysim: cluster at {state.address} ended (Ray's logs stay in {state.temp_dir})")
     return 0
-
-
-def example_main(
-    description: str,
-    default_config: str,
-    argv: Sequence[str] | None = None,
-    mode_configs: dict[str, str] | None = None,
-    single_node: bool = False,
-) -> int:
-    """The original project's scripts: the same flags, on top of a shipped YAML config.
-
-    With mode_configs, --mode picks the YAML (launcher.py --mode single|distributed);
-    single mode (or single_node) always means one node.
-    """
-    parser = argparse.ArgumentParser(description=description)
-    if mode_configs:
-        parser.add_argument("--mode", choices=sorted(mode_configs), required=True)
-    parser.add_argument("--config", default=None, help=f"YAML config (default {default_config})")
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved config and exit"
-    )
-    add_config_flags(parser)
-    args = parser.parse_args(argv)
-    mode = getattr(args, "mode", None)
-    if args.config is None:
-        args.config = mode_configs[mode] if mode_configs else default_config
-    if single_node or mode == "single":
-        args.num_nodes = 1
-    args.inject = args.resume = args.train_fn = None
-    return _guarded(_cmd_run, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="kind:rank=R,epoch=E[,step=S][,seconds=T], e.g. worker_crash:rank=1,epoch=2",
     )  # fmt: skip
     add_config_flags(run_parser)
-    run_parser.set_defaults(handler=_cmd_run)
+    run_parser.set_defaults(handler=run_command)
 
     compare_parser = commands.add_parser("compare", help="compare finished run directories")
     compare_parser.add_argument("run_dirs", nargs="+", help="run directories, e.g. runs/<name>")
@@ -322,20 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    from raysim.data import DataError
-    from raysim.report import ReportError
-
-    return (ConfigError, DataError, ReportError, FileNotFoundError)
+    """Errors the user can fix. A DataError can only come from a loaded raysim.builtin.data,
+    so a config error is reported without importing torch for it."""
+    errors: tuple[type[Exception], ...] = (ConfigError, ReportError, FileNotFoundError)
+    data = sys.modules.get("raysim.builtin.data")
+    return errors if data is None else (*errors, data.DataError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return _guarded(args.handler, args)
+    return guarded(args.handler, args)
 
 
-def _guarded(handler, args: argparse.Namespace) -> int:
-    from raysim.experiment import RunFailedError
-
+def guarded(handler, args: argparse.Namespace) -> int:
     try:
         return handler(args)
     except RunFailedError as err:

@@ -1,21 +1,22 @@
-"""Build a TorchTrainer from the plan, run it, and leave a self-contained run directory."""
+"""The spine of a run: config → plan → cluster → Ray Train fit → a self-contained run dir."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from raysim.builtin import resnet18_experiment
+from raysim.builtin.data import check_data
+from raysim.builtin.model import check_weights, parameter_count
 from raysim.cluster import (
+    NodeLossWatcher,
     SimCluster,
     dashboard_banner,
     dashboard_port_of,
@@ -23,28 +24,27 @@ from raysim.cluster import (
     joined,
     scoped_env,
 )
-from raysim.config import ConfigError, ExperimentConfig, dump_yaml
-from raysim.console import ProgressFollower, summary_table
-from raysim.data import check_data
-from raysim.faults import NodeLossWatcher
-from raysim.memory import state_floor_problem
-from raysim.metrics import (
+from raysim.config import ExperimentConfig, dump_yaml
+from raysim.console import ProgressFollower, make_board, summary_table
+from raysim.failures import RunFailedError, failure_message
+from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
+from raysim.plan.memory_floor import state_floor_problem
+from raysim.procfs import process_start_unix
+from raysim.record import MetricsRecorder
+from raysim.report.summary import summarize
+from raysim.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
+    create_run_dir,
     epoch_lines,
-    read_lines,
-    summarize,
+    raysim_home,
+    read_metrics,
+    train_run_name,
 )
-from raysim.model import parameter_count
-from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
-from raysim.progress import make_board
+from raysim.worker.entry import run_node
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-
-
-class RunFailedError(RuntimeError):
-    """Training failed on one or more simulated nodes; the message leads with their errors."""
 
 
 @dataclass
@@ -58,46 +58,6 @@ class RunResult:
     @property
     def final_test_accuracy(self) -> float:
         return self.summary["final_test_accuracy"]
-
-
-def train_run_name(run_dir: Path) -> str:
-    """The run's name for Ray Train (its Train-page entry and storage folder): Ray Train
-    fails on names that are not ASCII, so other characters become '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", run_dir.name)
-
-
-def process_start_unix() -> float:
-    """When this command started (not when raysim was imported), from /proc on Linux."""
-    try:
-        with open("/proc/self/stat") as stat_file:
-            start_ticks = int(stat_file.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as stat_file:
-            boot = next(int(line.split()[1]) for line in stat_file if line.startswith("btime"))
-        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, ValueError, IndexError):
-        return time.time()
-
-
-def create_run_dir(cfg: ExperimentConfig) -> Path:
-    name = cfg.run_name or f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.num_nodes}node"
-    run_dir = (Path(cfg.run_dir) / name).resolve()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=False)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except FileExistsError:
-        raise ConfigError(
-            [f"run directory {run_dir} already exists; choose another run_name or remove it"]
-        ) from None
-    except OSError as err:
-        raise ConfigError(
-            [
-                f"cannot write the run directory {run_dir} ({err.strerror}); set run_dir to a "
-                "writable folder"
-            ]
-        ) from None
-    return run_dir
 
 
 def environment_facts(hw: Hardware, plan: ResourcePlan) -> dict[str, Any]:
@@ -121,42 +81,6 @@ def environment_facts(hw: Hardware, plan: ResourcePlan) -> dict[str, Any]:
     }
 
 
-PROCESS_DEATH_MARKERS = ("health check failed", "actor died", "died unexpectedly")
-PEER_LOSS_MARKERS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
-
-
-def _failure_rank(message: str) -> int:
-    """Order causes before symptoms: a raised error, then a process that died, then the
-    ranks whose all-reduce broke because a peer was gone."""
-    if any(marker in message for marker in PEER_LOSS_MARKERS):
-        return 2
-    if any(marker in message for marker in PROCESS_DEATH_MARKERS):
-        return 1
-    return 0
-
-
-def _failure_message(error: Exception) -> str:
-    """Each node's failure, the likely cause first; symptoms in one line each."""
-    failures = getattr(error, "worker_failures", None)
-    if not failures:
-        return f"training failed: {error}"
-    messages = {rank: str(err).strip() for rank, err in failures.items()}
-    order = sorted(messages, key=lambda rank: (_failure_rank(messages[rank]), rank))
-    parts = [f"training failed on {len(failures)} simulated node(s):"]
-    for rank in order:
-        text = messages[rank]
-        kind = _failure_rank(text)
-        if kind == 1:
-            text = (
-                "its worker process died (crash, kill or the kernel's OOM killer): "
-                + (text.splitlines()[0])
-            )
-        elif kind == 2:
-            text = "lost its all-reduce peer: " + text.splitlines()[0][-160:]
-        parts.append(f"--- node-{rank} (rank {rank}) ---\n{text}")
-    return "\n".join(parts)
-
-
 def ship_by_value(train_fn: Callable) -> None:
     """Ray's controller and workers unpickle the function; a module of the user's own
     (not installed, maybe not on their path) travels with it instead of by name."""
@@ -169,18 +93,16 @@ def ship_by_value(train_fn: Callable) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
-def _fit(
+def _train(
     cfg: ExperimentConfig,
     plan: ResourcePlan,
     run_dir: Path,
     train_fn: Callable | None,
     progress_board: Any = None,
 ) -> None:
-    import ray.train
+    """Ray Train's fit() of the training function on the planned workers."""
+    import ray.train  # ~3 s of imports: not before a run starts
     from ray.train.torch import TorchConfig, TorchTrainer
-
-    from raysim.callbacks import MetricsRecorder
-    from raysim.worker import run_node
 
     if train_fn is not None:
         ship_by_value(train_fn)
@@ -190,7 +112,7 @@ def _fit(
             "experiment": cfg,
             "plan": plan,
             "run_dir": str(run_dir),
-            "train_fn": train_fn,
+            "train_fn": train_fn or resnet18_experiment,
             "progress_board": progress_board,
         },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),
@@ -211,7 +133,7 @@ def _fit(
         with worker_start_timeout(cfg.worker_start_timeout_s):
             trainer.fit()
     except ray.train.TrainingFailedError as err:
-        message = _failure_message(err) + _recovery_hint(cfg, run_dir)
+        message = failure_message(err) + _recovery_hint(cfg, run_dir)
         raise RunFailedError(message) from None
 
 
@@ -225,7 +147,7 @@ def worker_start_timeout(seconds: float | None):
 
 def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
     """How often each node failed, and where the run can be resumed from."""
-    records = read_lines(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else []
+    records = read_metrics(run_dir)
     counts: dict[str, int] = {}
     for record in records:
         if record.get("kind") == "error":
@@ -242,16 +164,6 @@ def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
             f"continue with: raysim run --resume {run_dir}"
         )
     return "".join(lines)
-
-
-def resume_config(run_dir: str | Path, **overrides: Any) -> ExperimentConfig:
-    """The config a run directory was made with (overrides such as num_epochs may extend it)."""
-    from raysim.config import load_config
-
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError([f"--resume {run_dir}: not a raysim run directory (no {CONFIG_FILE})"])
-    return load_config(path, **overrides)
 
 
 def run(
@@ -296,8 +208,13 @@ def _run(
     plan = make_plan(cfg, hw)
     if train_fn is None:
         check_state_fits(cfg, plan)
-    check_data(cfg)
-    run_dir = (Path(cfg.run_dir) / str(cfg.run_name)).resolve() if resume else create_run_dir(cfg)
+        check_weights(cfg.weights_path)
+    check_data(cfg, raysim_home() / "cache")
+    run_dir = (
+        (Path(cfg.run_dir) / str(cfg.run_name)).resolve()
+        if resume
+        else create_run_dir(cfg.run_dir, cfg.run_name, cfg.num_nodes)
+    )
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
     if out is not None:
         print(
@@ -323,11 +240,10 @@ def _run(
                 else contextlib.nullcontext()
             )
             with node_loss:
-                _fit(cfg, plan, run_dir, train_fn, follower.board)
+                _train(cfg, plan, run_dir, train_fn, follower.board)
     except RunFailedError as err:
         failure = err
-    metrics_path = run_dir / METRICS_FILE
-    records = read_lines(metrics_path) if metrics_path.exists() else []
+    records = read_metrics(run_dir)
     summary = summarize(records, started)
     summary.update(
         wall_time_s=time.perf_counter() - wall_start,

@@ -17,15 +17,16 @@ from dataclasses import asdict, dataclass
 
 from raysim.cluster import SimCluster
 from raysim.config import ExperimentConfig, replace
-from raysim.experiment import RunFailedError, check_state_fits, run
+from raysim.experiment import check_state_fits, run
+from raysim.failures import RunFailedError
 from raysim.plan import ResourcePlan, max_nodes_per_device
+from raysim.units import MB, gib
 
 TRIAL_STEPS = 3
 MAX_BATCH = 65_536
 HEADROOM = 0.10
-"""A batch fits only with this share of the budget to spare: near the edge, the same
-batch measured a few MB apart from run to run, and a plan must hold when rerun (with
-5 %, a batch that peaked at ≤ 255 MB of 268 MB ran out on its rerun in CI: ≥ 7 % more)."""
+"""A batch fits only with this share of the budget to spare: near the edge the same batch
+peaks a few per cent apart from run to run, and a plan must still hold when it is rerun."""
 OOM_TEXT = "ran out of its memory partition"
 
 
@@ -141,14 +142,13 @@ def plan_memory(cfg: ExperimentConfig, plan: ResourcePlan, resolution: int = 1) 
 
 
 def format_fit(result: FitResult) -> str:
-    mb = 1e6
     lines = [
-        f"memory partition: {result.memory_fraction:.2f} × {result.device_memory_bytes / mb:.0f} "
-        f"MB = {result.budget_bytes / mb:.0f} MB per node",
+        f"memory partition: {result.memory_fraction:.2f} × {gib(result.device_memory_bytes)} "
+        f"= {result.budget_bytes / MB:.0f} MB per node",
         f"largest batch per node that fits with {HEADROOM:.0%} headroom: {result.largest_batch} "
         f"(searched in steps of {result.resolution}; first out of memory at batch "
         f"{result.first_out_of_memory_batch})",
-        f"at batch {result.batch_size}: peak {result.peak_at_batch_bytes / mb:.0f} MB of training "
+        f"at batch {result.batch_size}: peak {result.peak_at_batch_bytes / MB:.0f} MB of training "
         f"memory, i.e. memory_fraction ≥ {result.min_memory_fraction:.3f}; "
         f"at most {result.max_nodes} nodes fit on the device",
         "",
@@ -156,7 +156,7 @@ def format_fit(result: FitResult) -> str:
     ]
     lines += [
         f"{t.batch_size:>5}  {'yes' if t.fits else 'no':<4}  {'yes' if t.ran_out else 'no':<13}"
-        f"  {t.peak_bytes / mb:>7.0f}"
+        f"  {t.peak_bytes / MB:>7.0f}"
         for t in result.trials
     ]
     return "\n".join(lines)

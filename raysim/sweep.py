@@ -11,10 +11,11 @@ from typing import Any, TextIO
 
 from raysim.cluster import SimCluster, dashboard_banner, dashboard_port_of, hardware_for, joined
 from raysim.config import ConfigError, ExperimentConfig, dump_yaml, replace
-from raysim.experiment import RunFailedError, run
-from raysim.metrics import CONFIG_FILE, SUMMARY_FILE
+from raysim.experiment import run
+from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.report import compare
+from raysim.rundir import CONFIG_FILE, SUMMARY_FILE
 
 
 def sweep_configs(

@@ -105,3 +105,36 @@ def test_raysim_command_end_to_end(tmp_path):
     run_dir = tmp_path / "cli"
     assert {"config.yaml", "metrics.jsonl", "summary.json"} <= {p.name for p in run_dir.iterdir()}
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["num_nodes"] == 2
+
+
+def test_resume_of_a_folder_that_is_not_a_run_names_it(tmp_path):
+    done = run_script("-m", "raysim.cli", "run", "--resume", str(tmp_path))
+    assert done.returncode == 2
+    assert f"--resume {tmp_path}: not a raysim run directory (no config.yaml)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_train_fn_that_does_not_import_is_one_clear_line(tmp_path):
+    (tmp_path / "broken_loop.py").write_text("import torch\nraise RuntimeError('half-written')\n")
+    (tmp_path / "fine_loop.py").write_text("def train(config):\n    pass\n")
+    cases = {
+        "broken_loop:train": "cannot import 'broken_loop' (RuntimeError: half-written)",
+        "no_such_module:train": "cannot import 'no_such_module' (ModuleNotFoundError",
+        "fine_loop:trian": "fine_loop has no function 'trian'",
+        "fine_loop": "not of the form module:function",
+    }
+    for spec, expected in cases.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "raysim.cli", "run", "--train-fn", spec, "--device", "cpu"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2, (spec, done.stderr)
+        assert expected in done.stderr, (spec, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 2
+
+
+def test_project_on_a_folder_that_is_not_a_run_names_it(tmp_path):
+    done = run_script("-m", "raysim.cli", "project", str(tmp_path))
+    assert done.returncode == 2
+    assert f"{tmp_path} is not a raysim run directory" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from raysim.config import ConfigError, ExperimentConfig, load_config, replace
+from raysim.config import ConfigError, ExperimentConfig, Fault, load_config, replace
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -132,5 +132,5 @@ def test_node_loss_in_an_elastic_multi_node_run_is_valid():
     cfg = load_config(
         num_nodes=3, min_nodes=2, topology="multi_node", max_failures=1, faults=NODE_LOSS
     )
-    assert cfg.faults == NODE_LOSS
+    assert cfg.faults == [Fault(kind="node_loss", rank=1, epoch=2)]
     assert load_config(num_nodes=3, topology="multi_node", faults=NODE_LOSS).max_failures == 0

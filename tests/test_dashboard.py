@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from raysim.cluster import dashboard_kwargs
-from raysim.metrics import read_lines
-from raysim.standing import processes_of
+from raysim.cluster.local import dashboard_kwargs
+from raysim.cluster.standing import processes_of
+from raysim.rundir import read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,3 +117,41 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
     assert ended.returncode == 0 and state["address"] in ended.stdout
     assert processes_of(state["temp_dir"]) == [], "down ends every process of the cluster"
     assert not (tmp_path / "home" / "cluster.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.own_cluster
+def test_the_embedded_dashboard_serves_the_run_while_it_goes(without_shared_ray, tiny_config):
+    """`--dashboard`: the embedded Ray's dashboard on 127.0.0.1 answers during the run, with
+    token authentication on, and Ray Train's state API lists the run."""
+    import threading
+
+    import raysim
+    from raysim.cluster import free_port
+
+    port = free_port()
+    cfg = tiny_config(num_nodes=2, num_epochs=3, max_steps_per_epoch=20, dashboard=True,
+                      dashboard_port=port, run_name="embedded")  # fmt: skip
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=raysim.run(cfg, out=None)))
+    runner.start()
+    url, seen, refused = f"http://127.0.0.1:{port}", [], None
+    token_path = Path.home() / ".ray" / "auth_token"
+    while runner.is_alive() and not seen:
+        try:
+            if refused is None:
+                get(f"{url}/api/v0/nodes", token=None)
+        except urllib.error.HTTPError as err:
+            refused = err.code
+        except OSError:
+            time.sleep(0.5)
+            continue
+        token = token_path.read_text().strip() if token_path.exists() else None
+        try:
+            seen = get(f"{url}/api/train/v2/runs/v1", token)["train_runs"]
+        except OSError:
+            time.sleep(0.5)
+    runner.join(timeout=300)
+    assert outcome["result"].summary["status"] == "finished"
+    assert refused == 401, "token authentication stays on"
+    assert [r["name"] for r in seen] == ["embedded"]

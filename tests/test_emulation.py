@@ -3,9 +3,10 @@
 import pytest
 
 import raysim
-from raysim.metrics import read_lines
-from raysim.model import build_model
-from raysim.network import PRESETS, allreduce_seconds, bucket_sizes
+from raysim.builtin.model import build_model
+from raysim.config import PRESETS
+from raysim.plan.comm_model import allreduce_seconds, bucket_sizes
+from raysim.rundir import read_lines
 
 pytestmark = pytest.mark.slow
 

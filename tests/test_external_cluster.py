@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from raysim.cluster import free_port
-from raysim.metrics import read_lines
-from raysim.standing import end_processes, processes_of
+from raysim.cluster.standing import end_processes, processes_of
+from raysim.rundir import read_lines
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

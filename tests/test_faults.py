@@ -1,14 +1,15 @@
 """Checkpoints, exact resume and injected faults, on real Ray Train restarts."""
 
 import json
+import re
 import time
 
 import pytest
 
 import raysim
-from raysim.config import load_config
-from raysim.faults import FAULTS_DIR, NodeLossWatcher, parse_inject
-from raysim.metrics import read_lines
+from raysim.cluster import NodeLossWatcher
+from raysim.config import load_config, parse_inject
+from raysim.rundir import FAULTS_DIR, read_lines
 
 pytestmark = pytest.mark.slow
 EPOCHS = 4
@@ -46,7 +47,7 @@ def test_crash_recovers_from_the_checkpoint_into_the_same_run(uninterrupted, tmp
     assert same_run(epochs, uninterrupted), "bitwise the same weights and metrics"
     records = read_lines(result.run_dir / "metrics.jsonl")
     (error,) = [r for r in records if r["kind"] == "error"]
-    assert error["faults"][0]["kind"] == "worker_crash" and 0 < error["detect_s"] < 120
+    assert error["faults"][0]["kind"] == "worker_crash" and 0 < error["detect_s"] < 15
     (recovered,) = [r for r in records if r["kind"] == "recovered"]
     assert recovered["recover_s"] > error["detect_s"]
     assert result.summary["status"] == "finished"
@@ -68,18 +69,16 @@ def test_exhausted_failures_say_who_and_resume_finishes_the_same_run(uninterrupt
     with pytest.raises(raysim.RunFailedError) as info:
         raysim.run(cfg, out=None)
     message = str(info.value)
-    crashed = message.index("node-1 (rank 1) ---\nits worker process died")
-    # Whether Ray Train also reports the peer's broken all-reduce depends on timing
-    # (it may end rank 0 first); when it does, the crashed node still leads.
-    if "node-0 (rank 0) ---" in message:
-        peer = message.index("node-0 (rank 0) ---\nlost its all-reduce peer")
-        assert crashed < peer, "the crashed node leads"
+    # Ray Train may or may not also report the peer's broken all-reduce (it may end rank 0
+    # first); the crashed node leads, and any other node is told as the symptom it is.
+    sections = re.findall(r"--- (node-\d) \(rank \d\) ---\n(.*)", message)
+    assert sections[0][0] == "node-1"
+    assert sections[0][1].startswith("its worker process died")
+    assert all(text.startswith("lost its all-reduce peer") for _, text in sections[1:])
     assert "node-1 failed 1 time(s) (max_failures 0)" in message
-    # The crash may beat the controller to epoch 2's report: then Ray never registered
-    # that checkpoint, and neither did metrics.jsonl; they agree either way.
-    recorded = [e["epoch"] for e in epochs_of(tmp_path / "stop")]
-    assert recorded in ([1], [1, 2])
-    assert f"last good checkpoint: epoch {recorded[-1]}" in message
+    # The 3 s stall gave the controller time to take in epoch 2's report and checkpoint.
+    assert [e["epoch"] for e in epochs_of(tmp_path / "stop")] == [1, 2]
+    assert "last good checkpoint: epoch 2" in message
     assert f"raysim run --resume {tmp_path / 'stop'}" in message
 
     resumed = raysim.run(cfg, out=None, resume=True)  # the fault fired once: not again

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import raysim
-from raysim.memory import MemoryGuard, is_out_of_memory
-from raysim.metrics import read_lines
-from raysim.nvml import nvml_metrics
+from raysim.rundir import read_lines
+from raysim.worker.memory import MemoryGuard, is_out_of_memory
+from raysim.worker.nvml import nvml_metrics
 
 pytestmark = pytest.mark.gpu
 

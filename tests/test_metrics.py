@@ -4,14 +4,9 @@ import json
 import pytest
 
 from raysim.console import ProgressFollower, summary_table
-from raysim.metrics import (
-    aggregate_epoch,
-    append_lines,
-    per_node_summary,
-    read_lines,
-    summarize,
-    world_size_changes,
-)
+from raysim.record.aggregate import aggregate_epoch
+from raysim.report.summary import per_node_summary, summarize, world_size_changes
+from raysim.rundir import append_lines, read_lines
 
 
 def rank_report(rank, samples=10, loss_sum=5.0, correct=6, test=(3, 4), seconds=2.0, checksum="a"):

@@ -7,19 +7,9 @@ import torch
 from torch import nn
 
 from raysim.config import ConfigError
-from raysim.network import (
-    PRESETS,
-    CommStats,
-    NetworkSpec,
-    allreduce_seconds,
-    bucket_sizes,
-    compressed_bytes,
-    gradient_bytes,
-    make_emulation_hook,
-    needs_hook,
-    parse_compression,
-    parse_network,
-)
+from raysim.config.network import PRESETS, NetworkSpec, parse_compression, parse_network
+from raysim.plan.comm_model import allreduce_seconds, bucket_sizes, compressed_bytes
+from raysim.worker.comm_hook import CommStats, make_emulation_hook
 
 MB = 10**6
 
@@ -95,27 +85,20 @@ def test_tree_trades_bandwidth_for_latency():
 def test_compression_bytes():
     assert compressed_bytes(1000, None) == compressed_bytes(1000, "none") == 1000
     assert compressed_bytes(1000, "fp16") == compressed_bytes(1000, "bf16") == 500
-    assert compressed_bytes(1600, "powersgd") == 100
-    assert compressed_bytes(1600, "powersgd", powersgd_ratio=0.25) == 400
     assert parse_compression("FP16") == "fp16"
     with pytest.raises(ConfigError, match="did you mean 'fp16'"):
         parse_compression("fp61")
 
 
-def test_hook_is_needed_only_for_a_delay_or_a_compression():
-    assert not needs_hook(PRESETS["loopback"])
-    assert needs_hook(PRESETS["loopback"], "fp16")
-    assert needs_hook(PRESETS["10gbe"])
-    with pytest.raises(ConfigError, match="only modelled"):
-        make_emulation_hook(PRESETS["10gbe"], 2, CommStats(), "powersgd")
+def _gradient_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
-def test_gradient_and_bucket_bytes_follow_ddp():
+def test_bucket_bytes_follow_ddp():
     model = nn.Sequential(nn.Linear(1000, 1000), nn.Linear(1000, 10))
     model[0].bias.requires_grad_(False)
-    assert gradient_bytes(model) == 4 * (1000 * 1000 + 1000 * 10 + 10)
     # Reverse order; first bucket closes at 1 MiB (here with the big weight), then 25 MiB.
-    assert bucket_sizes(model) == [gradient_bytes(model)]
+    assert bucket_sizes(model) == [4 * (1000 * 1000 + 1000 * 10 + 10)]
     big = nn.Sequential(*[nn.Linear(1024, 1024, bias=False) for _ in range(10)])
     assert bucket_sizes(big) == [4 * 2**20, 28 * 2**20, 8 * 2**20]
     assert bucket_sizes(big, bucket_cap_mb=8) == [8 * 2**20] * 5
@@ -193,7 +176,7 @@ def _train(rank: int, world_size: int, compression: str | None) -> dict:
         out["max_grad_error"] = max(out["max_grad_error"], error)
     out["grads"] = grads
     out["modelled_s"] = allreduce_seconds(
-        compressed_bytes(gradient_bytes(model), compression), world_size, spec
+        compressed_bytes(_gradient_bytes(model), compression), world_size, spec
     )
     return out
 

@@ -1,10 +1,9 @@
 import pytest
 
 from raysim.config import ConfigError, load_config
-from raysim.plan import (
+from raysim.plan.resources import (
     DEVICE_RESOURCE,
     DEVICE_UNITS,
-    GIB,
     NODE_RESOURCE,
     WHOLE_MODEL_BUCKET_MB,
     Hardware,
@@ -13,6 +12,7 @@ from raysim.plan import (
     make_plan,
     packing_problems,
 )
+from raysim.units import GIB
 
 CPU_HOST = Hardware(num_cpus=2)
 ONE_GPU = Hardware(num_cpus=16, num_gpus=1, gpu_memory_bytes=10 * GIB, gpu_name="RTX 3080")
@@ -147,3 +147,15 @@ def test_an_explicit_bucket_size_wins():
     assert plan.ddp_kwargs == {"bucket_cap_mb": 25, "gradient_as_bucket_view": True}
     with pytest.raises(ConfigError, match="ddp_bucket_mb: 0 is out of range; use a positive"):
         load_config(ddp_bucket_mb=0)
+
+
+def test_the_comm_hook_is_needed_for_a_modelled_wire_or_to_find_stragglers():
+    from raysim.plan.resources import models_the_wire, needs_comm_hook
+
+    assert not models_the_wire(load_config())
+    assert models_the_wire(load_config(grad_compression="fp16"))
+    assert models_the_wire(load_config(network="10gbe"))
+    assert not needs_comm_hook(load_config(num_nodes=2), 2)
+    assert needs_comm_hook(load_config(num_nodes=2, stragglers={1: 2.0}), 2)
+    assert needs_comm_hook(load_config(num_nodes=2, jitter=0.1), 2)
+    assert not needs_comm_hook(load_config(num_nodes=2, network="10gbe"), 1)

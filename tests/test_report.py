@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from raysim.config import load_config
-from raysim.metrics import epoch_lines, read_lines
 from raysim.report import ReportError, RunRecord, compare, compare_runs, load_run
+from raysim.rundir import epoch_lines, read_lines
 from raysim.sweep import sweep
 
 
@@ -113,7 +113,7 @@ def test_sweep_reports_every_run_and_the_failed_one(shared_ray, tmp_path):
         assert f"| {name} | {by_name[name]['nodes']} | {final:.4f} |" in report
     assert "| n5-b8 | failed |" in report
     assert "shared one machine" in report
-    saved = json.loads((report_dir / "summary.json").read_text())
+    saved = json.loads((report_dir / "comparison.json").read_text())
     assert [r["name"] for r in saved["runs"]] == ["n1-b8", "n2-b8", "n5-b8"]
     for png in ("loss_vs_epoch", "accuracy_vs_wall_time", "throughput_vs_nodes", "memory_per_node"):
         with Image.open(report_dir / f"{png}.png") as image:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 import raysim
-from raysim.metrics import read_lines
+from raysim.rundir import read_lines
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import raysim
+from raysim.builtin.loop import Switches, train_epoch
+from raysim.builtin.model import build_model, checkpoint_stages
 from raysim.config import ConfigError, load_config
-from raysim.metrics import read_lines
-from raysim.model import build_model, checkpoint_stages
 from raysim.plan import Hardware, PlanError, make_plan
-from raysim.worker import Switches, train_epoch
+from raysim.rundir import read_lines
 
 
 def test_bad_switch_values_are_named():

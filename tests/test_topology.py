@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import raysim
-from raysim.metrics import epoch_lines, rank_lines, read_lines
+from raysim.rundir import epoch_lines, rank_lines, read_lines
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_cluster]
 
@@ -34,7 +34,7 @@ def test_nodes_are_ray_nodes_and_losing_one_goes_on_with_fewer(without_shared_ra
     assert later == {"node-0", "node-2"}
     error = next(r for r in records if r["kind"] == "error")
     assert "node_loss" in [f["kind"] for f in error["faults"]]
-    assert 0 < error["detect_s"] < 30
+    assert 0 < error["detect_s"] < 15  # 1.9–3.8 s measured
     recovered = next(r for r in records if r["kind"] == "recovered")
     assert recovered["epoch"] == 3 and recovered["recover_s"] > 5  # waited for the timeout
     assert all(e["checksums_match"] for e in epoch_lines(records))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import raysim
-from raysim.metrics import read_lines
+from raysim.rundir import read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,8 +31,13 @@ def test_custom_function_runs_at_one_and_four_nodes(shared_ray, tiny_config):
     for rank in ranks:  # the user's keys, and raysim's own measurements beside them
         assert 0 <= rank["accuracy"] <= 1 and rank["loss"] > 0
         assert rank["node_id"] == f"node-{rank['rank']}" and rank["world_size"] == 4
-        assert rank["interval_s"] > 0 and rank["memory_peak_bytes"] >= 0
+        assert rank["interval_s"] > 0
+        # prepare() put the node under its budget: the guard reports against it
         assert rank["memory_budget_bytes"] == int(0.25 * 10 * 2**30)
+        assert 0 <= rank["memory_peak_bytes"] < rank["memory_budget_bytes"]
+        assert rank["memory_headroom_bytes"] == (
+            rank["memory_budget_bytes"] - rank["memory_peak_bytes"]
+        )
     epochs = four.epochs
     assert [e["epoch"] for e in epochs] == [1, 2]
     mean_loss = sum(r["loss"] for r in ranks if r["epoch"] == 2) / 4
@@ -113,7 +118,7 @@ def ddp_buckets_fn(config):
 
 
 def test_prepare_gives_ddp_the_plans_buckets(shared_ray, tiny_config):
-    from raysim.plan import WHOLE_MODEL_BUCKET_MB
+    from raysim.plan.resources import WHOLE_MODEL_BUCKET_MB
 
     result = raysim.run(
         tiny_config(num_nodes=2, run_name="buckets"), train_fn=ddp_buckets_fn, out=None

@@ -1,0 +1,78 @@
+"""The model every simulated node trains, and the state that identifies it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def build_model(num_classes: int, weights_path: str | None = None) -> nn.Module:
+    """torchvision ResNet18; optional start weights from a local file, never a download."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=num_classes)
+    if weights_path is not None:
+        load_weights(model, Path(weights_path))
+    return model
+
+
+RESNET18_BACKBONE_PARAMETERS = 11_176_512
+"""torchvision's ResNet18 without its classifier (tests/test_memory.py counts the real one)."""
+
+
+def parameter_count(num_classes: int) -> int:
+    """The built-in model's parameters without building it: torchvision's import alone
+    costs the driver ~1 s before every run."""
+    return RESNET18_BACKBONE_PARAMETERS + 513 * num_classes  # fc: 512 weights + a bias each
+
+
+def adam(model: nn.Module, learning_rate: float) -> torch.optim.Adam:
+    """Adam with its fused kernel: one pass over all parameters instead of a loop of small
+    ops per tensor. Same algorithm, fewer kernel launches (measured in BENCHMARKS.md)."""
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+
+
+def checkpoint_stages(model: nn.Module) -> nn.Module:
+    """Activation checkpointing of ResNet's four stages: their activations are recomputed
+    in backward. Forwards are wrapped in place, so state dict keys stay the same."""
+    from torch.utils.checkpoint import checkpoint
+
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        stage = getattr(model, name)
+        plain = stage.forward
+
+        def forward(inputs, plain=plain):
+            if not torch.is_grad_enabled():
+                return plain(inputs)
+            return checkpoint(plain, inputs, use_reentrant=False)
+
+        stage.forward = forward
+    return model
+
+
+def check_weights(weights_path: str | None) -> None:
+    """Before Ray starts: a weights file that is not there fails every node alike."""
+    if weights_path is not None and not Path(weights_path).is_file():
+        raise FileNotFoundError(
+            f"weights_path {weights_path} does not exist; give a local .pth file (state dict)"
+        )
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a state dict; a classifier head of another size is left freshly initialised."""
+    check_weights(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(compatible, strict=False)
+
+
+def parameter_checksum(model: nn.Module) -> str:
+    """Hash of every parameter's bytes: equal on every rank iff the weights are identical."""
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

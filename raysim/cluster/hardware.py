@@ -1,0 +1,63 @@
+"""The hardware a run is planned for: this machine's, or an existing cluster's."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from raysim.cluster.join import join
+from raysim.config.schema import ExperimentConfig
+from raysim.plan.resources import Hardware
+
+
+def detect_hardware() -> Hardware:
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not torch.cuda.is_available():
+        return Hardware(num_cpus=cpus or 1)
+    props = torch.cuda.get_device_properties(0)
+    return Hardware(
+        num_cpus=cpus or 1,
+        num_gpus=torch.cuda.device_count(),
+        gpu_memory_bytes=props.total_memory,
+        gpu_name=props.name,
+    )
+
+
+def hardware_for(cfg: ExperimentConfig) -> Hardware:
+    """This machine's hardware, or on an existing cluster (`address`) the cluster's."""
+    return detect_hardware() if cfg.address is None else cluster_hardware(cfg.address)
+
+
+def cluster_hardware(address: str) -> Hardware:
+    """CPUs and GPUs of an existing Ray cluster, and one GPU's memory, asked of the cluster
+    (the driver may have no GPU). Connects briefly unless connected already (`joined`)."""
+    import ray
+
+    connect_here = not ray.is_initialized()  # a sweep holds one connection for all runs
+    if connect_here:
+        join(address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        resources = ray.cluster_resources()
+        num_gpus = int(resources.get("GPU", 0))
+        memory, name = 0, ""
+        if num_gpus:
+            ask = ray.remote(num_gpus=0.01, num_cpus=0)(_gpu_properties)
+            memory, name = ray.get(ask.remote(), timeout=120)
+        return Hardware(
+            num_cpus=int(resources.get("CPU", 1)),
+            num_gpus=num_gpus,
+            gpu_memory_bytes=memory,
+            gpu_name=name,
+        )
+    finally:
+        if connect_here:
+            ray.shutdown()
+
+
+def _gpu_properties() -> tuple[int, str]:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return props.total_memory, props.name

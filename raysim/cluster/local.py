@@ -1,0 +1,178 @@
+"""The simulated cluster: an embedded local Ray with the device resource, or an existing one."""
+
+from __future__ import annotations
+
+import os
+
+from raysim.cluster.env import (
+    ClusterError,
+    check_port_free,
+    free_port,
+    loopback_gcs_env,
+    scoped_env,
+)
+from raysim.cluster.join import join, ray_logging_kwargs
+from raysim.config.schema import ExperimentConfig
+from raysim.plan.resources import DEVICE_RESOURCE, NODE_LABEL, ResourcePlan
+
+
+def dashboard_kwargs(port: int) -> dict:
+    """ray.init arguments for the dashboard on loopback, with Train's run tracking on and
+    the Prometheus export on a known port (raysim's own metrics appear there)."""
+    if port:
+        check_port_free(port, "Ray dashboard", "--dashboard-port")
+    # Read by Ray Train in this process when the trainer is built: the run's state in
+    # Ray's state API (/api/train/v2/runs/v1).
+    os.environ["RAY_TRAIN_ENABLE_STATE_TRACKING"] = "1"
+    return {
+        "include_dashboard": True,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": port or free_port(),
+        "_metrics_export_port": free_port(),
+    }
+
+
+def dashboard_port_of(cfg: ExperimentConfig) -> int | None:
+    """The embedded Ray's dashboard port (0: a free one), or None for no dashboard."""
+    return cfg.dashboard_port if cfg.dashboard and cfg.address is None else None
+
+
+def dashboard_banner(dashboard_url: str, metrics_url: str | None) -> str:
+    token = os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
+    lines = [
+        f"raysim: Ray dashboard at {dashboard_url} (Jobs: the run's driver; Cluster: the "
+        "nodes and the raysim_device resource; Actors: Ray Train's controller and workers)",
+        f"        token authentication is on: paste the token from {token} "
+        "(`ray get-auth-token` prints it) when the page asks",
+    ]
+    if metrics_url:
+        lines.append(f"        raysim_* metrics (Prometheus text) at {metrics_url}")
+    return "\n".join(lines)
+
+
+class SimCluster:
+    """Context manager: starts (or joins) Ray on enter; stops only a Ray it started.
+
+    topology multi_node: the started Ray is a head with no CPUs (the driver and Ray Train's
+    controller live there) plus one Ray node per simulated node, so a node can be lost.
+    """
+
+    def __init__(
+        self,
+        plan: ResourcePlan,
+        address: str | None = None,
+        verbose: bool = False,
+        dashboard_port: int | None = None,
+    ):
+        """dashboard_port: None runs Ray without its dashboard; 0 picks a free port."""
+        self.plan = plan
+        self.address = address
+        self.verbose = verbose
+        self.dashboard_port = dashboard_port
+        self.dashboard_url: str | None = None
+        self.metrics_url: str | None = None
+        self.owned = False
+        self.local_cluster = None
+        self.nodes: list = []
+        """multi_node: the simulated nodes' Ray nodes, by node index."""
+
+    def __enter__(self) -> SimCluster:
+        import ray
+
+        if self.plan.multi_node and ray.is_initialized():
+            raise ClusterError(
+                ["topology: multi_node starts a Ray cluster of its own, but this process is "
+                 "already connected to Ray: call ray.shutdown() first, or use topology: "
+                 "single_host"]
+            )  # fmt: skip
+        try:
+            if not ray.is_initialized() and self.address is None:
+                with scoped_env(loopback_gcs_env()):
+                    ray.init(**self._init_kwargs())
+                    self.owned = True
+                    if self.plan.multi_node:
+                        self._add_nodes()
+            elif not ray.is_initialized():
+                join(self.address, **ray_logging_kwargs(self.verbose))
+                self.owned = True
+            self.check_resources(ray.cluster_resources())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _init_kwargs(self) -> dict:
+        kwargs = {
+            "address": "local",  # never join a `ray start` cluster by accident
+            "num_cpus": 0 if self.plan.multi_node else self.plan.cluster_cpus,
+            "resources": dict(self.plan.cluster_resources),
+            "include_dashboard": False,
+            "_node_ip_address": "127.0.0.1",
+            **ray_logging_kwargs(self.verbose),
+        }
+        if self.dashboard_port is not None:
+            kwargs.update(dashboard_kwargs(self.dashboard_port))
+            self.dashboard_url = f"http://127.0.0.1:{kwargs['dashboard_port']}"
+            self.metrics_url = f"http://127.0.0.1:{kwargs['_metrics_export_port']}/metrics"
+        return kwargs
+
+    def _add_nodes(self) -> None:
+        """One loopback Ray node per simulated node, labelled with its name, joined to the
+        head this process started, through Ray's own multi-node test cluster helper."""
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.local_cluster = Cluster(initialize_head=False)
+        head = ray._private.worker._global_node
+        self.local_cluster.head_node = head
+        self.local_cluster.redis_address = head.redis_address
+        resources = dict(self.plan.node_resources or {})
+        cpus, gpus = int(resources.pop("CPU")), int(resources.pop("GPU", 0))
+        for index in range(self.plan.num_workers):
+            node = self.local_cluster.add_node(
+                num_cpus=cpus, num_gpus=gpus, resources=resources,
+                labels={NODE_LABEL: f"node-{index}"}, node_ip_address="127.0.0.1",
+                include_dashboard=False,
+            )  # fmt: skip
+            self.nodes.append(node)
+
+    def remove_node(self, index: int) -> None:
+        """Take simulated node `index` away abruptly: its raylet and workers are killed."""
+        node = self.nodes[index]
+        if node is not None and node in self.local_cluster.worker_nodes:
+            self.local_cluster.remove_node(node, allow_graceful=False)
+            self.nodes[index] = None
+
+    def check_resources(self, available: dict[str, float]) -> None:
+        """Ray would wait forever for a missing resource; fail with the fix instead."""
+        problems = []
+        for name, per_worker in self.plan.resources_per_worker.items():
+            needed = per_worker * self.plan.num_workers
+            have = available.get(name, 0.0)
+            if have + 1e-9 < needed:
+                problems.append(
+                    f"the Ray cluster has {have:g} '{name}' but {self.plan.num_workers} nodes "
+                    f"need {needed:g}; {_fix_for(name)}"
+                )
+        if problems:
+            raise ClusterError(problems)
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        for index in range(len(self.nodes)):
+            self.remove_node(index)
+        if self.owned and ray.is_initialized():
+            ray.shutdown()
+        self.owned = False
+
+
+def _fix_for(resource: str) -> str:
+    if resource == DEVICE_RESOURCE:
+        return (
+            f"start the cluster with ray start --head --resources "
+            f"'{{\"{DEVICE_RESOURCE}\": 10000}}' (the simulated device)"
+        )
+    if resource == "CPU":
+        return "use fewer num_nodes, set cpus, or add CPUs to the cluster"
+    return "lower gpu_fraction or num_nodes, or add GPUs to the cluster"

@@ -1,0 +1,76 @@
+"""Controller-side recorder: the one place metrics are written.
+
+Runs inside Ray Train's controller actor (not the driver), so it writes files and
+prints nothing; the driver follows metrics.jsonl for the console.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from ray.train import UserCallback
+
+from raysim.record.aggregate import aggregate_epoch
+from raysim.record.tensorboard import TensorBoardLogger
+from raysim.rundir import METRICS_FILE, append_lines, epoch_lines, fired_faults, read_metrics
+
+
+class MetricsRecorder(UserCallback):
+    """Records each epoch once: a restarted worker group replays epochs since the last
+    checkpoint, and those replays are counted as recovery, not as new epochs."""
+
+    def __init__(self, run_dir: Path, run_start_unix: float, config: dict):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / METRICS_FILE
+        self.run_start_unix = run_start_unix
+        self.num_epochs = config["num_epochs"]
+        self.tensorboard = TensorBoardLogger(run_dir, config)
+        earlier = read_metrics(self.run_dir)
+        self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
+        self.failed_at: float | None = None
+
+    def after_report(self, run_context, metrics, checkpoint):
+        # A function that reports no "epoch" gets its reports numbered in order.
+        number = metrics[0].get("epoch", max(self.recorded, default=0) + 1)
+        if self.failed_at is not None:
+            self._record_recovery(number)
+        if number in self.recorded:
+            return
+        self.recorded.add(number)
+        # Ray Train lists the reports in rank order; a plain ray.train.report has no "rank".
+        reports = [{"rank": i, **m} for i, m in enumerate(metrics)]
+        ranks = [{"kind": "rank", "epoch": number, **m} for m in reports]
+        epoch = aggregate_epoch(reports, self.run_start_unix, number)
+        if checkpoint is not None:
+            epoch["checkpoint"] = checkpoint.path
+        append_lines(self.metrics_path, [*ranks, epoch])
+        self.tensorboard.log_epoch(epoch, ranks)
+        if epoch["epoch"] == self.num_epochs:
+            self.tensorboard.log_final(epoch)
+            self.tensorboard.close()
+
+    def after_exception(self, run_context, worker_exceptions):
+        now = time.time()
+        failures = {
+            str(rank): "".join(traceback.format_exception(err)).strip()
+            for rank, err in worker_exceptions.items()
+        }
+        record = {"kind": "error", "time_unix": now, "ranks": failures}
+        fresh = [f for f in fired_faults(self.run_dir) if f["fired_unix"] > (self.failed_at or 0)]
+        if fresh:
+            record["faults"] = fresh
+            record["detect_s"] = now - min(f["fired_unix"] for f in fresh)
+        self.failed_at = min((f["fired_unix"] for f in fresh), default=now)
+        append_lines(self.metrics_path, [record])
+        self.tensorboard.close()
+
+    def _record_recovery(self, epoch: int) -> None:
+        now = time.time()
+        append_lines(
+            self.metrics_path,
+            [{"kind": "recovered", "time_unix": now, "epoch": epoch,
+              "recover_s": now - self.failed_at}],
+        )  # fmt: skip
+        self.failed_at = None

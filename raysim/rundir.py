@@ -1,0 +1,110 @@
+"""The run directory: its file names, and reading and appending its logs.
+
+Every run writes one self-contained folder (`run_dir/run_name`) that reports read
+back without re-running anything. This module is the one place that knows its layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from raysim.errors import ConfigError
+
+CONFIG_FILE = "config.yaml"
+"""The resolved config the run was made with."""
+METRICS_FILE = "metrics.jsonl"
+"""One line per rank per epoch, one aggregate line per epoch, failures and recoveries."""
+SUMMARY_FILE = "summary.json"
+"""Run-level figures, written when the run ends."""
+TENSORBOARD_DIR = "tensorboard"
+FAULTS_DIR = "faults"
+"""Markers of injected faults that fired (each fires once per run)."""
+
+
+def raysim_home() -> Path:
+    """raysim's own files outside runs (decoded-image cache, standing cluster): $RAYSIM_HOME,
+    default ~/.raysim."""
+    return Path(os.environ.get("RAYSIM_HOME", Path.home() / ".raysim"))
+
+
+def create_run_dir(run_dir: str, run_name: str | None, num_nodes: int) -> Path:
+    """A new, writable run directory; an existing one is never reused by accident."""
+    name = run_name or f"{datetime.now():%Y%m%d-%H%M%S}-{num_nodes}node"
+    path = (Path(run_dir) / name).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=False)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except FileExistsError:
+        raise ConfigError(
+            [f"run directory {path} already exists; choose another run_name or remove it"]
+        ) from None
+    except OSError as err:
+        raise ConfigError(
+            [f"cannot write the run directory {path} ({err.strerror}); set run_dir to a "
+             "writable folder"]
+        ) from None  # fmt: skip
+    return path
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / CONFIG_FILE).is_file()
+
+
+def train_run_name(run_dir: Path) -> str:
+    """The run's name for Ray Train (its storage folder and its entry in Ray's state API):
+    Ray Train fails on names that are not ASCII, so other characters become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_dir.name)
+
+
+def append_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append and flush at once, so a crash later loses no line written before it."""
+    with path.open("a") as log:
+        for record in records:
+            log.write(json.dumps(record) + "\n")
+        log.flush()
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """All complete records; a torn last line (crash mid-write) is skipped."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's metrics log, or nothing if no line was written yet."""
+    path = run_dir / METRICS_FILE
+    return read_lines(path) if path.exists() else []
+
+
+def epoch_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == "epoch"]
+
+
+def rank_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == "rank"]
+
+
+def fired_faults(run_dir: Path) -> list[dict]:
+    """The faults fired so far; a marker still being written is left for the next look."""
+    markers = Path(run_dir) / FAULTS_DIR
+    if not markers.is_dir():
+        return []
+    fired = []
+    for path in sorted(markers.glob("fault-*.json")):
+        try:
+            fired.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return fired

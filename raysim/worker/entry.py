@@ -1,0 +1,30 @@
+"""What Ray Train launches on every worker: set the node up, then the training function."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from raysim.config.schema import ExperimentConfig
+from raysim.worker.memory import is_out_of_memory
+from raysim.worker.session import current_session, start
+
+
+class NodeError(RuntimeError):
+    """A training function's error, with its own traceback: Ray Train hands the driver
+    the exception without it."""
+
+
+def run_node(loop_config: dict) -> None:
+    """Ray Train's train_loop_per_worker: the node's setup, then the training function (the
+    built-in experiment or the user's), called with the config as a dict. Running out of
+    the node's memory partition is explained, whatever function it happened in."""
+    cfg: ExperimentConfig = loop_config["experiment"]
+    start(cfg, loop_config["plan"], Path(loop_config["run_dir"]), loop_config["progress_board"])
+    try:
+        loop_config["train_fn"](cfg.to_dict())
+    except Exception as err:
+        guard = current_session().guard
+        shown = guard.explain(err) if guard is not None and is_out_of_memory(err) else err
+        headline = "".join(traceback.format_exception_only(shown)).strip()
+        raise NodeError(f"{headline}\n\n{traceback.format_exc().rstrip()}") from None

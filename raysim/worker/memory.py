@@ -1,0 +1,128 @@
+"""Each simulated node's memory partition: enforce it, measure it, explain a breach.
+
+CUDA: `torch.cuda.set_per_process_memory_fraction` caps PyTorch's caching
+allocator (the CUDA context and NCCL/gloo buffers are outside the cap).
+CPU: the budget (memory_fraction × device_memory_gb) is enforced on real memory
+with RLIMIT_DATA set to the process's data segment after imports and setup plus
+the budget, so the allocation that crosses it fails inside torch. The baseline
+(Python, torch, Ray's worker, the model) is not charged to the budget, because a
+Ray worker alone holds ~2.3 GB of virtual data space before it trains anything.
+The limit is the whole process's: at it, an allocation in one of gloo's or Ray's
+threads can fail too, which ends the process instead of raising the clear error,
+so a budget below the model's training state (which could only fail) is refused
+before Ray starts (raysim.plan.memory_floor).
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+
+from raysim.config.schema import ExperimentConfig
+from raysim.plan.resources import ResourcePlan
+from raysim.procfs import data_segment_bytes
+from raysim.units import MB, gib
+
+OOM_MARKERS = (
+    "DefaultCPUAllocator: can't allocate memory",
+    "could not create a primitive",  # oneDNN, when its workspace cannot be allocated
+    "CUDA out of memory",
+    "out of memory",
+)
+
+
+class SimulatedOutOfMemoryError(MemoryError):
+    """A simulated node used more memory than its partition allows."""
+
+
+@dataclass
+class MemoryGuard:
+    """The enforced budget of one simulated node and where it started."""
+
+    rank: int
+    budget_bytes: int
+    memory_fraction: float
+    device_memory_bytes: int
+    baseline_data_bytes: int
+    device_kind: str
+
+    peak_bytes: int = 0
+    """Most memory above the baseline seen at a step boundary this epoch."""
+
+    def used_bytes(self) -> int:
+        """Memory charged to the budget now (CUDA: allocated by PyTorch; CPU: data growth)."""
+        if self.device_kind == "cuda":
+            import torch
+
+            return torch.cuda.memory_allocated()
+        return max(data_segment_bytes() - self.baseline_data_bytes, 0)
+
+    def sample(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, self.used_bytes())
+
+    def take_epoch(self) -> dict[str, int]:
+        """This epoch's figures; the peak starts again for the next epoch."""
+        self.sample()
+        figures = {
+            "memory_budget_bytes": self.budget_bytes,
+            "memory_peak_bytes": self.peak_bytes,
+            "memory_headroom_bytes": self.budget_bytes - self.peak_bytes,
+        }
+        self.peak_bytes = 0
+        return figures
+
+    def explain(self, error: BaseException) -> SimulatedOutOfMemoryError:
+        if self.device_kind == "cpu":
+            release_cpu_budget()  # let the error path allocate
+        grown = max(self.peak_bytes, self.used_bytes())
+        return SimulatedOutOfMemoryError(
+            f"node-{self.rank} (rank {self.rank}) ran out of its memory partition: budget "
+            f"{self.budget_bytes / MB:.0f} MB (memory_fraction {self.memory_fraction:.2f} × "
+            f"{gib(self.device_memory_bytes)} device), training memory reached "
+            f"{grown / MB:.0f} MB above the {self.baseline_data_bytes / MB:.0f} MB "
+            f"baseline when an allocation failed ({str(error).splitlines()[0][:160]}). "
+            "Fix: a smaller batch_size, a larger memory_fraction (fewer nodes then fit), "
+            "fewer nodes, or mixed precision"
+        )
+
+
+def enforce_cpu_budget(
+    rank: int, budget_bytes: int, memory_fraction: float, device_memory_bytes: int
+) -> MemoryGuard:
+    """Cap this process's data segment at its current size plus the budget."""
+    baseline = data_segment_bytes()
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = baseline + budget_bytes
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    return MemoryGuard(rank, budget_bytes, memory_fraction, device_memory_bytes, baseline, "cpu")
+
+
+def release_cpu_budget() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return any(marker in text for marker in OOM_MARKERS)
+
+
+def memory_guard(cfg: ExperimentConfig, plan: ResourcePlan, rank: int) -> MemoryGuard:
+    """Call after imports, data and model setup: the budget covers training memory only."""
+    if plan.device_kind == "cpu" and cfg.enforce_memory:
+        return enforce_cpu_budget(
+            rank, plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes
+        )
+    baseline = 0 if plan.device_kind == "cuda" else data_segment_bytes()
+    return MemoryGuard(
+        rank,
+        plan.memory_budget_bytes,
+        plan.memory_fraction,
+        plan.device_memory_bytes,
+        baseline,
+        plan.device_kind,
+    )

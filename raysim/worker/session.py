@@ -1,0 +1,221 @@
+"""This worker's session as a simulated node, and the public calls made on it.
+
+raysim sets up the node (threads, device, memory cap) before calling the training
+function; `prepare` adds what needs the model (DDP, the network emulation hook,
+stragglers, the memory budget set after setup); `report` adds raysim's measurements.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raysim.config.schema import ExperimentConfig
+from raysim.plan.resources import NODE_LABEL, ResourcePlan
+from raysim.procfs import peak_rss_bytes, process_rss_bytes
+from raysim.rundir import raysim_home
+from raysim.worker.emulation import Emulation, set_up_emulation
+from raysim.worker.faults import FaultInjector
+from raysim.worker.memory import MemoryGuard, memory_guard
+from raysim.worker.nvml import nvml_metrics
+from raysim.worker.progress import StepPoster
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    node_id: str
+    """The simulated node: node-<rank>, or under multi_node its Ray node's label (ranks
+    move when an elastic run loses a node; the node keeps its name)."""
+    ray_node_id: str
+    """The Ray node this simulated node landed on (a real node on an existing cluster)."""
+    rank: int
+    world_size: int
+    device: torch.device
+    memory_budget_bytes: int
+    config: ExperimentConfig
+    plan: ResourcePlan
+    run_dir: Path
+    cache_dir: Path
+    """Where data decoded once is kept for every run ($RAYSIM_HOME/cache)."""
+
+    @property
+    def node_index(self) -> int:
+        return int(self.node_id.rsplit("-", 1)[1])
+
+
+# Exported as Ray metrics (raysim_<name>, tagged by simulated node) on every report:
+# the dashboard's Metrics view and the node's Prometheus endpoint show them.
+RAY_GAUGES = {
+    "step_time_s": "Mean training step time this epoch (s)",
+    "samples_per_s": "Training samples per second this epoch",
+    "memory_peak_bytes": "Peak training memory charged to the node's budget (bytes)",
+    "memory_budget_bytes": "The node's memory budget (bytes)",
+    "train_loss": "Mean training loss this epoch",
+    "loss": "Loss reported by the training function",
+}
+
+
+@dataclass
+class _Session:
+    context: NodeContext
+    faults: FaultInjector
+    guard: MemoryGuard | None = None
+    emulation: Emulation | None = None
+    last_report: float = field(default_factory=time.perf_counter)
+    report_s: float | None = None
+    """How long the previous ray.train.report blocked (barrier, checkpoint, callback)."""
+    gauges: dict[str, Any] = field(default_factory=dict)
+    poster: StepPoster | None = None
+    """Posts steps to the driver's progress bar, when it draws one."""
+
+    def export(self, metrics: dict[str, Any]) -> None:
+        """Set the Ray gauges for the figures this report has."""
+        from ray.util.metrics import Gauge
+
+        tags = {"node": self.context.node_id}
+        for name, description in RAY_GAUGES.items():
+            value = metrics.get(name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if name not in self.gauges:
+                self.gauges[name] = Gauge(f"raysim_{name}", description, tag_keys=("node",))
+            self.gauges[name].set(float(value), tags=tags)
+
+
+_current: _Session | None = None
+
+
+def current_session() -> _Session:
+    if _current is None:
+        raise RuntimeError(
+            "raysim.worker functions work inside a function run by raysim.run(cfg, train_fn=...)"
+        )
+    return _current
+
+
+def start(
+    cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, progress_board: Any = None
+) -> NodeContext:
+    """Set this worker up as a simulated node (called by raysim before the function)."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    global _current
+    torch.set_num_threads(plan.torch_threads)
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.cuda.set_per_process_memory_fraction(plan.memory_fraction, device)
+    train_context = ray.train.get_context()
+    rank = train_context.get_world_rank()
+    context = NodeContext(
+        node_id=ray.get_runtime_context().get_node_labels().get(NODE_LABEL, f"node-{rank}"),
+        ray_node_id=ray.get_runtime_context().get_node_id(),
+        rank=rank,
+        world_size=train_context.get_world_size(),
+        device=device,
+        memory_budget_bytes=plan.memory_budget_bytes,
+        config=cfg,
+        plan=plan,
+        run_dir=Path(run_dir),
+        cache_dir=raysim_home() / "cache",
+    )
+    _current = _Session(context, FaultInjector(cfg.faults, run_dir, context.node_index))
+    if progress_board is not None:
+        _current.poster = StepPoster(progress_board, rank)
+    return context
+
+
+def context() -> NodeContext:
+    return current_session().context
+
+
+def prepare(model: torch.nn.Module, loader=None):
+    """DDP (backend chosen by the plan), the sampler, the network hook, stragglers and the
+    memory budget. Returns the model, or (model, loader) when a loader is given.
+    """
+    import ray.train.torch
+
+    session = current_session()
+    ctx = session.context
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=ctx.plan.ddp_kwargs)
+    if loader is not None:
+        loader = ray.train.torch.prepare_data_loader(loader)
+    session.emulation = set_up_emulation(model, ctx.config, ctx.rank, ctx.world_size)
+    session.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
+    return model if loader is None else (model, loader)
+
+
+def progress(epoch: int, step: int, total: int) -> None:
+    """Step `step` of `total` in `epoch` is done: moves the console's bar (a terminal only)."""
+    session = current_session()
+    if session.poster is not None:
+        session.poster(epoch, step, total)
+
+
+def inject_faults(epoch: int, step: int) -> None:
+    """Fire any fault injected for this node at this step (call before the step)."""
+    current_session().faults.at_step(epoch, step)
+
+
+def sample_memory() -> None:
+    """Note the memory in use now (call once per step for an exact per-report peak)."""
+    session = current_session()
+    if session.guard is not None:
+        session.guard.sample()
+
+
+def raysim_measurements() -> dict[str, Any]:
+    """What raysim adds to every report: who, when, time since the last report, memory,
+    and the emulation's figures (network, stragglers) since the last report."""
+    session = current_session()
+    ctx = session.context
+    now = time.perf_counter()
+    figures: dict[str, Any] = {
+        "rank": ctx.rank,
+        "world_size": ctx.world_size,
+        "node_id": ctx.node_id,
+        "ray_node_id": ctx.ray_node_id,
+        "report_unix": time.time(),
+        "interval_s": now - session.last_report,
+        "rss_bytes": process_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "memory_budget_bytes": ctx.memory_budget_bytes,
+    }
+    session.last_report = now
+    if session.report_s is not None:
+        figures["report_s"] = session.report_s
+    if session.guard is not None:
+        figures.update(session.guard.take_epoch())
+    if session.emulation is not None:
+        figures.update(session.emulation.take())
+    if ctx.device.type == "cuda":
+        figures.update(cuda_memory_metrics(ctx.device))
+    return figures
+
+
+def cuda_memory_metrics(device: torch.device) -> dict[str, int]:
+    """PyTorch's own peaks since the last report (then reset), and what NVML sees."""
+    figures = {
+        "cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
+        "cuda_peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+        **nvml_metrics(device.index or 0),
+    }
+    torch.cuda.reset_peak_memory_stats(device)
+    return figures
+
+
+def report(metrics: dict[str, Any], checkpoint=None) -> None:
+    """ray.train.report with raysim's measurements added (the user's keys win)."""
+    import ray.train
+
+    session = current_session()
+    merged = {**raysim_measurements(), **metrics}
+    session.export(merged)
+    start = time.perf_counter()
+    ray.train.report(merged, checkpoint=checkpoint)
+    session.report_s = time.perf_counter() - start

@@ -1,0 +1,50 @@
+"""The `raysim` subcommands on a real run, through the command's own entry point (in this
+process, on the shared Ray): run, --resume, project, fit."""
+
+import json
+
+import pytest
+
+from raysim.cli import main
+from raysim.rundir import epoch_lines, read_lines
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--device", "cpu", "--image-size", "16", "--batch-size", "8"]
+
+
+def test_run_then_resume_then_project(shared_ray, tmp_path, capsys):
+    args = ["run", *TINY, "--num-nodes", "2", "--num-epochs", "1", "--max-steps-per-epoch", "4",
+            "--checkpoint-every", "1", "--run-dir", str(tmp_path), "--run-name", "r"]  # fmt: skip
+    assert main(args) == 0
+    run_dir = tmp_path / "r"
+    assert main(["run", "--resume", str(run_dir), "--num-epochs", "2"]) == 0
+    epochs = epoch_lines(read_lines(run_dir / "metrics.jsonl"))
+    assert [e["epoch"] for e in epochs] == [1, 2], "epoch 1 from the checkpoint, then 2"
+    assert "continue" not in capsys.readouterr().err
+
+    out = tmp_path / "projection.json"
+    nodes = "1,4,64"
+    assert main(["project", str(run_dir), "--network", "1gbe", "--nodes", nodes,
+                 "--out", str(out)]) == 0  # fmt: skip
+    shown = capsys.readouterr().out
+    assert "r on 1gbe (1 Gbit/s" in shown and "efficiency" in shown
+    rows = json.loads(out.read_text())
+    assert [row["nodes"] for row in rows] == [1, 4, 64]
+    assert rows[0]["efficiency"] == pytest.approx(1.0)
+    # ResNet18's 45 MB over 1 GbE: at least the bandwidth term of one ring all-reduce
+    assert rows[1]["comm_s"] > 2 * 3 / 4 * 44.7e6 / 0.125e9 * 0.99
+    assert rows[2]["efficiency"] < rows[1]["efficiency"] < 1
+
+
+def test_fit_finds_the_boundary_and_writes_its_trials(shared_ray, tmp_path, capsys):
+    out = tmp_path / "fit.json"
+    args = ["fit", "--device", "cpu", "--image-size", "32", "--batch-size", "64",
+            "--memory-fraction", "0.025", "--resolution", "32", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "largest batch per node that fits with 10% headroom" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    fits = {t["batch_size"]: t["fits"] for t in result["trials"]}
+    largest = result["largest_batch"]
+    assert largest % 32 == 0 and fits[largest] is True and fits[largest + 32] is False
+    assert result["budget_bytes"] == int(0.025 * 10 * 2**30)

@@ -1,0 +1,21 @@
+"""`raysim compare`: read run directories, compute the figures, write the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from raysim.report.figures import compare_runs
+from raysim.report.render import write_report
+from raysim.report.runs import load_run
+
+
+def compare(
+    run_dirs: list[str | Path], out: str | Path | None = None, target_accuracy: float | None = None
+) -> dict[str, Any]:
+    """Read run directories, compute the figures, and (with `out`) write report.md and plots."""
+    runs = [load_run(d) for d in run_dirs]
+    comparison = compare_runs(runs, target_accuracy)
+    if out is not None:
+        write_report(comparison, runs, Path(out))
+    return comparison

@@ -1,0 +1,65 @@
+"""A finished (or failed) run, read back from its run directory only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raysim.rundir import CONFIG_FILE, SUMMARY_FILE, epoch_lines, is_run_dir, rank_lines, read_metrics
+
+
+class ReportError(ValueError):
+    """A path that is not a run directory, or nothing to compare."""
+
+
+@dataclass
+class RunRecord:
+    run_dir: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    ranks: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def nodes(self) -> int:
+        return self.config["num_nodes"]
+
+    @property
+    def finished(self) -> bool:
+        return self.summary.get("status") == "finished" and bool(self.epochs)
+
+    @property
+    def builtin(self) -> bool:
+        """Made by the built-in experiment (a user's function reports its own metrics)."""
+        return self.finished and "test_accuracy" in self.epochs[-1]
+
+
+def load_run(path: str | Path) -> RunRecord:
+    run_dir = Path(path)
+    if not is_run_dir(run_dir):
+        raise ReportError(
+            f"{run_dir} is not a raysim run directory (no {CONFIG_FILE}); "
+            "pass folders made by `raysim run`, e.g. runs/<name>"
+        )
+    summary_path = run_dir / SUMMARY_FILE
+    summary = (
+        json.loads(summary_path.read_text())
+        if summary_path.is_file()
+        else {"status": "incomplete", "error": "no summary.json: the run did not finish"}
+    )
+    records = read_metrics(run_dir)
+    return RunRecord(
+        run_dir=run_dir,
+        config=yaml.safe_load((run_dir / CONFIG_FILE).read_text()),
+        summary=summary,
+        epochs=epoch_lines(records),
+        ranks=rank_lines(records),
+    )

@@ -34,7 +34,7 @@ def import_seconds(tree: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import raysim"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True, text=True, env=env, check=True, cwd=tree,
     )  # fmt: skip
     last = done.stderr.strip().splitlines()[-1]  # "import time: self | cumulative | raysim"
     return int(last.split("|")[1]) / 1e6

@@ -69,15 +69,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default="runs/custom")
     args = parser.parse_args()
-    run_dirs = []
-    for nodes in (1, 4):
-        cfg = raysim.load_config(
-            num_nodes=nodes, num_epochs=args.epochs, batch_size=32, learning_rate=1e-3,
-            gpu_fraction=0.25, memory_fraction=0.25, run_dir=args.out, run_name=f"{nodes}-node",
-        )  # fmt: skip
-        run_dirs.append(raysim.run(cfg, train_fn=train_fn).run_dir)
-    raysim.compare(run_dirs, out=f"{args.out}/report")
-    print(f"report: {args.out}/report/report.md")
+    base = raysim.load_config(
+        num_epochs=args.epochs, batch_size=32, learning_rate=1e-3, gpu_fraction=0.25,
+        memory_fraction=0.25, run_dir=args.out, run_name="scaling",
+    )  # fmt: skip
+    comparison = raysim.sweep(base, [1, 4], train_fn=train_fn)  # runs n1-b32, n4-b32
+    print(f"report: {comparison['report_dir']}/report.md")
 
 
 if __name__ == "__main__":

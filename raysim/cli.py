@@ -27,6 +27,7 @@ from raysim.config import (
     load_config,
     parse_inject,
     parse_network,
+    read_yaml,
     resume_config,
 )
 from raysim.failures import RunFailedError
@@ -46,6 +47,13 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) 
     for key, type_hint in field_types().items():
         if key in skip:
             continue
+        if key == "train_config":
+            group.add_argument(
+                "--train-config", dest=key, action="append", type=key_value,
+                metavar="KEY=VALUE", help="your function's own setting (a YAML value), "
+                "repeatable; it reaches the function as config['train_config']",
+            )  # fmt: skip
+            continue
         flag = "--" + key.replace("_", "-")
         scalar = _scalar_type(type_hint)
         if any(typing.get_origin(a) in (dict, list) or a in (dict, list)
@@ -58,12 +66,27 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) 
             group.add_argument(flag, dest=key, type=scalar, default=None, metavar=key.upper())
 
 
+def key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value, e.g. width=64")
+    return key.strip(), yaml.safe_load(value)
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in field_types() if getattr(args, k, None) is not None}
+    overrides = {k: getattr(args, k) for k in field_types() if getattr(args, k, None) is not None}
+    if "train_config" in overrides:  # --train-config pairs on top of the YAML's mapping
+        overrides["train_config"] = dict(overrides["train_config"])
+    return overrides
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    return load_config(args.config, **overrides_from_args(args))
+    overrides = overrides_from_args(args)
+    if "train_config" in overrides and args.config:
+        in_file = read_yaml(args.config).get("train_config")
+        if isinstance(in_file, dict):  # else the loader names the problem
+            overrides["train_config"] = {**in_file, **overrides["train_config"]}
+    return load_config(args.config, **overrides)
 
 
 def load_train_fn(spec: str):
@@ -144,7 +167,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides.pop("num_nodes", None)
     overrides.pop("batch_size", None)
     base = load_config(args.config, **overrides)
-    comparison = sweep(base, args.num_nodes, args.batch_size, args.target_accuracy, out=sys.stdout)
+    train_fn = load_train_fn(args.train_fn) if args.train_fn else None
+    comparison = sweep(
+        base, args.num_nodes, args.batch_size, args.target_accuracy, out=sys.stdout,
+        train_fn=train_fn,
+    )  # fmt: skip
     print()
     _print_comparison(comparison)
     print(f"report: {comparison['report_dir']}/report.md")
@@ -155,7 +182,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from raysim.fit import format_fit, plan_memory  # torch and Ray: after the flags' checks
 
     cfg = config_from_args(args)
-    result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution)
+    train_fn = load_train_fn(args.train_fn) if args.train_fn else None
+    result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution, train_fn)
     print(format_fit(result))
     if args.out:
         with open(args.out, "w") as handle:
@@ -230,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(sweep_parser, skip=("num_nodes", "batch_size"))
     sweep_parser.add_argument("--num-nodes", type=_int_list, required=True, help="e.g. 1,2,4")
     sweep_parser.add_argument("--batch-size", type=_int_list, help="per node, e.g. 8,32")
+    sweep_parser.add_argument(
+        "--train-fn", metavar="MODULE:FUNCTION", help="your own per-node training function"
+    )
     sweep_parser.set_defaults(handler=_cmd_sweep)
 
     fit_parser = commands.add_parser(
@@ -238,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--config", help="YAML config file (see configs/)")
     fit_parser.add_argument("--resolution", type=int, default=1, help="batch search step")
     fit_parser.add_argument("--out", help="also write the result as JSON here")
+    fit_parser.add_argument(
+        "--train-fn", metavar="MODULE:FUNCTION",
+        help="your own per-node training function (it reads config['batch_size'])",
+    )  # fmt: skip
     add_config_flags(fit_parser)
     fit_parser.set_defaults(handler=_cmd_fit)
 

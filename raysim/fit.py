@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from raysim.cluster import SimCluster
@@ -64,10 +65,13 @@ class FitResult:
 
 
 class _TrialRunner:
-    def __init__(self, cfg: ExperimentConfig, plan: ResourcePlan, run_dir: str):
+    def __init__(
+        self, cfg: ExperimentConfig, plan: ResourcePlan, run_dir: str, train_fn: Callable | None
+    ):
         self.cfg = cfg
         self.plan = plan
         self.run_dir = run_dir
+        self.train_fn = train_fn
         self.trials: list[Trial] = []
 
     def __call__(self, batch: int) -> Trial:
@@ -76,7 +80,7 @@ class _TrialRunner:
             max_steps_per_epoch=TRIAL_STEPS, run_dir=self.run_dir, run_name=f"fit-b{batch}",
         )  # fmt: skip
         try:
-            result = run(trial_cfg, out=None)
+            result = run(trial_cfg, train_fn=self.train_fn, out=None)
             peak = result.summary["nodes"][0]["memory_peak_bytes"]
             fits = peak <= (1 - HEADROOM) * self.plan.memory_budget_bytes
             trial = Trial(batch, fits, False, peak)
@@ -112,13 +116,21 @@ def search_largest(fits, resolution: int, start: int = 2, limit: int = MAX_BATCH
     return good
 
 
-def plan_memory(cfg: ExperimentConfig, plan: ResourcePlan, resolution: int = 1) -> FitResult:
-    check_state_fits(cfg, plan)  # before Ray starts: no batch fits below the state floor
+def plan_memory(
+    cfg: ExperimentConfig,
+    plan: ResourcePlan,
+    resolution: int = 1,
+    train_fn: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """train_fn: the user's function, which must read config["batch_size"]; default the
+    built-in experiment. A trial runs TRIAL_STEPS steps (max_steps_per_epoch)."""
+    if train_fn is None:
+        check_state_fits(cfg, plan)  # before Ray starts: no batch fits below the state floor
     with (
         tempfile.TemporaryDirectory(prefix="raysim-fit-") as run_dir,
         SimCluster(plan, cfg.address, cfg.verbose),
     ):
-        runner = _TrialRunner(cfg, plan, run_dir)
+        runner = _TrialRunner(cfg, plan, run_dir, train_fn)
         largest = search_largest(lambda b: runner(b).fits, resolution, start=cfg.batch_size)
         at_batch = next((t for t in runner.trials if t.batch_size == cfg.batch_size), None)
         at_batch = at_batch or runner(cfg.batch_size)

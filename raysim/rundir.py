@@ -25,6 +25,20 @@ TENSORBOARD_DIR = "tensorboard"
 FAULTS_DIR = "faults"
 """Markers of injected faults that fired (each fires once per run)."""
 
+RAYSIM_KEYS = frozenset(
+    {
+        "kind", "epoch", "rank", "world_size", "node_id", "ray_node_id", "report_unix",
+        "interval_s", "rss_bytes", "peak_rss_bytes", "memory_budget_bytes",
+        "memory_peak_bytes", "memory_headroom_bytes", "report_s", "prepared", "model",
+        "straggler_sleep_s_per_step", "modelled_comm_s_per_step", "allreduce_wait_s_per_step",
+        "added_comm_delay_s_per_step", "optimizer_steps", "measured_samples", "train_time_s",
+        "step_time_s", "samples_per_s", "data_wait_s_per_step", "slowest_rank", "wall_time_s",
+        "cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "nvml_device_used_bytes",
+        "nvml_device_total_bytes", "nvml_gpu_utilization_pct", "nvml_process_used_bytes",
+    }
+)  # fmt: skip
+"""What raysim itself writes in the metrics lines; every other key is the function's own."""
+
 
 def raysim_home() -> Path:
     """raysim's own files outside runs (decoded-image cache, standing cluster): $RAYSIM_HOME,

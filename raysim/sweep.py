@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,8 +45,10 @@ def sweep(
     batch_sizes: list[int] | None = None,
     target_accuracy: float | None = None,
     out: TextIO | None = None,
+    train_fn: Callable[[dict], None] | None = None,
 ) -> dict[str, Any]:
-    """Runs one after another; a failed run is reported as failed and the others still count."""
+    """Runs one after another; a failed run is reported as failed and the others still count.
+    train_fn: the user's per-node function (default: the built-in experiment)."""
     name = base.run_name or f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
     sweep_dir = (Path(base.run_dir) / name).resolve()
     configs = sweep_configs(base, sweep_dir, num_nodes, batch_sizes or [base.batch_size])
@@ -64,7 +67,7 @@ def sweep(
                 print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
             for cfg in configs:
                 try:
-                    run_dirs.append(run(cfg, out=out).run_dir)
+                    run_dirs.append(run(cfg, train_fn=train_fn, out=out).run_dir)
                 except (RunFailedError, ConfigError) as err:
                     if out is not None:
                         print(f"raysim: {cfg.run_name} failed: {err}", file=out, flush=True)

@@ -17,3 +17,15 @@ def mb(nbytes: float) -> str:
 
 def gib(nbytes: float) -> str:
     return f"{nbytes / GIB:g} GiB"
+
+
+def figure(key: str, value: float) -> str:
+    """A metric as a person reads it, by its name's unit: bytes as MB or GB, seconds as
+    ms or s, counts whole, anything else to four significant digits."""
+    if key.endswith("_bytes"):
+        return f"{value / GB:.2f} GB" if abs(value) >= GB else f"{value / MB:.1f} MB"
+    if key.endswith("_s") or "_s_per_" in key:
+        return f"{value * 1000:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"

@@ -1,5 +1,6 @@
 """The command line and the original project's scripts, run as a user runs them."""
 
+import json
 import re
 import subprocess
 import sys
@@ -138,3 +139,27 @@ def test_project_on_a_folder_that_is_not_a_run_names_it(tmp_path):
     assert done.returncode == 2
     assert f"{tmp_path} is not a raysim run directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_project_on_a_run_without_model_facts_names_what_is_missing(tmp_path):
+    """A run made before raysim recorded model facts (or that finished no step)."""
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("num_nodes: 2\nbatch_size: 8\n")
+    (run_dir / "summary.json").write_text('{"status": "finished"}')
+    rank = {"kind": "rank", "epoch": 1, "rank": 0, "step_time_s": 0.1}
+    (run_dir / "metrics.jsonl").write_text(json.dumps(rank) + "\n")
+    done = run_script("-m", "raysim.cli", "project", str(run_dir))
+    assert done.returncode == 2
+    assert f"{run_dir} has no model facts (summary.json has no 'model'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_train_config_flags_merge_over_the_yaml_block(tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text("num_nodes: 2\ntrain_config:\n  width: 32\n  layers: 2\n")
+    cfg = resolved("-m", "raysim.cli", "run", "--config", str(config),
+                   "--train-config", "width=64", "--train-config", "dropout=0.1")  # fmt: skip
+    assert cfg["train_config"] == {"width": 64, "layers": 2, "dropout": 0.1}
+    done = run_script("-m", "raysim.cli", "run", "--train-config", "width")
+    assert done.returncode == 2 and "'width' is not key=value" in done.stderr

@@ -1,5 +1,5 @@
 """The `raysim` subcommands on a real run, through the command's own entry point (in this
-process, on the shared Ray): run, --resume, project, fit."""
+process, on the shared Ray): run, --resume, project (fit: tests/test_own_training.py)."""
 
 import json
 
@@ -35,16 +35,3 @@ def test_run_then_resume_then_project(shared_ray, tmp_path, capsys):
     # ResNet18's 45 MB over 1 GbE: at least the bandwidth term of one ring all-reduce
     assert rows[1]["comm_s"] > 2 * 3 / 4 * 44.7e6 / 0.125e9 * 0.99
     assert rows[2]["efficiency"] < rows[1]["efficiency"] < 1
-
-
-def test_fit_finds_the_boundary_and_writes_its_trials(shared_ray, tmp_path, capsys):
-    out = tmp_path / "fit.json"
-    args = ["fit", "--device", "cpu", "--image-size", "32", "--batch-size", "64",
-            "--memory-fraction", "0.025", "--resolution", "32", "--out", str(out)]  # fmt: skip
-    assert main(args) == 0
-    assert "largest batch per node that fits with 10% headroom" in capsys.readouterr().out
-    result = json.loads(out.read_text())
-    fits = {t["batch_size"]: t["fits"] for t in result["trials"]}
-    largest = result["largest_batch"]
-    assert largest % 32 == 0 and fits[largest] is True and fits[largest + 32] is False
-    assert result["budget_bytes"] == int(0.025 * 10 * 2**30)

@@ -67,21 +67,20 @@ def test_an_unenforced_budget_is_measured_not_enforced(shared_ray, tiny_config):
     assert node["memory_peak_bytes"] > 2 * node["memory_budget_bytes"]
 
 
-def test_start_weights_are_loaded_from_a_local_file(shared_ray, tiny_config, tmp_path):
-    """ImageNet-shaped weights (1000 classes): the backbone loads, the 10-class head is new."""
+def test_start_weights_load_and_loader_processes_deliver_the_same_batches(
+    shared_ray, tiny_config, tmp_path
+):
+    """Against one plain run: ImageNet-shaped weights (1000 classes) load into the backbone
+    (the 10-class head is new), and a loader process gives the very same weights."""
     torch.manual_seed(123)
     path = tmp_path / "resnet18.pth"
     torch.save(build_model(1000).state_dict(), path)
-    fresh = raysim.run(quick(tiny_config, "fresh"), out=None)
+    plain = raysim.run(quick(tiny_config, "plain"), out=None).epochs[-1]["param_checksum"]
     loaded = raysim.run(quick(tiny_config, "loaded", weights_path=str(path)), out=None)
-    assert loaded.epochs[-1]["param_checksum"] != fresh.epochs[-1]["param_checksum"]
+    assert loaded.epochs[-1]["param_checksum"] != plain
+    forked = raysim.run(quick(tiny_config, "forked", num_workers_per_loader=1), out=None)
+    assert forked.epochs[-1]["param_checksum"] == plain
     missing = quick(tiny_config, "missing", weights_path=str(tmp_path / "nowhere.pth"))
     with pytest.raises(FileNotFoundError, match=r"weights_path .*nowhere.pth does not exist"):
         raysim.run(missing, out=None)
     assert not cfg_dir(missing).exists(), "refused before the run directory is made"
-
-
-def test_loader_processes_deliver_the_same_batches(shared_ray, tiny_config):
-    inline = raysim.run(quick(tiny_config, "inline"), out=None)
-    forked = raysim.run(quick(tiny_config, "forked", num_workers_per_loader=1), out=None)
-    assert forked.epochs[-1]["param_checksum"] == inline.epochs[-1]["param_checksum"]

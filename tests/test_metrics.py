@@ -21,9 +21,12 @@ def rank_report(rank, samples=10, loss_sum=5.0, correct=6, test=(3, 4), seconds=
         "test_total": test[1],
         "epoch_time_s": seconds,
         "eval_time_s": 0.1,
+        "steps": 5,
+        # raysim's step measurements
+        "train_time_s": seconds,
+        "measured_samples": samples,
         "step_time_s": seconds / 5,
         "samples_per_s": samples / seconds,
-        "steps": 5,
         "param_checksum": checksum,
         "peak_rss_bytes": 100 + rank,
         "memory_budget_bytes": 1000,

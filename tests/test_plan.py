@@ -149,13 +149,9 @@ def test_an_explicit_bucket_size_wins():
         load_config(ddp_bucket_mb=0)
 
 
-def test_the_comm_hook_is_needed_for_a_modelled_wire_or_to_find_stragglers():
-    from raysim.plan.resources import models_the_wire, needs_comm_hook
+def test_the_wire_is_modelled_for_a_network_or_a_compression():
+    from raysim.plan.resources import models_the_wire
 
     assert not models_the_wire(load_config())
     assert models_the_wire(load_config(grad_compression="fp16"))
     assert models_the_wire(load_config(network="10gbe"))
-    assert not needs_comm_hook(load_config(num_nodes=2), 2)
-    assert needs_comm_hook(load_config(num_nodes=2, stragglers={1: 2.0}), 2)
-    assert needs_comm_hook(load_config(num_nodes=2, jitter=0.1), 2)
-    assert not needs_comm_hook(load_config(num_nodes=2, network="10gbe"), 1)

@@ -138,8 +138,6 @@ def epoch_metrics(epoch: int, stats: EpochStats, test: tuple[int, int], eval_s: 
         "test_total": total,
         "steps": stats.steps,
         "epoch_time_s": stats.seconds,
-        "step_time_s": stats.seconds / max(stats.steps, 1),
-        "samples_per_s": stats.samples / stats.seconds if stats.seconds else 0.0,
         "eval_time_s": eval_s,
         "epoch_start_unix": stats.start_unix,
         "report_unix": time.time(),
@@ -184,7 +182,7 @@ def resnet18_experiment(config: dict) -> None:
         model = model.to(memory_format=torch.channels_last)
     if cfg.activation_checkpointing:
         checkpoint_stages(model)
-    model = worker.prepare(model)
+    model, train = worker.prepare(model, train)  # raysim times its steps from here on
     switches = Switches.from_config(cfg)
     optimizer = adam(model, cfg.learning_rate)
     start_epoch, global_step = resume_point(model, optimizer)
@@ -196,7 +194,6 @@ def resnet18_experiment(config: dict) -> None:
             worker.inject_faults(epoch, step)
 
         def after_step(step: int, epoch: int = epoch) -> None:
-            worker.sample_memory()
             worker.progress(epoch, step, steps_per_epoch)
 
         stats = train_epoch(

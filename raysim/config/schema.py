@@ -106,6 +106,12 @@ class ExperimentConfig:
     ddp_bucket_mb: float | None = None
     """DDP's gradient bucket size in MB; None lets the plan choose (raysim.plan.ddp_bucket_mb):
     one bucket for the whole model where the nodes share this host's cores, else DDP's 25."""
+    measure_steps: bool = True
+    """raysim's measurements of every step (time, samples, data wait, every bucket's
+    all-reduce, model facts); off only to measure what they cost."""
+    train_config: dict[str, Any] = field(default_factory=dict)
+    """Your training function's own settings, free-form: passed to it as
+    config["train_config"] (CLI: --train-config key=value). Everything else is strict."""
     verbose: bool = False
     """Forward Ray's worker logs to the console."""
 
@@ -120,6 +126,7 @@ class ExperimentConfig:
             network=self.network.to_yaml(),
             faults=[dataclasses.asdict(fault) for fault in self.faults],
             stragglers=dict(self.stragglers),
+            train_config=dict(self.train_config),
         )
         return values
 
@@ -128,6 +135,7 @@ INPUT_TYPES: dict[str, Any] = {
     "network": str | dict | None,
     "faults": list | None,
     "stragglers": dict | None,
+    "train_config": dict | None,
 }
 """What the parsed keys accept as input (YAML values, flags); None means the default."""
 

@@ -55,7 +55,7 @@ class ProgressFollower:
             return
         exists = self.metrics_path.exists()
         records = read_lines(self.metrics_path) if exists else []
-        shown = [r for r in records if r.get("kind") in ("epoch", "error", "recovered")]
+        shown = [r for r in records if r.get("kind") in ("epoch", "error", "recovered", "notice")]
         clear = CLEAR_LINE if self.board is not None else ""  # over the bar, if one is drawn
         for record in shown[self._printed :]:
             text = (

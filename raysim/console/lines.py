@@ -1,34 +1,54 @@
-"""The console's lines: one per epoch, one per failure or recovery."""
+"""The console's lines: one per epoch, one per failure, recovery or notice."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from raysim.units import MB
-
-SKIP_IN_LINE = {"kind", "epoch", "world_size", "slowest_rank", "wall_time_s", "report_unix"}
+from raysim.errors import is_number
+from raysim.rundir import RAYSIM_KEYS
+from raysim.units import MB, figure
 
 
 def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
-    if "test_accuracy" not in epoch:  # a user's function: its own numbers
-        shown = [
-            f"{key} {value:.4g}"
-            for key, value in epoch.items()
-            if key not in SKIP_IN_LINE and isinstance(value, (int, float))
-        ][:8]
-        return f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  " + (
-            "  ".join(shown)
+    head = f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  "
+    if "test_accuracy" in epoch:  # the built-in experiment
+        return head + (
+            f"loss {epoch['train_loss']:.4f}  acc {epoch['train_accuracy']:.3f}  "
+            f"test acc {epoch['test_accuracy']:.3f}  {epoch['epoch_time_s']:.1f} s  "
+            f"{epoch['samples_per_s']:.0f} samples/s  "
+            f"peak RSS {epoch['peak_rss_bytes'] / MB:.0f} MB"
         )
-    return (
-        f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  "
-        f"loss {epoch['train_loss']:.4f}  acc {epoch['train_accuracy']:.3f}  "
-        f"test acc {epoch['test_accuracy']:.3f}  {epoch['epoch_time_s']:.1f} s  "
-        f"{epoch['samples_per_s']:.0f} samples/s  peak RSS {epoch['peak_rss_bytes'] / MB:.0f} MB"
-    )
+    return head + "  ".join([*raysim_columns(epoch), *own_figures(epoch)[:8]])
+
+
+def raysim_columns(record: dict[str, Any]) -> list[str]:
+    """raysim's measurements of any function that used prepare: throughput, step, memory."""
+    columns = []
+    if "samples_per_s" in record:
+        columns.append(f"{record['samples_per_s']:.0f} samples/s")
+        columns.append(f"step {figure('step_time_s', record['step_time_s'])}")
+    if "memory_peak_bytes" in record and record.get("memory_budget_bytes"):
+        columns.append(
+            f"memory {record['memory_peak_bytes'] / MB:.0f}/"
+            f"{record['memory_budget_bytes'] / MB:.0f} MB"
+        )
+    return columns
+
+
+def own_figures(record: dict[str, Any]) -> list[str]:
+    """The function's own numeric keys, each with its unit."""
+    return [
+        f"{key} {figure(key, value)}"
+        for key, value in record.items()
+        if key not in RAYSIM_KEYS and is_number(value)
+    ]
 
 
 def event_line(record: dict[str, Any]) -> str:
-    """A failure of the worker group, or the recovery from one, as the console tells it."""
+    """A failure of the worker group, the recovery from one, or a notice, as the console
+    tells it."""
+    if record["kind"] == "notice":
+        return f"raysim: note: {record['text']}"
     if record["kind"] == "recovered":
         return (
             f"raysim: recovered: epoch {record['epoch']} reported "

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from raysim.console.lines import SKIP_IN_LINE
-from raysim.units import MB
+from raysim.errors import is_number
+from raysim.rundir import RAYSIM_KEYS
+from raysim.units import MB, figure
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -36,11 +37,21 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
     """Run figures, then one row per simulated node."""
     run_rows = [["figure", "value"], ["status", summary["status"]]]
     if summary["epochs_completed"] and "final_test_accuracy" not in summary:
-        run_rows += [["nodes", nodes_text(summary)]]
         run_rows += [
-            [f"final {key}", f"{value:.4g}"]
+            ["nodes", nodes_text(summary)],
+            ["epochs", str(summary["epochs_completed"])],
+        ]
+        if "samples_per_s" in summary:
+            run_rows += [
+                ["throughput", f"{summary['samples_per_s']:.1f} samples/s"],
+                ["step time", figure("step_time_s", summary["step_time_s"])],
+            ]
+        if "wall_time_s" in summary:
+            run_rows.append(["wall time", f"{summary['wall_time_s']:.1f} s"])
+        run_rows += [
+            [f"final {key}", figure(key, value)]
             for key, value in summary["final_metrics"].items()
-            if key not in SKIP_IN_LINE and isinstance(value, (int, float))
+            if key not in RAYSIM_KEYS and is_number(value)
         ][:12]
     elif summary["epochs_completed"]:
         run_rows += [

@@ -17,24 +17,42 @@ ADAM_MOMENTS = 2
 FP32_BYTES = 4
 
 
-def training_state_bytes(parameters: int) -> int:
-    """fp32 gradients and Adam's moments: held from the first step on, whatever the batch."""
-    return parameters * FP32_BYTES * (1 + ADAM_MOMENTS)
+def training_state_bytes(parameters: int, moments: int = ADAM_MOMENTS) -> int:
+    """fp32 gradients and the optimizer's moments: held from the first step on, whatever
+    the batch."""
+    return parameters * FP32_BYTES * (1 + moments)
+
+
+def optimizer_moments(optimizer: object) -> int:
+    """Running moments an optimizer keeps per parameter: Adam's family two, momentum one."""
+    name = type(optimizer).__name__
+    if name in ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adafactor"):
+        return 2
+    defaults = getattr(optimizer, "defaults", {})
+    if name in ("RMSprop", "Adagrad", "Adadelta") or defaults.get("momentum"):
+        return 1
+    return 0
 
 
 def state_floor_problem(
-    parameters: int, budget_bytes: int, memory_fraction: float, device_memory_bytes: int
+    parameters: int,
+    budget_bytes: int,
+    memory_fraction: float,
+    device_memory_bytes: int,
+    moments: int | None = ADAM_MOMENTS,
+    optimizer: str = "Adam",
 ) -> str | None:
-    """Why a budget cannot hold even the model's training state, or None."""
-    floor = training_state_bytes(parameters)
+    """Why a budget cannot hold even the model's training state, or None. moments None:
+    the optimizer is not known yet, so the gradients alone."""
+    floor = training_state_bytes(parameters, moments or 0)
     if budget_bytes >= floor:
         return None
     fraction = math.ceil(floor / device_memory_bytes * 100) / 100
+    state = f"gradients and {optimizer}'s {moments} moments" if moments else "gradients"
     return (
         f"memory_fraction {memory_fraction:g} × {gib(device_memory_bytes)} device gives each "
-        f"node {budget_bytes / MB:.0f} MB, but the model's gradients and Adam's "
-        f"{ADAM_MOMENTS} moments alone take {floor / MB:.0f} MB "
-        f"({parameters / 1e6:.1f}M fp32 parameters × {1 + ADAM_MOMENTS}), before any "
-        f"activations. Fix: memory_fraction ≥ {fraction:g} (fewer nodes then fit on the "
-        "device), a larger device_memory_gb, or enforce_memory: false"
+        f"node {budget_bytes / MB:.0f} MB, but the model's {state} alone take "
+        f"{floor / MB:.0f} MB ({parameters / 1e6:.1f}M fp32 parameters × {1 + (moments or 0)}), "
+        f"before any activations. Fix: memory_fraction ≥ {fraction:g} (fewer nodes then fit "
+        "on the device), a larger device_memory_gb, or enforce_memory: false"
     )

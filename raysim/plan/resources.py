@@ -146,12 +146,6 @@ def models_the_wire(cfg: ExperimentConfig) -> bool:
     return not cfg.network.is_loopback or cfg.grad_compression is not None
 
 
-def needs_comm_hook(cfg: ExperimentConfig, world_size: int) -> bool:
-    """The hook also measures the all-reduce wait, by which stragglers are found."""
-    emulates = models_the_wire(cfg) or bool(cfg.stragglers) or cfg.jitter > 0
-    return world_size > 1 and emulates
-
-
 def cpu_share(cluster_cpus: int, num_workers: int) -> float:
     """Ray accepts fractional requests below 1 and whole numbers above it."""
     share = cluster_cpus / num_workers

@@ -43,7 +43,21 @@ def aggregate_epoch(
         aggregate["wall_time_s"] = max(m["report_unix"] for m in rank_metrics) - run_start_unix
     if all(set(m) >= BUILTIN_KEYS for m in rank_metrics):
         aggregate.update(_builtin_epoch(rank_metrics))
+    if all("train_time_s" in m for m in rank_metrics):
+        aggregate.update(_measured_epoch(rank_metrics))
     return aggregate
+
+
+def _measured_epoch(rank_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """raysim's step measurements: the cluster moves at its slowest node's pace."""
+    slowest = max(m["train_time_s"] for m in rank_metrics)
+    samples = sum(m["measured_samples"] for m in rank_metrics)
+    return {
+        "measured_samples": samples,
+        "train_time_s": slowest,
+        "samples_per_s": samples / slowest if slowest else 0.0,
+        "step_time_s": max(m["step_time_s"] for m in rank_metrics),
+    }
 
 
 def _builtin_epoch(rank_metrics: list[dict[str, Any]]) -> dict[str, Any]:
@@ -58,8 +72,9 @@ def _builtin_epoch(rank_metrics: list[dict[str, Any]]) -> dict[str, Any]:
         "test_accuracy": sum(m["test_correct"] for m in rank_metrics) / max(test_total, 1),
         "epoch_time_s": slowest,
         "eval_time_s": max(m["eval_time_s"] for m in rank_metrics),
+        # the loop's own wall time, where raysim's step measurements are off
         "samples_per_s": samples / slowest if slowest else 0.0,
-        "step_time_s": max(m["step_time_s"] for m in rank_metrics),
+        "step_time_s": slowest / max(max(m["steps"] for m in rank_metrics), 1),
         "steps": max(m["steps"] for m in rank_metrics),
         "checksums_match": len(checksums) == 1,
         "param_checksum": sorted(checksums)[0],

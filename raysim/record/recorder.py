@@ -16,6 +16,12 @@ from raysim.record.aggregate import aggregate_epoch
 from raysim.record.tensorboard import TensorBoardLogger
 from raysim.rundir import METRICS_FILE, append_lines, epoch_lines, fired_faults, read_metrics
 
+NOT_PREPARED = (
+    "the training function did not call raysim.worker.prepare(model, loader), so the "
+    "memory partition, the network emulation, stragglers and raysim's step measurements "
+    "(step time, samples/s, model facts) are off for this run"
+)
+
 
 class MetricsRecorder(UserCallback):
     """Records each epoch once: a restarted worker group replays epochs since the last
@@ -30,6 +36,7 @@ class MetricsRecorder(UserCallback):
         earlier = read_metrics(self.run_dir)
         self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
         self.failed_at: float | None = None
+        self.told_unprepared = bool(self.recorded)
 
     def after_report(self, run_context, metrics, checkpoint):
         # A function that reports no "epoch" gets its reports numbered in order.
@@ -45,7 +52,12 @@ class MetricsRecorder(UserCallback):
         epoch = aggregate_epoch(reports, self.run_start_unix, number)
         if checkpoint is not None:
             epoch["checkpoint"] = checkpoint.path
-        append_lines(self.metrics_path, [*ranks, epoch])
+        notice = []
+        if not self.told_unprepared:  # said once, with the first report
+            self.told_unprepared = True
+            if not all(m.get("prepared") for m in metrics):
+                notice = [{"kind": "notice", "epoch": number, "text": NOT_PREPARED}]
+        append_lines(self.metrics_path, [*notice, *ranks, epoch])
         self.tensorboard.log_epoch(epoch, ranks)
         if epoch["epoch"] == self.num_epochs:
             self.tensorboard.log_final(epoch)

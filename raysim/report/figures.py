@@ -33,7 +33,7 @@ def time_to_target(run: RunRecord, target: float) -> dict[str, float | None]:
 def _baseline(runs: list[RunRecord], batch: int) -> RunRecord | None:
     """The finished 1-node run with this batch size, if the comparison has one."""
     for run in runs:
-        if run.builtin and run.nodes == 1 and run.config["batch_size"] == batch:
+        if run.measured and run.nodes == 1 and run.config["batch_size"] == batch:
             return run
     return None
 
@@ -77,43 +77,51 @@ def run_figures(run: RunRecord, runs: list[RunRecord], target: float) -> dict[st
     if not run.finished:
         figures["error"] = run.summary.get("error", "no epoch finished")
         return figures
+    figures.update(epochs=len(run.epochs), final_metrics=run.epochs[-1])
+    if run.measured:
+        figures.update(_throughput(run, runs))
     if not run.builtin:
-        figures.update(epochs=len(run.epochs), final_metrics=run.epochs[-1])
         return figures
-    sps = steady_samples_per_s(run)
-    env = run.summary.get("environment", {})
-    budget = run.summary["nodes"][0]["memory_budget_bytes"]
     times = [e["epoch_time_s"] for e in run.epochs]
-    global_batch = run.nodes * run.config["batch_size"]
     figures.update(
-        epochs=len(run.epochs),
         mean_epoch_time_s=statistics.mean(times),
         epoch_time_after_first_s=statistics.mean(times[1:] or times),
-        samples_per_s=sps,
-        samples_per_s_per_node=sps / run.nodes,
         final_test_accuracy=run.epochs[-1]["test_accuracy"],
         best_test_accuracy=max(e["test_accuracy"] for e in run.epochs),
         final_train_loss=run.epochs[-1]["train_loss"],
-        samples_per_s_per_device_share=sps / (run.nodes * run.config["gpu_fraction"]),
-        samples_per_s_per_core=sps / env["cpus"] if env.get("cpus") else None,
-        samples_per_s_per_budget_gb=sps / (run.nodes * budget / GB),
-        **_scaling(run, _baseline(runs, run.config["batch_size"]), "equal_node_batch"),
-        **_scaling(run, _baseline(runs, global_batch), "equal_global_batch"),
-        **_memory(run),
         **time_to_target(run, target),
     )
     return figures
+
+
+def _throughput(run: RunRecord, runs: list[RunRecord]) -> dict[str, Any]:
+    """From raysim's step measurements: any function that used prepare has them."""
+    sps = steady_samples_per_s(run)
+    env = run.summary.get("environment", {})
+    budget = run.summary["nodes"][0]["memory_budget_bytes"]
+    global_batch = run.nodes * run.config["batch_size"]
+    return {
+        "samples_per_s": sps,
+        "samples_per_s_per_node": sps / run.nodes,
+        "samples_per_s_per_device_share": sps / (run.nodes * run.config["gpu_fraction"]),
+        "samples_per_s_per_core": sps / env["cpus"] if env.get("cpus") else None,
+        "samples_per_s_per_budget_gb": sps / (run.nodes * budget / GB) if budget else None,
+        **_scaling(run, _baseline(runs, run.config["batch_size"]), "equal_node_batch"),
+        **_scaling(run, _baseline(runs, global_batch), "equal_global_batch"),
+        **_memory(run),
+    }
 
 
 def compare_runs(runs: list[RunRecord], target_accuracy: float | None = None) -> dict[str, Any]:
     """Figures for every run; the target defaults to 90% of the best final accuracy."""
     if not runs:
         raise ReportError("nothing to compare: give at least one run directory")
-    finished = [r for r in runs if r.builtin]
-    if target_accuracy is None and finished:
-        best_final = max(r.epochs[-1]["test_accuracy"] for r in finished)
+    builtin = [r for r in runs if r.builtin]
+    if target_accuracy is None and builtin:
+        best_final = max(r.epochs[-1]["test_accuracy"] for r in builtin)
         target_accuracy = DEFAULT_TARGET_SHARE * best_final
     target = target_accuracy or 0.0
+    finished = [r for r in runs if r.finished]
     return {
         "target_accuracy": target,
         "runs": [run_figures(r, runs, target) for r in runs],

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from raysim.config.network import NetworkSpec
 from raysim.errors import ConfigError
-from raysim.plan.comm_model import allreduce_seconds, bucket_sizes, compressed_bytes
+from raysim.plan.comm_model import allreduce_seconds, compressed_bytes
 from raysim.report.runs import ReportError, RunRecord, load_run
 
 DEFAULT_NODES = tuple(2**k for k in range(11))
@@ -163,27 +163,51 @@ def format_table(rows: Sequence[ProjectionRow], title: str | None = None) -> str
 def measured_compute_s(run: RunRecord) -> float:
     """Compute per step: the measured step less what the emulated network added to it
     (median over the ranks' epochs after the first, which includes warm-up)."""
-    later = [r for r in run.ranks if r["epoch"] > 1] or run.ranks
+    measured = [r for r in run.ranks if "step_time_s" in r]
+    later = [r for r in measured if r["epoch"] > 1] or measured
     if not later:
-        raise ReportError(f"{run.run_dir} has no finished epoch to measure")
+        raise ReportError(
+            f"{run.run_dir} has no measured step (no step_time_s in metrics.jsonl): the run "
+            "finished no step, or its function did not call raysim.worker.prepare"
+        )
     return statistics.median(
         r["step_time_s"] - r.get("added_comm_delay_s_per_step", 0.0) for r in later
     )
 
 
+def run_buckets(run: RunRecord) -> list[int]:
+    """The run's own model's gradient buckets on a real cluster: DDP's default layout, or
+    the run's explicit bucket size as it ran (the plan's one bucket is for nodes sharing
+    one host's cores)."""
+    model = run.summary.get("model")
+    if not model:
+        raise ReportError(
+            f"{run.run_dir} has no model facts (summary.json has no 'model': the run is older "
+            "than raysim's model facts, finished no step, or did not call "
+            "raysim.worker.prepare); run it again to project it"
+        )
+    if run.config.get("ddp_bucket_mb") is not None:
+        return model["ddp_buckets_bytes"]
+    return model["default_buckets_bytes"]
+
+
 def project_run(
     run_dir: str | Path, spec: NetworkSpec, nodes: Sequence[int] = DEFAULT_NODES
 ) -> tuple[RunRecord, list[ProjectionRow]]:
-    """The built-in experiment's run projected onto `spec` at each node count. A real
-    cluster gets DDP's buckets, or the run's explicit size (the plan's one bucket is for
-    nodes sharing one host's cores)."""
-    from raysim.builtin.model import build_model  # torchvision: only when projecting
-
+    """A run projected onto `spec` at each node count, from its own model and step."""
     run = load_run(run_dir)
-    compute_s = measured_compute_s(run)
-    buckets = bucket_sizes(build_model(run.config.get("num_classes", 10)), run.config.get("ddp_bucket_mb"))
+    buckets = run_buckets(run)
     rows = project(
-        compute_s, buckets, run.config["batch_size"], spec, nodes,
+        measured_compute_s(run), buckets, samples_per_step(run), spec, nodes,
         compression=run.config.get("grad_compression"),
     )  # fmt: skip
     return run, rows
+
+
+def samples_per_step(run: RunRecord) -> int:
+    """What one node trains on per optimizer step, as measured (the function may not use
+    the config's batch_size, or may accumulate)."""
+    measured = [r for r in run.ranks if r.get("optimizer_steps")]
+    if not measured:
+        return run.config["batch_size"]
+    return round(statistics.median(r["measured_samples"] / r["optimizer_steps"] for r in measured))

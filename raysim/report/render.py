@@ -38,10 +38,11 @@ def nodes_cell(run: dict) -> str:
     return str(run["nodes"]) if final == run["nodes"] else f"{run['nodes']}→{final}"
 
 
-def _rows(runs: list[dict], columns: list[Column]) -> tuple[list[str], list[list[str]]]:
-    finished = [r for r in runs if "samples_per_s" in r]
+def _rows(runs: list[dict], columns: list[Column], needs: str) -> tuple[list[str], list[list[str]]]:
+    """One row per run that has the section's figures (`needs`: one of its keys)."""
+    shown = [r for r in runs if needs in r]
     header = ["run", "nodes"] + [name for name, _ in columns]
-    rows = [[r["name"], nodes_cell(r)] + [cell(r) for _, cell in columns] for r in finished]
+    rows = [[r["name"], nodes_cell(r)] + [cell(r) for _, cell in columns] for r in shown]
     return header, rows
 
 
@@ -115,6 +116,17 @@ SECTIONS: list[tuple[str, str, list[Column]]] = [
 ]
 
 
+SECTION_NEEDS = {
+    "Time per epoch": "mean_epoch_time_s",
+    "Throughput and scaling": "samples_per_s",
+    "Memory": "peak_per_node_bytes",
+    "Convergence": "final_train_loss",
+    "Accuracy": "final_test_accuracy",
+    "Resource efficiency": "samples_per_s",
+}
+"""A user's function has raysim's measured sections; the built-in experiment all of them."""
+
+
 def honest_reading(comparison: dict[str, Any]) -> str:
     """What the numbers can and cannot say: the nodes share one machine."""
     env = comparison["environment"]
@@ -169,8 +181,9 @@ def write_report(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -
         "## Runs\n\n" + overview + "\n",
     ]
     for title, definition, columns in SECTIONS:
-        header, rows = _rows(comparison["runs"], columns)
-        parts.append(_section(title, definition, header, rows))
+        header, rows = _rows(comparison["runs"], columns, SECTION_NEEDS[title])
+        if rows:
+            parts.append(_section(title, definition, header, rows))
     plots = write_plots(comparison, [r for r in runs if r.builtin], out)
     parts.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
     (out / "report.md").write_text("\n".join(parts))
@@ -182,6 +195,7 @@ def write_plots(comparison: dict[str, Any], runs: list[RunRecord], out: Path) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     paths = []
 
@@ -221,6 +235,7 @@ def write_plots(comparison: dict[str, Any], runs: list[RunRecord], out: Path) ->
                 label=f"ideal linear (from {base[0]['name']})")  # fmt: skip
     ax.set(title="Aggregate throughput against simulated nodes", xlabel="nodes",
            ylabel="samples/s")  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # node counts are whole
     ax.legend()
     save(fig, "throughput_vs_nodes")
 

@@ -9,7 +9,14 @@ from typing import Any
 
 import yaml
 
-from raysim.rundir import CONFIG_FILE, SUMMARY_FILE, epoch_lines, is_run_dir, rank_lines, read_metrics
+from raysim.rundir import (
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    epoch_lines,
+    is_run_dir,
+    rank_lines,
+    read_metrics,
+)
 
 
 class ReportError(ValueError):
@@ -35,6 +42,11 @@ class RunRecord:
     @property
     def finished(self) -> bool:
         return self.summary.get("status") == "finished" and bool(self.epochs)
+
+    @property
+    def measured(self) -> bool:
+        """Has raysim's step measurements (any function that used prepare)."""
+        return self.finished and "samples_per_s" in self.epochs[-1]
 
     @property
     def builtin(self) -> bool:

@@ -65,6 +65,16 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
         world_size_changes=world_size_changes(epochs),
         final_metrics=epochs[-1],
     )
+    measured = [e for e in epochs if "samples_per_s" in e]
+    if measured:  # raysim's step measurements, for any function that used prepare
+        steady = measured[1:] or measured
+        summary.update(
+            samples_per_s=statistics.mean(e["samples_per_s"] for e in steady),
+            step_time_s=statistics.mean(e["step_time_s"] for e in steady),
+        )
+    facts = [r["model"] for r in rank_lines(records) if "model" in r]
+    if facts:
+        summary["model"] = facts[-1]
     if "test_accuracy" not in epochs[-1]:  # a user's function: its own metrics only
         return summary
     times = [e["epoch_time_s"] for e in epochs]
@@ -75,7 +85,6 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
         final_train_loss=epochs[-1]["train_loss"],
         mean_epoch_time_s=statistics.mean(times),
         mean_epoch_time_after_first_s=statistics.mean(later),
-        samples_per_s=statistics.mean(e["samples_per_s"] for e in epochs[1:] or epochs),
         time_to_first_step_s=epochs[0]["epoch_start_unix"] - process_start_unix,
         checksums_match=all(e["checksums_match"] for e in epochs),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,8 @@ class EmulationState:
     """None: the default process group."""
     link_free_at: float = 0.0
     """perf_counter time the modelled link finishes its last bucket (buckets queue on it)."""
+    on_ready: Callable[[int, float], None] | None = None
+    """Told each bucket's bytes and the time DDP handed it over (the model's facts)."""
 
 
 def _real_hook(compression: str | None):
@@ -85,7 +88,10 @@ def _emulation_hook(state: EmulationState, bucket):
     # No annotations on purpose: DDP rejects a hook whose bucket annotation is a string.
     t0 = time.perf_counter()
     buffer = bucket.buffer()
-    nbytes = compressed_bytes(buffer.numel() * buffer.element_size(), state.compression)
+    gradient_bytes = buffer.numel() * buffer.element_size()
+    if state.on_ready is not None:
+        state.on_ready(gradient_bytes, t0)
+    nbytes = compressed_bytes(gradient_bytes, state.compression)
     modelled = allreduce_seconds(nbytes, state.nodes, state.spec)
     # Buckets share one modelled link: one starts when both it and the link are ready.
     previous = state.link_free_at
@@ -113,6 +119,7 @@ def make_emulation_hook(
     compression: str | None = None,
     *,
     process_group: Any = None,
+    on_ready: Callable[[int, float], None] | None = None,
 ) -> tuple[EmulationState, Any]:
     """(state, hook) for ddp_model.register_comm_hook(state, hook).
 
@@ -125,5 +132,5 @@ def make_emulation_hook(
     """
     if world_size < 1:
         raise ValueError(f"world_size: {world_size!r} must be at least 1")
-    state = EmulationState(spec, world_size, stats, compression, process_group)
+    state = EmulationState(spec, world_size, stats, compression, process_group, on_ready=on_ready)
     return state, _emulation_hook

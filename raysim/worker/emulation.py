@@ -5,19 +5,22 @@ chosen network would take, and records how long every rank waited in all-reduce.
 A straggler sleeps after its forward pass, in proportion to its own measured
 compute (backward taken as twice the forward), so its gradients arrive late and
 the others wait for it, as DDP's barrier makes them on a real cluster. Both are set
-up on the prepared model, so any training function gets them.
+up on the prepared model, so any training function gets them. With peers the hook is
+always there: it measures every bucket's all-reduce (the wait by which stragglers are
+found, and when DDP handed each bucket over), and adds nothing on loopback.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from raysim.config.schema import ExperimentConfig
-from raysim.plan.resources import needs_comm_hook
+from raysim.plan.resources import models_the_wire
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
 
 BACKWARD_TO_FORWARD = 2.0
@@ -30,23 +33,18 @@ class Emulation:
     comm: CommStats | None = None
     rng: random.Random = field(default_factory=random.Random)
     sleep_s: float = 0.0
-    steps: int = 0
-    """Training forward passes since the last take: one per loader batch."""
     _forward_start: float = 0.0
 
     @property
     def straggles(self) -> bool:
         return self.slowdown > 1 or self.jitter > 0
 
-    def before_forward(self, module, inputs) -> None:
+    def before_forward(self, module: torch.nn.Module, args: tuple) -> None:
         if module.training:
             self._forward_start = time.perf_counter()
 
-    def after_forward(self, module, inputs, output) -> None:
-        if not module.training:
-            return
-        self.steps += 1
-        if self.straggles:
+    def after_forward(self, module: torch.nn.Module, args: tuple, output) -> None:
+        if module.training:
             self.straggle(time.perf_counter() - self._forward_start)
 
     def straggle(self, forward_s: float) -> None:
@@ -58,11 +56,11 @@ class Emulation:
             time.sleep(extra)
             self.sleep_s += extra
 
-    def take(self) -> dict[str, float]:
-        """Per-step figures since the last take (one report), then start again from zero."""
-        per_step = max(self.steps, 1)
+    def take(self, steps: int) -> dict[str, float]:
+        """Per optimizer step since the last take (one report), then start again from zero."""
+        per_step = max(steps, 1)
         figures = {"straggler_sleep_s_per_step": self.sleep_s / per_step}
-        self.sleep_s, self.steps = 0.0, 0
+        self.sleep_s = 0.0
         if self.comm is not None:
             comm = self.comm.take()
             figures.update(
@@ -74,21 +72,27 @@ class Emulation:
 
 
 def set_up_emulation(
-    model: torch.nn.Module, cfg: ExperimentConfig, rank: int, world_size: int
+    model: torch.nn.Module,
+    cfg: ExperimentConfig,
+    rank: int,
+    world_size: int,
+    on_bucket_ready: Callable[[int, float], None] | None = None,
 ) -> Emulation:
-    """Count and time the model's training forwards; register the network hook on the DDP
-    model where it has peers to talk to."""
+    """Stragglers on the model's training forwards; the comm hook where it has peers."""
     emulation = Emulation(
         slowdown=cfg.stragglers.get(rank, 1.0),
         jitter=cfg.jitter,
         rng=random.Random(cfg.seed * 1000 + rank),
     )
-    model.register_forward_pre_hook(emulation.before_forward)
-    model.register_forward_hook(emulation.after_forward)
-    if needs_comm_hook(cfg, world_size):
+    if emulation.straggles:
+        model.register_forward_pre_hook(emulation.before_forward)
+        model.register_forward_hook(emulation.after_forward)
+    emulates_comm = models_the_wire(cfg) or emulation.straggles
+    if world_size > 1 and (cfg.measure_steps or emulates_comm):
         emulation.comm = CommStats()
         state, hook = make_emulation_hook(
-            cfg.network, world_size, emulation.comm, cfg.grad_compression
-        )
+            cfg.network, world_size, emulation.comm, cfg.grad_compression,
+            on_ready=on_bucket_ready,
+        )  # fmt: skip
         model.register_comm_hook(state, hook)
     return emulation

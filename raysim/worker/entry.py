@@ -6,7 +6,7 @@ import traceback
 from pathlib import Path
 
 from raysim.config.schema import ExperimentConfig
-from raysim.worker.memory import is_out_of_memory
+from raysim.worker.memory import SimulatedOutOfMemoryError, is_out_of_memory
 from raysim.worker.session import current_session, start
 
 
@@ -25,6 +25,9 @@ def run_node(loop_config: dict) -> None:
         loop_config["train_fn"](cfg.to_dict())
     except Exception as err:
         guard = current_session().guard
-        shown = guard.explain(err) if guard is not None and is_out_of_memory(err) else err
+        explain = guard is not None and is_out_of_memory(err)
+        shown = (
+            guard.explain(err) if explain and type(err) is not SimulatedOutOfMemoryError else err
+        )
         headline = "".join(traceback.format_exception_only(shown)).strip()
         raise NodeError(f"{headline}\n\n{traceback.format_exc().rstrip()}") from None

@@ -13,14 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from raysim.config.schema import ExperimentConfig
+from raysim.errors import is_number
+from raysim.plan.memory_floor import optimizer_moments, state_floor_problem
 from raysim.plan.resources import NODE_LABEL, ResourcePlan
 from raysim.procfs import peak_rss_bytes, process_rss_bytes
 from raysim.rundir import raysim_home
 from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
-from raysim.worker.memory import MemoryGuard, memory_guard
+from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
+from raysim.worker.meter import MeasuredLoader, StepMeter
+from raysim.worker.model_facts import ModelFacts, watch_single_node_buckets
 from raysim.worker.nvml import nvml_metrics
 from raysim.worker.progress import StepPoster
 
@@ -65,12 +73,70 @@ class _Session:
     faults: FaultInjector
     guard: MemoryGuard | None = None
     emulation: Emulation | None = None
+    meter: StepMeter = field(default_factory=StepMeter)
+    facts: ModelFacts | None = None
+    optimizer_hooks: list = field(default_factory=list)
+    """This process's optimizer-step hooks (torch.optim's global registry)."""
+    floor_checked: bool = False
     last_report: float = field(default_factory=time.perf_counter)
     report_s: float | None = None
     """How long the previous ray.train.report blocked (barrier, checkpoint, callback)."""
     gauges: dict[str, Any] = field(default_factory=dict)
     poster: StepPoster | None = None
     """Posts steps to the driver's progress bar, when it draws one."""
+
+    @property
+    def holds_a_budget(self) -> bool:
+        """Enforced on CUDA always, on the simulated device unless enforce_memory is off."""
+        ctx = self.context
+        return ctx.plan.device_kind == "cuda" or ctx.config.enforce_memory
+
+    def check_state_floor(self, parameters: int, optimizer: Any = None) -> None:
+        """Refuse a budget below the model's gradients (at prepare) and the optimizer's
+        moments (before its first step allocates them): the run could only fail there."""
+        if not self.holds_a_budget:
+            return
+        ctx, plan = self.context, self.context.plan
+        moments = None if optimizer is None else optimizer_moments(optimizer)
+        problem = state_floor_problem(
+            parameters, plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes,
+            moments, type(optimizer).__name__,
+        )  # fmt: skip
+        if problem is not None:
+            raise SimulatedOutOfMemoryError(f"{ctx.node_id} (rank {ctx.rank}): {problem}")
+
+    def before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if not self.floor_checked and self.facts is not None:
+            self.floor_checked = True
+            self.check_state_floor(self.facts.trainable_parameters, optimizer)
+
+    def step_ended(self, optimizer: Any) -> None:
+        if self.guard is not None:
+            self.guard.sample()
+        if self.facts is not None:
+            self.facts.step_done()
+
+    def forward_ended(self, now: float) -> None:
+        if self.guard is not None:
+            self.guard.sample()  # the activations are all alive now
+        if self.facts is not None:
+            self.facts.backward_starts(now)
+
+    def measure(self, model: torch.nn.Module) -> None:
+        """Hooks on the model (after the stragglers', so a straggler's sleep is in its
+        step) and on this process's optimizer steps."""
+        ctx, meter = self.context, self.meter
+        if ctx.world_size == 1:
+            watch_single_node_buckets(model, self.facts, ctx.plan.ddp_bucket_mb)
+        model.register_forward_pre_hook(meter.before_forward)
+        model.register_forward_hook(meter.after_forward)
+        meter.on_forward_end.append(self.forward_ended)
+        meter.on_step_end.append(self.step_ended)
+        if not self.optimizer_hooks:
+            self.optimizer_hooks = [
+                register_optimizer_step_pre_hook(self.before_optimizer_step),
+                register_optimizer_step_post_hook(meter.after_optimizer_step),
+            ]
 
     def export(self, metrics: dict[str, Any]) -> None:
         """Set the Ray gauges for the figures this report has."""
@@ -79,7 +145,7 @@ class _Session:
         tags = {"node": self.context.node_id}
         for name, description in RAY_GAUGES.items():
             value = metrics.get(name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
+            if not is_number(value):
                 continue
             if name not in self.gauges:
                 self.gauges[name] = Gauge(f"raysim_{name}", description, tag_keys=("node",))
@@ -106,6 +172,9 @@ def start(
     import ray.train.torch
 
     global _current
+    if _current is not None:  # a process that hosted a node before: its hooks go
+        for handle in _current.optimizer_hooks:
+            handle.remove()
     torch.set_num_threads(plan.torch_threads)
     device = ray.train.torch.get_device()
     if device.type == "cuda":
@@ -135,17 +204,28 @@ def context() -> NodeContext:
 
 
 def prepare(model: torch.nn.Module, loader=None):
-    """DDP (backend chosen by the plan), the sampler, the network hook, stragglers and the
-    memory budget. Returns the model, or (model, loader) when a loader is given.
+    """DDP (backend chosen by the plan), the sampler (a loader with a DistributedSampler
+    keeps it), the network hook, stragglers, the memory budget and raysim's measurements
+    of every step. Returns the model, or (model, loader) when a loader is given.
     """
     import ray.train.torch
 
     session = current_session()
     ctx = session.context
+    facts = ModelFacts.of(model)
+    session.check_state_floor(facts.trainable_parameters)
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=ctx.plan.ddp_kwargs)
     if loader is not None:
         loader = ray.train.torch.prepare_data_loader(loader)
-    session.emulation = set_up_emulation(model, ctx.config, ctx.rank, ctx.world_size)
+    measures = ctx.config.measure_steps
+    session.emulation = set_up_emulation(
+        model, ctx.config, ctx.rank, ctx.world_size, facts.bucket_ready if measures else None
+    )
+    if measures:
+        session.facts = facts
+        if loader is not None:
+            loader = MeasuredLoader(loader, session.meter)
+        session.measure(model)
     session.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
     return model if loader is None else (model, loader)
 
@@ -189,10 +269,14 @@ def raysim_measurements() -> dict[str, Any]:
     session.last_report = now
     if session.report_s is not None:
         figures["report_s"] = session.report_s
+    figures["prepared"] = session.guard is not None
     if session.guard is not None:
         figures.update(session.guard.take_epoch())
     if session.emulation is not None:
-        figures.update(session.emulation.take())
+        figures.update(session.emulation.take(session.meter.steps))
+    figures.update(session.meter.take())
+    if session.facts is not None and ctx.rank == 0 and session.facts.ddp_buckets_bytes:
+        figures["model"] = session.facts.to_dict()
     if ctx.device.type == "cuda":
         figures.update(cuda_memory_metrics(ctx.device))
     return figures

@@ -1,0 +1,109 @@
+"""The trained model's real figures, for the run directory and the projection.
+
+At `prepare`: parameters and gradient bytes. From the steps: DDP's bucket layout in
+all-reduce order (as the comm hook sees it, after DDP's rebuild in the first step) and,
+per bucket, the share of backward elapsed when it was ready (median over steps). With
+one node there is no DDP: the layout is the one DDP would build with the plan's cap,
+and a bucket is ready when the last of its parameters' gradients is.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from raysim.plan.comm_model import bucket_layout
+
+READY_HISTORY = 50
+"""Steps kept for the median of each bucket's ready share."""
+
+
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+@dataclass
+class ModelFacts:
+    name: str
+    parameters: int
+    trainable_parameters: int
+    gradient_bytes: int
+    default_buckets_bytes: list[int]
+    """The layout DDP's default caps give this model: what a real cluster runs."""
+    ddp_buckets_bytes: list[int] = field(default_factory=list)
+    ready_history: list[list[float]] = field(default_factory=list)
+    _backward_start: float = 0.0
+    _ready_times: list[tuple[int, float]] = field(default_factory=list)
+    """This step's (bucket bytes, ready time), in the order the buckets became ready."""
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> ModelFacts:
+        inner = unwrapped(model)
+        trainable = [p for p in inner.parameters() if p.requires_grad]
+        return cls(
+            name=type(inner).__name__,
+            parameters=sum(p.numel() for p in inner.parameters()),
+            trainable_parameters=sum(p.numel() for p in trainable),
+            gradient_bytes=sum(p.numel() * p.element_size() for p in trainable),
+            default_buckets_bytes=[sum(b) for b in _sizes(bucket_layout(inner, None))],
+        )
+
+    def backward_starts(self, now: float) -> None:
+        self._backward_start = now
+        self._ready_times.clear()
+
+    def bucket_ready(self, nbytes: int, now: float) -> None:
+        self._ready_times.append((nbytes, now))
+
+    def step_done(self) -> None:
+        """Close the step: its layout, and each bucket's ready share of backward (the last
+        bucket is ready when backward's compute ends)."""
+        if not self._ready_times:
+            return
+        self.ddp_buckets_bytes = [nbytes for nbytes, _ in self._ready_times]
+        span = self._ready_times[-1][1] - self._backward_start
+        shares = [
+            (ready - self._backward_start) / span if span > 0 else 1.0
+            for _, ready in self._ready_times
+        ]
+        self.ready_history = [*self.ready_history[-(READY_HISTORY - 1) :], shares]
+        self._ready_times = []
+
+    def to_dict(self) -> dict[str, Any]:
+        same_layout = [h for h in self.ready_history if len(h) == len(self.ddp_buckets_bytes)]
+        return {
+            "name": self.name,
+            "parameters": self.parameters,
+            "trainable_parameters": self.trainable_parameters,
+            "gradient_bytes": self.gradient_bytes,
+            "ddp_buckets_bytes": self.ddp_buckets_bytes,
+            "bucket_ready_fraction": [statistics.median(s) for s in zip(*same_layout, strict=True)],
+            "default_buckets_bytes": self.default_buckets_bytes,
+        }
+
+
+def _sizes(layout: list[list[torch.nn.Parameter]]) -> list[list[int]]:
+    return [[p.numel() * p.element_size() for p in bucket] for bucket in layout]
+
+
+def watch_single_node_buckets(
+    model: torch.nn.Module, facts: ModelFacts, cap_mb: float | None
+) -> None:
+    """Without DDP: a bucket of the layout DDP would build is ready with its last gradient."""
+    for bucket in bucket_layout(model, cap_mb):
+        nbytes = sum(p.numel() * p.element_size() for p in bucket)
+        pending = {id(p) for p in bucket}
+        seen: set[int] = set()
+
+        def ready(param, pending=pending, seen=seen, nbytes=nbytes) -> None:
+            seen.add(id(param))
+            if seen == pending:
+                seen.clear()
+                facts.bucket_ready(nbytes, time.perf_counter())
+
+        for param in bucket:
+            param.register_post_accumulate_grad_hook(ready)

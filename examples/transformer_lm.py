@@ -44,6 +44,7 @@ class TinyLM(nn.Module):
     def __init__(self, vocab: int, context: int, width: int, layers: int, heads: int):
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
+        nn.init.normal_(self.embed.weight, std=0.02)  # tied output: keeps the first logits small
         self.position = nn.Parameter(torch.zeros(context, width))
         layer = nn.TransformerEncoderLayer(
             width, heads, dim_feedforward=4 * width, dropout=0.0, batch_first=True

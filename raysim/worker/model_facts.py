@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from raysim.plan.comm_model import bucket_layout
+from raysim.plan.comm_model import bucket_layout, bucket_sizes
 
 READY_HISTORY = 50
 """Steps kept for the median of each bucket's ready share."""
@@ -49,7 +49,7 @@ class ModelFacts:
             parameters=sum(p.numel() for p in inner.parameters()),
             trainable_parameters=sum(p.numel() for p in trainable),
             gradient_bytes=sum(p.numel() * p.element_size() for p in trainable),
-            default_buckets_bytes=[sum(b) for b in _sizes(bucket_layout(inner, None))],
+            default_buckets_bytes=bucket_sizes(inner, None),
         )
 
     def backward_starts(self, now: float) -> None:
@@ -84,10 +84,6 @@ class ModelFacts:
             "bucket_ready_fraction": [statistics.median(s) for s in zip(*same_layout, strict=True)],
             "default_buckets_bytes": self.default_buckets_bytes,
         }
-
-
-def _sizes(layout: list[list[torch.nn.Parameter]]) -> list[list[int]]:
-    return [[p.numel() * p.element_size() for p in bucket] for bucket in layout]
 
 
 def watch_single_node_buckets(

@@ -31,6 +31,7 @@ from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.plan.memory_floor import state_floor_problem
 from raysim.procfs import process_start_unix
 from raysim.record import MetricsRecorder
+from raysim.record.mlflow_tracking import MlflowRun, tracked, tracker_for
 from raysim.report.summary import summarize
 from raysim.rundir import (
     CONFIG_FILE,
@@ -99,6 +100,7 @@ def _train(
     run_dir: Path,
     train_fn: Callable | None,
     progress_board: Any = None,
+    tracker: MlflowRun | None = None,
 ) -> None:
     """Ray Train's fit() of the training function on the planned workers."""
     import ray.train  # ~3 s of imports: not before a run starts
@@ -124,7 +126,7 @@ def _train(
         run_config=ray.train.RunConfig(
             name=train_run_name(run_dir),
             storage_path=str(run_dir),
-            callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict())],
+            callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict(), tracker)],
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep),
         ),
@@ -179,8 +181,9 @@ def run(
     directory from its latest checkpoint.
     """
     started = process_start_unix()
-    with joined(cfg.address, cfg.verbose):
-        return _run(cfg, train_fn, out, resume, started)
+    tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
+    with joined(cfg.address, cfg.verbose), tracked(tracker):
+        return _run(cfg, train_fn, out, resume, started, tracker)
 
 
 def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
@@ -203,6 +206,7 @@ def _run(
     out: TextIO | None,
     resume: bool,
     started: float,
+    tracker: MlflowRun | None = None,
 ) -> RunResult:
     hw = hardware_for(cfg)
     plan = make_plan(cfg, hw)
@@ -216,6 +220,8 @@ def _run(
         else create_run_dir(cfg.run_dir, cfg.run_name, cfg.num_nodes)
     )
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
+    if tracker is not None:  # the MLflow run opens before Ray starts
+        tracker.start(cfg.to_dict(), run_dir, resume)
     if out is not None:
         print(
             f"raysim: {cfg.num_nodes} simulated node(s) on {plan.device_kind} "
@@ -240,7 +246,7 @@ def _run(
                 else contextlib.nullcontext()
             )
             with node_loss:
-                _train(cfg, plan, run_dir, train_fn, follower.board)
+                _train(cfg, plan, run_dir, train_fn, follower.board, tracker)
     except RunFailedError as err:
         failure = err
     records = read_metrics(run_dir)

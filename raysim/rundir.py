@@ -24,6 +24,10 @@ SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
 FAULTS_DIR = "faults"
 """Markers of injected faults that fired (each fires once per run)."""
+MLFLOW_STORE_DIR = "mlruns"
+"""The MLflow file store of a run tracked with the default tracking.mlflow.uri."""
+MLFLOW_RUN_FILE = "mlflow.json"
+"""Which MLflow run the run is logged to (tracking URI, experiment and run id)."""
 
 RAYSIM_KEYS = frozenset(
     {

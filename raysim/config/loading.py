@@ -17,6 +17,7 @@ import yaml
 from raysim.config.faults import fault_problems, parse_faults
 from raysim.config.network import parse_compression, parse_network
 from raysim.config.schema import CHOICES, EXCLUSIVE_LOW, INPUT_TYPES, RANGES, ExperimentConfig
+from raysim.config.tracking import parse_tracking, tracking_problems
 from raysim.errors import ConfigError, did_you_mean, is_number
 from raysim.rundir import CONFIG_FILE, is_run_dir
 
@@ -74,6 +75,7 @@ def _range_problems(values: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: {value!r} is out of range; {fix}")
     problems += _emulation_problems(values)
     problems += _topology_problems(values)
+    problems += tracking_problems(values.get("tracking"))
     for key, choices in CHOICES.items():
         value = values.get(key)
         if isinstance(value, str) and value not in choices:
@@ -138,6 +140,8 @@ def _parsed(values: dict[str, Any]) -> dict[str, Any]:
         parsed["faults"] = parse_faults(parsed["faults"])
     if "stragglers" in parsed:
         parsed["stragglers"] = {int(r): float(s) for r, s in parsed["stragglers"].items()}
+    if "tracking" in parsed:
+        parsed["tracking"] = parse_tracking(parsed["tracking"])
     return parsed
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from raysim.config.faults import Fault
 from raysim.config.network import PRESETS, NetworkSpec
+from raysim.config.tracking import Tracking
 
 DATASETS = ("digits", "imagefolder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
@@ -112,6 +113,9 @@ class ExperimentConfig:
     train_config: dict[str, Any] = field(default_factory=dict)
     """Your training function's own settings, free-form: passed to it as
     config["train_config"] (CLI: --train-config key=value). Everything else is strict."""
+    tracking: Tracking = field(default_factory=Tracking)
+    """Trackers the run is logged to besides its run directory: {mlflow: {uri, experiment}}
+    (the mlflow extra); {} logs nothing else."""
     verbose: bool = False
     """Forward Ray's worker logs to the console."""
 
@@ -127,6 +131,7 @@ class ExperimentConfig:
             faults=[dataclasses.asdict(fault) for fault in self.faults],
             stragglers=dict(self.stragglers),
             train_config=dict(self.train_config),
+            tracking=self.tracking.to_yaml(),
         )
         return values
 
@@ -136,6 +141,7 @@ INPUT_TYPES: dict[str, Any] = {
     "faults": list | None,
     "stragglers": dict | None,
     "train_config": dict | None,
+    "tracking": dict | None,
 }
 """What the parsed keys accept as input (YAML values, flags); None means the default."""
 

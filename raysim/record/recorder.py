@@ -27,12 +27,13 @@ class MetricsRecorder(UserCallback):
     """Records each epoch once: a restarted worker group replays epochs since the last
     checkpoint, and those replays are counted as recovery, not as new epochs."""
 
-    def __init__(self, run_dir: Path, run_start_unix: float, config: dict):
+    def __init__(self, run_dir: Path, run_start_unix: float, config: dict, mlflow=None):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / METRICS_FILE
         self.run_start_unix = run_start_unix
         self.num_epochs = config["num_epochs"]
         self.tensorboard = TensorBoardLogger(run_dir, config)
+        self.mlflow = mlflow  # an MlflowRun (tracking.mlflow), or None
         earlier = read_metrics(self.run_dir)
         self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
         self.failed_at: float | None = None
@@ -59,6 +60,8 @@ class MetricsRecorder(UserCallback):
                 notice = [{"kind": "notice", "epoch": number, "text": NOT_PREPARED}]
         append_lines(self.metrics_path, [*notice, *ranks, epoch])
         self.tensorboard.log_epoch(epoch, ranks)
+        if self.mlflow is not None:  # a failure to log comes back as a notice line
+            append_lines(self.metrics_path, self.mlflow.log_epoch(epoch, ranks))
         if epoch["epoch"] == self.num_epochs:
             self.tensorboard.log_final(epoch)
             self.tensorboard.close()

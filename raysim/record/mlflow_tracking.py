@@ -1,0 +1,323 @@
+"""MLflow tracking of a run (the config's `tracking: {mlflow: ...}`), an optional extra.
+
+The driver opens the MLflow run before Ray starts (the resolved config as params) and
+ends it when the run ends (summary.json's figures as summary/ metrics, the run directory's
+files as artifacts, status FINISHED, or FAILED with the error as the raysim.error tag);
+in between the controller-side recorder logs each epoch once, with the epoch as the step:
+the aggregate under its metrics.jsonl names (train_loss, samples_per_s, ...) and each
+simulated node under its name (node-0/train_loss_sum, node-0/step_time_s, ...).
+
+mlflow is imported only by a run that asks for it. The default store is a file store in
+the run directory; MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE is true,
+which raysim sets around its own calls only when the store is a file store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from raysim.config.tracking import MlflowSettings
+from raysim.errors import ConfigError, is_number
+from raysim.failures import RunFailedError
+from raysim.rundir import (
+    MLFLOW_RUN_FILE,
+    MLFLOW_STORE_DIR,
+    SUMMARY_FILE,
+    train_run_name,
+)
+
+INSTALL_HINT = "pip install 'raysim[mlflow]'"
+ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
+MAX_PARAM_CHARS = 6000
+MAX_TAG_CHARS = 8000
+NOT_METRICS = {"epoch", "rank"}
+"""Numeric keys of the metrics lines that are not curves (and *_unix time stamps)."""
+NOT_SUMMARY = {"config", "environment", "nodes"}
+"""summary.json's parts that are not figures (the config is the params; the whole file
+is an artifact)."""
+
+
+class TrackingError(ConfigError):
+    """A tracking problem the user can fix, told in one line (not a list of config keys)."""
+
+    def __init__(self, message: str):
+        self.problems = [message]
+        ValueError.__init__(self, message)
+
+
+def require_mlflow() -> None:
+    """Before Ray starts: the extra is installed, or one line says how to install it."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError as err:
+        raise TrackingError(
+            f"tracking.mlflow is set but MLflow cannot be imported ({err}); "
+            f"install raysim's mlflow extra: {INSTALL_HINT}"
+        ) from None
+
+
+def resolve_uri(uri: str | None, run_dir: Path) -> str:
+    """The tracking URI as the controller actor (another process, another working
+    directory) must see it: relative paths made absolute; None is <run_dir>/mlruns."""
+    if uri is None:
+        return (Path(run_dir) / MLFLOW_STORE_DIR).as_uri()
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "":
+        return Path(uri).expanduser().resolve().as_uri()
+    if parsed.scheme == "file" and not parsed.netloc and not parsed.path.startswith("/"):
+        return Path(parsed.path).resolve().as_uri()
+    if parsed.scheme == "sqlite" and uri.startswith("sqlite:///") and uri[10:11] != "/":
+        return "sqlite:///" + str(Path(uri[10:]).resolve())
+    return uri
+
+
+def is_file_store(uri: str) -> bool:
+    return urllib.parse.urlparse(uri).scheme == "file"
+
+
+@contextlib.contextmanager
+def file_store_allowed(uri: str) -> Iterator[None]:
+    """MLflow 3's opt-in to its file store, for raysim's calls to a file store only (a
+    value the user set is left as it is)."""
+    if not is_file_store(uri) or ALLOW_FILE_STORE_ENV in os.environ:
+        yield
+        return
+    os.environ[ALLOW_FILE_STORE_ENV] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(ALLOW_FILE_STORE_ENV, None)
+
+
+def _clean_key(key: str) -> str:
+    """MLflow keys take letters, digits, _ - . / and spaces."""
+    return re.sub(r"[^\w\-./ ]", "_", key)
+
+
+def config_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """The resolved config flattened: nested mappings as dotted keys, the rest as text."""
+    params = {}
+    for key, value in config.items():
+        name = _clean_key(f"{prefix}{key}")
+        if isinstance(value, dict) and value:
+            params.update(config_params(value, f"{name}."))
+        else:
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            params[name] = text[:MAX_PARAM_CHARS]
+    return params
+
+
+def _numbers(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """A metrics line's curves: its numbers, without bookkeeping and time stamps."""
+    return {
+        _clean_key(f"{prefix}{key}"): float(value)
+        for key, value in record.items()
+        if is_number(value) and key not in NOT_METRICS and not key.endswith("_unix")
+    }
+
+
+def epoch_metrics(epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> dict[str, float]:
+    """One epoch's metrics: the aggregate by name, each node under `<node_id>/`."""
+    metrics = _numbers(epoch)
+    for rank in ranks:
+        node = rank.get("node_id") or f"node-{rank['rank']}"
+        metrics.update(_numbers(rank, f"{node}/"))
+    return metrics
+
+
+def summary_metrics(summary: dict[str, Any], prefix: str = "summary/") -> dict[str, float]:
+    """summary.json's figures, nested ones as summary/model.parameters and the like."""
+    metrics = {}
+    for key, value in summary.items():
+        if key in NOT_SUMMARY:
+            continue
+        if isinstance(value, dict):
+            metrics.update(summary_metrics(value, f"{prefix}{key}."))
+        elif is_number(value):
+            metrics[_clean_key(f"{prefix}{key}")] = float(value)
+    return metrics
+
+
+def error_text(error: BaseException) -> str:
+    return str(error) if isinstance(error, RunFailedError) else f"{type(error).__name__}: {error}"
+
+
+class MlflowRun:
+    """One raysim run's MLflow run. The driver starts and ends it; a copy travels with the
+    recorder to Ray Train's controller and logs the epochs (the client is made lazily in
+    each process and never pickled)."""
+
+    def __init__(self, settings: MlflowSettings):
+        self.settings = settings
+        self.uri: str | None = None
+        self.run_id: str | None = None
+        self.run_dir: Path | None = None
+        self._client = None
+        self._told = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def allowed(self):
+        return file_store_allowed(self.uri or "")
+
+    # The driver, before Ray starts.
+
+    def start(self, config: dict[str, Any], run_dir: Path, resume: bool) -> None:
+        """Open the MLflow run (or reopen a resumed run's own) and log the config as params."""
+        self.run_dir = Path(run_dir)
+        self.uri = resolve_uri(self.settings.uri, self.run_dir)
+        try:
+            with self.allowed():
+                self._open(config, resume)
+        except Exception as err:  # an unreachable server, a store MLflow cannot open
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrackingError(
+                f"tracking.mlflow: cannot open an MLflow run at {self.uri}: {first}"
+            ) from None
+        saved = {"tracking_uri": self.uri, "run_id": self.run_id,
+                 "experiment": self.settings.experiment}  # fmt: skip
+        (self.run_dir / MLFLOW_RUN_FILE).write_text(json.dumps(saved, indent=2))
+
+    def _open(self, config: dict[str, Any], resume: bool) -> None:
+        from mlflow.entities import Param, RunStatus
+
+        params = config_params(config)
+        earlier = self._earlier_run() if resume else None
+        if earlier is not None:
+            self.run_id = earlier
+            self.client.update_run(earlier, status=RunStatus.to_string(RunStatus.RUNNING))
+            logged = self.client.get_run(earlier).data.params
+            changed = {k: v for k, v in params.items() if k in logged and logged[k] != v}
+            params = {k: v for k, v in params.items() if k not in logged}
+            if changed:  # params cannot change: a resumed run's new values are a tag
+                text = ", ".join(f"{k}={v}" for k, v in changed.items())
+                self.client.set_tag(earlier, "raysim.resumed_with", text[:MAX_TAG_CHARS])
+        else:
+            name = self.settings.experiment
+            found = self.client.get_experiment_by_name(name)
+            experiment_id = found.experiment_id if found else self.client.create_experiment(name)
+            tags = {"raysim.run_dir": str(self.run_dir)}
+            run = self.client.create_run(experiment_id, run_name=self.run_dir.name, tags=tags)
+            self.run_id = run.info.run_id
+        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+
+    def _earlier_run(self) -> str | None:
+        """The run id a resumed run directory was logged under, if to this same store."""
+        path = self.run_dir / MLFLOW_RUN_FILE
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        return saved["run_id"] if saved.get("tracking_uri") == self.uri else None
+
+    # The controller-side recorder, once per epoch.
+
+    def log_epoch(self, epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> list[dict]:
+        """Log an epoch; a failure to log never stops training: it is told once, as a
+        notice line for metrics.jsonl (returned), and the next epochs try again."""
+        from mlflow.entities import Metric
+
+        stamp = int(1000 * epoch.get("report_unix", time.time()))
+        step = int(epoch["epoch"])
+        metrics = [Metric(k, v, stamp, step) for k, v in epoch_metrics(epoch, ranks).items()]
+        try:
+            with self.allowed():
+                self.client.log_batch(self.run_id, metrics=metrics)
+        except Exception as err:
+            if self._told:
+                return []
+            self._told = True
+            text = f"MLflow logging failed at epoch {step} ({self.uri}): {err}"
+            return [{"kind": "notice", "epoch": step, "text": text}]
+        return []
+
+    # The driver, when the run ends.
+
+    def end(self, error: BaseException | None) -> None:
+        """Summary, artifacts and status. A tracking failure here is told on stderr and
+        does not hide the run's own result."""
+        if self.run_id is None:
+            return  # never started (the run stopped before its run directory)
+        try:
+            with self.allowed():
+                self._end(error)
+        except Exception as err:
+            print(f"raysim: warning: MLflow: could not end run {self.run_id}: {err}",
+                  file=sys.stderr)  # fmt: skip
+
+    def _end(self, error: BaseException | None) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        summary_path = self.run_dir / SUMMARY_FILE
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        stamp = int(1000 * time.time())
+        metrics = [Metric(k, v, stamp, 0) for k, v in summary_metrics(summary).items()]
+        tags = [RunTag(f"raysim.environment.{k}", str(v)[:MAX_TAG_CHARS])
+                for k, v in summary.get("environment", {}).items()]  # fmt: skip
+        if error is not None:
+            tags.append(RunTag("raysim.error", error_text(error)[:MAX_TAG_CHARS]))
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        self._log_artifacts()
+        status = "FINISHED"
+        if isinstance(error, KeyboardInterrupt):
+            status = "KILLED"
+        elif error is not None:
+            status = "FAILED"
+        self.client.set_terminated(self.run_id, status=status)
+
+    def _log_artifacts(self) -> None:
+        """The run directory's files: config, metrics, summary, TensorBoard, trace, report;
+        not the MLflow store itself, nor Ray Train's checkpoints."""
+        store = None
+        if is_file_store(self.uri):
+            store = Path(urllib.parse.unquote(urllib.parse.urlparse(self.uri).path))
+        skip = {self.run_dir / train_run_name(self.run_dir)}
+        for path in sorted(self.run_dir.iterdir()):
+            if path in skip or path.name.startswith("."):
+                continue
+            if store is not None and (path == store or path in store.parents):
+                continue
+            if path.is_dir():
+                self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)
+            else:
+                self.client.log_artifact(self.run_id, str(path))
+
+
+def tracker_for(tracking_settings) -> MlflowRun | None:
+    """The run's MLflow tracker, or None; checked before Ray starts."""
+    settings = tracking_settings.mlflow
+    if settings is None:
+        return None
+    require_mlflow()
+    return MlflowRun(settings)
+
+
+@contextlib.contextmanager
+def tracked(tracker: MlflowRun | None) -> Iterator[None]:
+    """Ends the MLflow run with the run's outcome, whatever it is."""
+    if tracker is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException as err:
+        tracker.end(err)
+        raise
+    tracker.end(None)

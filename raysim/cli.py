@@ -34,6 +34,7 @@ from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.report import ReportError, compare
 from raysim.report.projection import format_table, project_run
+from raysim.report.timeline import draw_timeline, parse_steps
 
 
 def _scalar_type(type_hint: Any) -> Any:
@@ -220,6 +221,17 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_trace(args: argparse.Namespace) -> int:
+    steps = parse_steps(args.steps) if args.steps else None
+    timeline = draw_timeline(args.run_dir, args.out, args.epoch, steps)
+    print(
+        f"timeline: {args.out} ({len(timeline.lanes)} nodes, epoch {timeline.epoch}, steps "
+        f"{', '.join(map(str, timeline.steps))}); all traced steps: {args.run_dir}/trace.json "
+        "in ui.perfetto.dev or chrome://tracing"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raysim", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -297,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser.set_defaults(handler=_cmd_up)
     down_parser = commands.add_parser("down", help="end the cluster that `raysim up` started")
     down_parser.set_defaults(handler=_cmd_down)
+
+    trace_parser = commands.add_parser(
+        "trace", help="draw a run's timeline (trace.json) of a few steps on every node as a PNG"
+    )
+    trace_parser.add_argument("run_dir", help="a run directory with trace.json")
+    trace_parser.add_argument("--epoch", type=int, help="default: the last traced epoch")
+    trace_parser.add_argument(
+        "--steps", help="steps after the epoch's start, e.g. 2, 1-3 or 1,3 (default: first 3)"
+    )
+    trace_parser.add_argument("--out", default="timeline.png", help="default timeline.png")
+    trace_parser.set_defaults(handler=_cmd_trace)
     return parser
 
 

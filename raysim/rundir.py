@@ -22,6 +22,8 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 """Run-level figures, written when the run ends."""
 TENSORBOARD_DIR = "tensorboard"
+TRACE_FILE = "trace.json"
+"""The timeline of the traced steps on every node (Chrome trace event format)."""
 FAULTS_DIR = "faults"
 """Markers of injected faults that fired (each fires once per run)."""
 MLFLOW_STORE_DIR = "mlruns"
@@ -42,6 +44,9 @@ RAYSIM_KEYS = frozenset(
     }
 )  # fmt: skip
 """What raysim itself writes in the metrics lines; every other key is the function's own."""
+TRACE_KEY = "trace_spans"
+"""The report's key for the spans traced on a node since its last report: the recorder
+takes it out of the report into trace.json, so metrics lines never hold it."""
 
 
 def raysim_home() -> Path:

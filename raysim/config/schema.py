@@ -110,6 +110,10 @@ class ExperimentConfig:
     measure_steps: bool = True
     """raysim's measurements of every step (time, samples, data wait, every bucket's
     all-reduce, model facts); off only to measure what they cost."""
+    trace_steps: int = 3
+    """Steps per epoch (the first after each report) whose spans go to the run's timeline,
+    trace.json (data wait, forward, backward, each bucket's all-reduce, optimizer step);
+    0 turns tracing off. Needs measure_steps."""
     train_config: dict[str, Any] = field(default_factory=dict)
     """Your training function's own settings, free-form: passed to it as
     config["train_config"] (CLI: --train-config key=value). Everything else is strict."""
@@ -168,6 +172,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "max_failures": (0, None, "use 0 (fail on the first error) or more"),
     "dashboard_port": (0, 65535, "use a port number, or 0 for a free one"),
     "accumulate_steps": (1, None, "use 1 (no accumulation) or more micro-batches per step"),
+    "trace_steps": (0, None, "use 0 (no trace) or a few steps per epoch, e.g. 3"),
     "min_nodes": (1, None, "use at least 1 node or leave it unset"),
     "worker_start_timeout_s": (0, None, "use a positive number of seconds, e.g. 10"),
 }

@@ -14,6 +14,7 @@ from ray.train import UserCallback
 
 from raysim.record.aggregate import aggregate_epoch
 from raysim.record.tensorboard import TensorBoardLogger
+from raysim.record.trace import TraceWriter
 from raysim.rundir import METRICS_FILE, append_lines, epoch_lines, fired_faults, read_metrics
 
 NOT_PREPARED = (
@@ -38,10 +39,13 @@ class MetricsRecorder(UserCallback):
         self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
         self.failed_at: float | None = None
         self.told_unprepared = bool(self.recorded)
+        tracing = config.get("measure_steps", True) and config.get("trace_steps", 0) > 0
+        self.trace = TraceWriter(self.run_dir, run_start_unix, enabled=tracing)
 
     def after_report(self, run_context, metrics, checkpoint):
         # A function that reports no "epoch" gets its reports numbered in order.
         number = metrics[0].get("epoch", max(self.recorded, default=0) + 1)
+        metrics = self.trace.take_spans(metrics, number)  # spans to trace.json, not the lines
         if self.failed_at is not None:
             self._record_recovery(number)
         if number in self.recorded:
@@ -79,6 +83,7 @@ class MetricsRecorder(UserCallback):
             record["detect_s"] = now - min(f["fired_unix"] for f in fresh)
         self.failed_at = min((f["fired_unix"] for f in fresh), default=now)
         append_lines(self.metrics_path, [record])
+        self.trace.failed(now, sorted(int(rank) for rank in worker_exceptions))
         self.tensorboard.close()
 
     def _record_recovery(self, epoch: int) -> None:
@@ -88,4 +93,5 @@ class MetricsRecorder(UserCallback):
             [{"kind": "recovered", "time_unix": now, "epoch": epoch,
               "recover_s": now - self.failed_at}],
         )  # fmt: skip
+        self.trace.recovered(now, now - self.failed_at)
         self.failed_at = None

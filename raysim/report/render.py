@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from raysim.report.runs import RunRecord
+from raysim.report.timeline import write_timelines
 from raysim.units import GB, MB
 
 COMPARISON_FILE = "comparison.json"
+TIMELINES = (
+    "## Timelines\n\nA few traced steps of each run's last epoch on every node (from its "
+    "trace.json, which Perfetto and chrome://tracing open with every traced step): compute "
+    "phases above, each bucket's all-reduce and the emulated delay below.\n\n"
+)
 
 
 def _fmt(value: Any, spec: str = ".2f", scale: float = 1.0, unit: str = "") -> str:
@@ -186,6 +192,9 @@ def write_report(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -
             parts.append(_section(title, definition, header, rows))
     plots = write_plots(comparison, [r for r in runs if r.builtin], out)
     parts.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
+    timelines = write_timelines([r.run_dir for r in runs], out)
+    if timelines:
+        parts.append(TIMELINES + "\n".join(f"![{p.stem}]({p.name})" for p in timelines) + "\n")
     (out / "report.md").write_text("\n".join(parts))
     (out / COMPARISON_FILE).write_text(json.dumps(comparison, indent=2))
 

@@ -74,6 +74,9 @@ class EmulationState:
     """perf_counter time the modelled link finishes its last bucket (buckets queue on it)."""
     on_ready: Callable[[int, float], None] | None = None
     """Told each bucket's bytes and the time DDP handed it over (the model's facts)."""
+    on_done: Callable[[float, float, float, int, float], None] | None = None
+    """Told each bucket's hand-over time, real all-reduce end, the delay added after it,
+    its bytes on the wire and its modelled seconds (the tracer)."""
 
 
 def _real_hook(compression: str | None):
@@ -105,6 +108,8 @@ def _emulation_hook(state: EmulationState, bucket):
         delay = max(0.0, deadline - done)
         # Count a wait once where it overlaps the previous bucket's (the link was busy).
         state.stats.record(nbytes, modelled, done - t0, max(0.0, deadline - max(done, previous)))
+        if state.on_done is not None:
+            state.on_done(t0, done, delay, nbytes, modelled)
         if delay > 0:
             time.sleep(delay)
         return value
@@ -120,6 +125,7 @@ def make_emulation_hook(
     *,
     process_group: Any = None,
     on_ready: Callable[[int, float], None] | None = None,
+    on_done: Callable[[float, float, float, int, float], None] | None = None,
 ) -> tuple[EmulationState, Any]:
     """(state, hook) for ddp_model.register_comm_hook(state, hook).
 
@@ -132,5 +138,7 @@ def make_emulation_hook(
     """
     if world_size < 1:
         raise ValueError(f"world_size: {world_size!r} must be at least 1")
-    state = EmulationState(spec, world_size, stats, compression, process_group, on_ready=on_ready)
+    state = EmulationState(
+        spec, world_size, stats, compression, process_group, on_ready=on_ready, on_done=on_done
+    )
     return state, _emulation_hook

@@ -22,6 +22,7 @@ import torch
 from raysim.config.schema import ExperimentConfig
 from raysim.plan.resources import models_the_wire
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
+from raysim.worker.tracer import StepTracer
 
 BACKWARD_TO_FORWARD = 2.0
 
@@ -33,6 +34,8 @@ class Emulation:
     comm: CommStats | None = None
     rng: random.Random = field(default_factory=random.Random)
     sleep_s: float = 0.0
+    on_straggle: Callable[[float, float], None] | None = None
+    """Told each straggler sleep's start and end (the tracer)."""
     _forward_start: float = 0.0
 
     @property
@@ -53,8 +56,11 @@ class Emulation:
         if self.jitter:
             extra += self.rng.uniform(0, self.jitter) * compute
         if extra > 0:
+            start = time.perf_counter()
             time.sleep(extra)
             self.sleep_s += extra
+            if self.on_straggle is not None:
+                self.on_straggle(start, time.perf_counter())
 
     def take(self, steps: int) -> dict[str, float]:
         """Per optimizer step since the last take (one report), then start again from zero."""
@@ -77,12 +83,14 @@ def set_up_emulation(
     rank: int,
     world_size: int,
     on_bucket_ready: Callable[[int, float], None] | None = None,
+    tracer: StepTracer | None = None,
 ) -> Emulation:
     """Stragglers on the model's training forwards; the comm hook where it has peers."""
     emulation = Emulation(
         slowdown=cfg.stragglers.get(rank, 1.0),
         jitter=cfg.jitter,
         rng=random.Random(cfg.seed * 1000 + rank),
+        on_straggle=None if tracer is None else tracer.straggled,
     )
     if emulation.straggles:
         model.register_forward_pre_hook(emulation.before_forward)
@@ -92,7 +100,7 @@ def set_up_emulation(
         emulation.comm = CommStats()
         state, hook = make_emulation_hook(
             cfg.network, world_size, emulation.comm, cfg.grad_compression,
-            on_ready=on_bucket_ready,
+            on_ready=on_bucket_ready, on_done=None if tracer is None else tracer.bucket_done,
         )  # fmt: skip
         model.register_comm_hook(state, hook)
     return emulation

@@ -5,6 +5,7 @@
 this process's optimizer-step hooks (a step ends when an optimizer steps). A step runs
 from the first batch (or training forward) after the previous optimizer step to the
 end of the next one, so evaluation and reporting between epochs are not counted.
+The same hooks give the tracer (tracer.py) its spans, for the steps it samples.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from raysim.worker.tracer import StepTracer
 
 
 def batch_size_of(batch: Any) -> int:
@@ -47,6 +50,8 @@ class StepMeter:
     samples: int = 0
     step_s: float = 0.0
     data_wait_s: float = 0.0
+    tracer: StepTracer | None = None
+    """Spans of the first steps after each report (trace_steps), from these same hooks."""
 
     def _start(self, now: float) -> None:
         if self.step_start is None:
@@ -55,17 +60,28 @@ class StepMeter:
     def waited_for_data(self, started: float, seconds: float) -> None:
         self._start(started)
         self.data_wait_s += seconds
+        if self.tracer is not None:
+            self.tracer.data_wait(started, started + seconds)
 
     def before_forward(self, module: torch.nn.Module, args: tuple) -> None:
         if module.training:
-            self._start(time.perf_counter())
+            now = time.perf_counter()
+            self._start(now)
             self.samples += batch_size_of(args)
+            if self.tracer is not None:
+                self.tracer.forward_starts(now)
 
     def after_forward(self, module: torch.nn.Module, args: tuple, output: Any) -> None:
         if module.training:
             self.forward_end = time.perf_counter()
             for callback in self.on_forward_end:
                 callback(self.forward_end)
+            if self.tracer is not None:
+                self.tracer.forward_ends(self.forward_end)
+
+    def before_optimizer_step(self) -> None:
+        if self.tracer is not None and self.step_start is not None:
+            self.tracer.optimizer_starts(time.perf_counter())
 
     def after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.step_start is None:
@@ -74,6 +90,8 @@ class StepMeter:
         self.steps += 1
         self.total_steps += 1
         self.step_s += now - self.step_start
+        if self.tracer is not None:
+            self.tracer.step_ends(self.step_start, now)
         self.step_start = None
         for callback in self.on_step_end:
             callback(optimizer)

@@ -23,7 +23,7 @@ from raysim.errors import is_number
 from raysim.plan.memory_floor import optimizer_moments, state_floor_problem
 from raysim.plan.resources import NODE_LABEL, ResourcePlan
 from raysim.procfs import peak_rss_bytes, process_rss_bytes
-from raysim.rundir import raysim_home
+from raysim.rundir import TRACE_KEY, raysim_home
 from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
 from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
@@ -31,6 +31,7 @@ from raysim.worker.meter import MeasuredLoader, StepMeter
 from raysim.worker.model_facts import ModelFacts, watch_single_node_buckets
 from raysim.worker.nvml import nvml_metrics
 from raysim.worker.progress import StepPoster
+from raysim.worker.tracer import StepTracer
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class _Session:
             raise SimulatedOutOfMemoryError(f"{ctx.node_id} (rank {ctx.rank}): {problem}")
 
     def before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.meter.before_optimizer_step()
         if not self.floor_checked and self.facts is not None:
             self.floor_checked = True
             self.check_state_floor(self.facts.trainable_parameters, optimizer)
@@ -218,11 +220,14 @@ def prepare(model: torch.nn.Module, loader=None):
     if loader is not None:
         loader = ray.train.torch.prepare_data_loader(loader)
     measures = ctx.config.measure_steps
+    tracer = StepTracer(ctx.config.trace_steps) if measures and ctx.config.trace_steps else None
     session.emulation = set_up_emulation(
-        model, ctx.config, ctx.rank, ctx.world_size, facts.bucket_ready if measures else None
-    )
+        model, ctx.config, ctx.rank, ctx.world_size, facts.bucket_ready if measures else None,
+        tracer,
+    )  # fmt: skip
     if measures:
         session.facts = facts
+        session.meter.tracer = tracer
         if loader is not None:
             loader = MeasuredLoader(loader, session.meter)
         session.measure(model)
@@ -275,6 +280,8 @@ def raysim_measurements() -> dict[str, Any]:
     if session.emulation is not None:
         figures.update(session.emulation.take(session.meter.steps))
     figures.update(session.meter.take())
+    if session.meter.tracer is not None:
+        figures[TRACE_KEY] = session.meter.tracer.take()
     if session.facts is not None and ctx.rank == 0 and session.facts.ddp_buckets_bytes:
         figures["model"] = session.facts.to_dict()
     if ctx.device.type == "cuda":
@@ -302,4 +309,7 @@ def report(metrics: dict[str, Any], checkpoint=None) -> None:
     session.export(merged)
     start = time.perf_counter()
     ray.train.report(merged, checkpoint=checkpoint)
-    session.report_s = time.perf_counter() - start
+    end = time.perf_counter()
+    session.report_s = end - start
+    if session.meter.tracer is not None:
+        session.meter.tracer.reported(start, end, checkpoint is not None)

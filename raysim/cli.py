@@ -7,6 +7,7 @@ clear message and exit 2; a failed training run exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -26,14 +27,24 @@ from raysim.config import (
     field_types,
     load_config,
     parse_inject,
-    parse_network,
     read_yaml,
     resume_config,
 )
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
+from raysim.plan.collectives import ALGORITHMS, Topology
+from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, parse_link
+from raysim.plan.step_model import project_scaling
 from raysim.report import ReportError, compare
-from raysim.report.projection import format_table, project_run
+from raysim.report.projection import (
+    cluster_rows_json,
+    describe_inputs,
+    format_cluster_table,
+    model_workload,
+    parse_target,
+    run_workload,
+)
+from raysim.report.runs import load_run
 from raysim.report.timeline import draw_timeline, parse_steps
 
 
@@ -121,7 +132,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(dump_yaml(cfg), end="")
         return 0
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
-    from raysim.experiment import run  # torch and Ray: after the config's checks
+    if cfg.address is None:
+        make_plan(cfg, hardware_for(cfg))  # an impossible packing fails before Ray Train loads
+    from raysim.experiment import run  # Ray Train: after the config's and the plan's checks
 
     result = run(cfg, train_fn=train_fn, resume=bool(args.resume))
     return 0 if result.summary["status"] == "finished" else 1
@@ -147,15 +160,39 @@ def _print_comparison(comparison: dict) -> None:
         if "samples_per_s" not in run:
             print(f"{run['name']:<20} nodes {run['nodes']}  epochs {run['epochs']}")
             continue
-        print(
-            f"{run['name']:<20} nodes {run['nodes']}  {run['samples_per_s']:.1f} samples/s  "
-            f"epoch {run['epoch_time_after_first_s']:.2f} s  "
-            f"final test acc {run['final_test_accuracy']:.4f}"
-        )
+        line = f"{run['name']:<20} nodes {run['nodes']}  {run['samples_per_s']:.1f} samples/s"
+        if "epoch_time_after_first_s" in run:
+            line += f"  epoch {run['epoch_time_after_first_s']:.2f} s"
+        if "final_test_accuracy" in run:  # the built-in experiment's; a function may have none
+            line += f"  final test acc {run['final_test_accuracy']:.4f}"
+        print(line)
+    projection = comparison.get("projection")
+    if projection:
+        print(f"projected (not measured) on {projection['target']}:")
+        for row in projection["rows"]:
+            print(f"  {row['name']:<18} {row['machines']} machine(s), {row['gpus']} GPUs: "
+                  f"{row['samples_per_s']:.1f} samples/s, speed-up {row['speedup']:.2f}x, "
+                  f"efficiency {row['efficiency']:.1%}")  # fmt: skip
+        for line in projection["skipped"]:
+            print(f"  not projected: {line}")
+
+
+def add_target_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", metavar="KEY=VALUE,...",
+        help="also project each run onto a real cluster, e.g. "
+        "gpus_per_node=8,intra=nvlink,network=100gbe (or a YAML mapping or file)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--step-time-ms", type=float,
+        help="with --target: one target GPU's step alone (default: each run's own)",
+    )  # fmt: skip
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    comparison = compare(args.run_dirs, out=args.out, target_accuracy=args.target_accuracy)
+    target = parse_target(args.target) if args.target else None
+    comparison = compare(args.run_dirs, out=args.out, target_accuracy=args.target_accuracy,
+                         target=target, step_time_ms=args.step_time_ms)  # fmt: skip
     _print_comparison(comparison)
     print(f"report: {args.out}/report.md")
     return 0
@@ -169,9 +206,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides.pop("batch_size", None)
     base = load_config(args.config, **overrides)
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
+    target = parse_target(args.target) if args.target else None  # before any run starts
     comparison = sweep(
         base, args.num_nodes, args.batch_size, args.target_accuracy, out=sys.stdout,
-        train_fn=train_fn,
+        train_fn=train_fn, target=target, step_time_ms=args.step_time_ms,
     )  # fmt: skip
     print()
     _print_comparison(comparison)
@@ -193,13 +231,64 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _link_arg(text: str) -> str | dict:
+    """A link's name, or a YAML/JSON mapping such as '{bandwidth_gbps: 80, latency_us: 5}'."""
+    value = yaml.safe_load(text) if text.strip().startswith("{") else text
+    return value if isinstance(value, dict | str) else text
+
+
+def _project_problems(args: argparse.Namespace) -> list[str]:
+    problems = []
+    if args.run_dir is None:
+        missing = [
+            flag
+            for flag, value in (
+                ("--model", args.model),
+                ("--batch-size", args.batch_size),
+                ("--step-time-ms", args.step_time_ms),
+            )
+            if value is None
+        ]
+        if missing:
+            problems.append(
+                f"{', '.join(missing)}: needed without RUN_DIR (a run supplies the model, its "
+                "batch and its step); e.g. --model resnet50 --batch-size 64 --step-time-ms 180"
+            )  # fmt: skip
+    for flag, value in (("--batch-size", args.batch_size), ("--gpus-per-node", args.gpus_per_node),
+                        ("--nics-per-node", args.nics_per_node)):  # fmt: skip
+        if value is not None and value < 1:
+            problems.append(f"{flag}: {value!r} must be at least 1")
+    if args.step_time_ms is not None and not args.step_time_ms > 0:
+        problems.append(f"--step-time-ms: {args.step_time_ms!r} must be > 0 ms")
+    return problems
+
+
 def _cmd_project(args: argparse.Namespace) -> int:
-    spec = parse_network(args.network)
-    run, rows = project_run(args.run_dir, spec, args.nodes)
-    print(format_table(rows, title=f"{run.name} on {spec.describe()}"))
+    problems = _project_problems(args)
+    if problems:
+        raise ConfigError(problems)
+    topology = Topology(
+        nodes=1, gpus_per_node=args.gpus_per_node,
+        intra=parse_link(_link_arg(args.intra), "--intra", INTRA_LINKS),
+        network=parse_link(_link_arg(args.network), "--network", NETWORK_LINKS),
+        nics_per_node=args.nics_per_node, algorithm=args.algorithm,
+    )  # fmt: skip
+    if args.run_dir is not None:
+        run = load_run(args.run_dir)
+        work = run_workload(run, args.step_time_ms)
+        if args.batch_size is not None:
+            work = dataclasses.replace(work, batch_per_gpu=args.batch_size)
+        title = f"{run.name} projected onto machines of {args.gpus_per_node} GPU(s)"
+    else:
+        work = model_workload(args.model, args.batch_size, args.step_time_ms)
+        title = f"{args.model} projected onto machines of {args.gpus_per_node} GPU(s)"
+    rows = project_scaling(work, topology, args.nodes)
+    print(format_cluster_table(rows, title=title))
+    for line in describe_inputs(work, topology):
+        print(f"  {line}")
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump([row.__dict__ for row in rows], handle, indent=2)
+            json.dump(cluster_rows_json(rows, work), handle, indent=2)
         print(f"written: {args.out}")
     return 0
 
@@ -260,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument(
         "--target-accuracy", type=float, help="default: 90%% of the best final accuracy"
     )
+    add_target_flags(compare_parser)
     compare_parser.set_defaults(handler=_cmd_compare)
 
     sweep_parser = commands.add_parser(
@@ -273,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument(
         "--train-fn", metavar="MODULE:FUNCTION", help="your own per-node training function"
     )
+    add_target_flags(sweep_parser)
     sweep_parser.set_defaults(handler=_cmd_sweep)
 
     fit_parser = commands.add_parser(
@@ -289,12 +380,32 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.set_defaults(handler=_cmd_fit)
 
     project_parser = commands.add_parser(
-        "project", help="predict step time and scaling at real cluster sizes from a run"
+        "project",
+        help="predict step time and scaling on a real cluster, from a run or a model",
     )
-    project_parser.add_argument("run_dir", help="a finished run directory")
-    project_parser.add_argument("--network", default="10gbe", help="preset, e.g. 10gbe, ib_hdr")
+    project_parser.add_argument("run_dir", nargs="?", help="a finished run directory")
+    project_parser.add_argument("--model", help="a torchvision classification model (no run)")
+    project_parser.add_argument("--batch-size", type=int, help="per GPU (default: the run's)")
     project_parser.add_argument(
-        "--nodes", type=_int_list, default=[2**k for k in range(11)], help="e.g. 1,2,4,8"
+        "--step-time-ms", type=float,
+        help="one target GPU's step alone (forward, backward, optimizer); default: the run's",
+    )  # fmt: skip
+    project_parser.add_argument("--gpus-per-node", type=int, default=1, help="GPUs per machine")
+    project_parser.add_argument(
+        "--intra", default="nvlink", help=f"link inside a machine: {', '.join(INTRA_LINKS)}"
+    )
+    project_parser.add_argument(
+        "--network", default="10gbe",
+        help=f"link between machines: {', '.join(NETWORK_LINKS)}, "
+        "or '{bandwidth_gbps: achieved, latency_us: ...}'",
+    )  # fmt: skip
+    project_parser.add_argument("--nics-per-node", type=int, default=1, help="default 1")
+    project_parser.add_argument(
+        "--algorithm", default="nccl", choices=ALGORITHMS,
+        help="nccl (ring or tree by size, as NCCL chooses), ring, tree, hierarchical",
+    )  # fmt: skip
+    project_parser.add_argument(
+        "--nodes", type=_int_list, default=[2**k for k in range(11)], help="machines, e.g. 1,2,4"
     )
     project_parser.add_argument("--out", help="also write the rows as JSON here")
     project_parser.set_defaults(handler=_cmd_project)

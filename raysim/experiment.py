@@ -171,16 +171,19 @@ def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
 def run(
     cfg: ExperimentConfig,
     train_fn: Callable[[dict], None] | None = None,
-    out: TextIO | None = sys.stdout,
+    out: TextIO | None | str = "stdout",
     resume: bool = False,
 ) -> RunResult:
-    """Run one experiment on the simulated cluster; progress and summary go to `out`.
+    """Run one experiment on the simulated cluster; progress and summary go to `out`
+    (default: sys.stdout as it is when the run starts; None: nothing is printed).
 
     train_fn: the user's per-node training function, called with the config as a dict
     (default: the built-in ResNet18 experiment). resume: continue the run in cfg's run
     directory from its latest checkpoint.
     """
     started = process_start_unix()
+    if out == "stdout":
+        out = sys.stdout  # looked up now: a redirected or captured stdout is honoured
     tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
     with joined(cfg.address, cfg.verbose), tracked(tracker):
         return _run(cfg, train_fn, out, resume, started, tracker)

@@ -16,6 +16,7 @@ from raysim.experiment import run
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.report import compare
+from raysim.report.projection import Target
 from raysim.rundir import CONFIG_FILE, SUMMARY_FILE
 
 
@@ -46,9 +47,12 @@ def sweep(
     target_accuracy: float | None = None,
     out: TextIO | None = None,
     train_fn: Callable[[dict], None] | None = None,
+    target: Target | None = None,
+    step_time_ms: float | None = None,
 ) -> dict[str, Any]:
     """Runs one after another; a failed run is reported as failed and the others still count.
-    train_fn: the user's per-node function (default: the built-in experiment)."""
+    train_fn: the user's per-node function (default: the built-in experiment); target: also
+    project each run onto that real cluster in the report."""
     name = base.run_name or f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
     sweep_dir = (Path(base.run_dir) / name).resolve()
     configs = sweep_configs(base, sweep_dir, num_nodes, batch_sizes or [base.batch_size])
@@ -72,6 +76,7 @@ def sweep(
                     if out is not None:
                         print(f"raysim: {cfg.run_name} failed: {err}", file=out, flush=True)
                     run_dirs.append(_record_failure(cfg, err))
-    comparison = compare(run_dirs, out=sweep_dir / "report", target_accuracy=target_accuracy)
+    comparison = compare(run_dirs, out=sweep_dir / "report", target_accuracy=target_accuracy,
+                         target=target, step_time_ms=step_time_ms)  # fmt: skip
     comparison["report_dir"] = str(sweep_dir / "report")
     return comparison

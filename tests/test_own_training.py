@@ -14,7 +14,9 @@ import raysim
 from raysim import worker
 from raysim.cli import main
 from raysim.config import PRESETS
+from raysim.plan.collectives import Topology, allreduce_cost
 from raysim.plan.comm_model import allreduce_seconds
+from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS
 from raysim.rundir import rank_lines, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,11 +118,34 @@ def test_project_uses_the_runs_own_model_and_step(shared_ray, tiny_config, tmp_p
                  "--out", str(out)]) == 0  # fmt: skip
     rows = json.loads(out.read_text())
     model = json.loads((run_dir / "summary.json").read_text())["model"]
-    # the transformer's own bytes, in DDP's default buckets, over one ring of 2
-    expected = sum(allreduce_seconds(b, 2, PRESETS["1gbe"]) for b in model["default_buckets_bytes"])
+    # the transformer's own bytes, in DDP's default buckets, between 2 machines on 1 GbE
+    two = Topology(2, 1, INTRA_LINKS["nvlink"], NETWORK_LINKS["1gbe"])
+    expected = sum(allreduce_cost(b, two)[0] for b in model["default_buckets_bytes"])
     assert rows[1]["comm_s"] == pytest.approx(expected)
     assert model["gradient_bytes"] < 5e6, "not ResNet18's 45 MB"
-    assert "lm on 1gbe" in capsys.readouterr().out
+    # the readiness the run measured feeds the projection
+    ready = model["default_bucket_ready_fraction"]
+    assert len(ready) == len(model["default_buckets_bytes"]) and 0 <= min(ready) <= max(ready) <= 1
+    assert ready[-1] == pytest.approx(1.0) and 0 < model["backward_s"] < 10
+    assert rows[0]["readiness_source"] == "measured in the run (DDP's default buckets)"
+    assert rows[0]["step_source"].startswith("measured on the simulated CPU device")
+    assert "lm projected onto machines of 1 GPU(s)" in capsys.readouterr().out
+
+    # the same run in the report, projected onto 2 machines of 8 GPUs, labelled projected
+    report = tmp_path / "report"
+    assert main(["compare", str(run_dir), "--out", str(report),
+                 "--target", "gpus_per_node=8,intra=nvlink,network=ib_hdr"]) == 0  # fmt: skip
+    comparison = json.loads((report / "comparison.json").read_text())
+    row = comparison["projection"]["rows"][0]
+    assert (row["machines"], row["gpus"]) == (2, 16)
+    main(["project", str(run_dir), "--gpus-per-node", "8", "--intra", "nvlink", "--network",
+          "ib_hdr", "--nodes", "2", "--out", str(out)])  # fmt: skip
+    assert row["efficiency"] == pytest.approx(json.loads(out.read_text())[0]["efficiency"])
+    assert 0 < row["efficiency"] <= 1 and row["speedup"] == pytest.approx(16 * row["efficiency"])
+    text = (report / "report.md").read_text()
+    assert "Projected on a real cluster (not measured): machines of 8 GPU(s)" in text
+    assert (report / "projected_throughput_vs_machines.png").stat().st_size > 10_000
+    assert "projected (not measured) on machines of 8 GPU(s)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -6,16 +6,24 @@ from pathlib import Path
 from typing import Any
 
 from raysim.report.figures import compare_runs
+from raysim.report.projection import Target, project_runs
 from raysim.report.render import write_report
 from raysim.report.runs import load_run
 
 
 def compare(
-    run_dirs: list[str | Path], out: str | Path | None = None, target_accuracy: float | None = None
+    run_dirs: list[str | Path],
+    out: str | Path | None = None,
+    target_accuracy: float | None = None,
+    target: Target | None = None,
+    step_time_ms: float | None = None,
 ) -> dict[str, Any]:
-    """Read run directories, compute the figures, and (with `out`) write report.md and plots."""
+    """Read run directories, compute the figures, and (with `out`) write report.md and plots;
+    with `target`, each run projected onto that real cluster as well (labelled projected)."""
     runs = [load_run(d) for d in run_dirs]
     comparison = compare_runs(runs, target_accuracy)
+    if target is not None:
+        comparison["projection"] = project_runs(runs, target, step_time_ms)
     if out is not None:
         write_report(comparison, runs, Path(out))
     return comparison

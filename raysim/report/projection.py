@@ -1,31 +1,38 @@
-"""Predict DDP step time and scaling at real cluster sizes from one measured step.
+"""Predict DDP step time and scaling at real cluster sizes.
 
-Inputs are what one simulated node measures (compute seconds per step: forward,
-backward and optimizer) and the model's gradient buckets; the network model is
-raysim.plan.comm_model's alpha-beta all-reduce. Assumptions, kept simple on purpose:
+Onto real clusters (`raysim project`, compare/sweep --target): a run's own model facts
+and measured step, or a torchvision model's FLOPs and a given step, fed to
+raysim.plan.step_model over raysim.plan.collectives' NCCL cost model with calibrated
+links; every input is labelled with where it came from.
 
-- one worker per node, every node as fast as the measured one, and its compute per
-  step does not change with N at a fixed per-node batch (weak scaling);
-- the all-reduce is ring unless the network says tree; nothing else shares the link;
-- without overlap, step = compute + all bucket all-reduces one after another;
-- with overlap (what DDP does), backward is the last `backward_share` of the compute
-  (forward and optimizer lumped before it; the optimizer really runs after the
-  all-reduces, which only moves time, not the total), each bucket is ready once
-  backward has produced its bytes (backward time proportional to gradient bytes),
-  and buckets all-reduce one at a time on one link, each starting when it is ready
-  and the link is free. So compute + last bucket ≤ step ≤ compute + all buckets.
+`project` is the emulation's own flat model (one link, alpha-beta, one node per GPU),
+which benchmarks/bench_network.py checks against emulated runs: backward is the last
+`backward_share` of compute, a bucket is ready once backward has produced its bytes,
+buckets go one at a time on one link. So compute + last bucket ≤ step ≤ compute + all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from raysim.config.network import NetworkSpec
-from raysim.errors import ConfigError
+from raysim.errors import ConfigError, did_you_mean
+from raysim.plan.collectives import Topology
 from raysim.plan.comm_model import allreduce_seconds, compressed_bytes
+from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
+from raysim.plan.step_model import (
+    TORCH_DDP_OVERHEAD_S_PER_GB,
+    ProjectedStep,
+    Workload,
+    bytes_ready_fraction,
+    project_step,
+    regrid_ready_fraction,
+)
 from raysim.report.runs import ReportError, RunRecord, load_run
 
 DEFAULT_NODES = tuple(2**k for k in range(11))
@@ -211,3 +218,205 @@ def samples_per_step(run: RunRecord) -> int:
     if not measured:
         return run.config["batch_size"]
     return round(statistics.median(r["measured_samples"] / r["optimizer_steps"] for r in measured))
+
+
+CPU_LABEL = (
+    "measured on the simulated CPU device (this host's CPU, shared by the simulated nodes): "
+    "not a target GPU's step; give --step-time-ms for one"
+)
+
+
+def run_step_source(run: RunRecord) -> str:
+    env = run.summary.get("environment", {})
+    if env.get("device_kind") == "cuda":
+        return f"measured in {run.name} on {env.get('gpu_name') or 'a CUDA GPU'}"
+    return CPU_LABEL
+
+
+def run_workload(run: RunRecord, step_time_ms: float | None = None) -> Workload:
+    """The run's own model facts: DDP's default buckets (what a real cluster runs), when each
+    was ready in backward and backward's share of the step, as measured; the step from
+    --step-time-ms, else the run's measured compute (labelled with its device)."""
+    buckets = run_buckets(run)
+    model = run.summary["model"]
+    compute = measured_compute_s(run)
+    step_s = step_time_ms / 1e3 if step_time_ms is not None else compute
+    source = "given: --step-time-ms" if step_time_ms is not None else run_step_source(run)
+    measured_ready = model.get("default_bucket_ready_fraction") or []
+    if run.config.get("ddp_bucket_mb") is None and len(measured_ready) == len(buckets):
+        ready, readiness = tuple(measured_ready), "measured in the run (DDP's default buckets)"
+    elif model.get("bucket_ready_fraction") and len(model["bucket_ready_fraction"]) == len(
+        model.get("ddp_buckets_bytes", [])
+    ):
+        ready = regrid_ready_fraction(
+            model["ddp_buckets_bytes"], model["bucket_ready_fraction"], buckets
+        )
+        readiness = "measured in the run (the run's buckets, carried over)"
+    else:
+        ready, readiness = bytes_ready_fraction(buckets), "assumed: in proportion to bytes"
+    backward = model.get("backward_s")
+    share = min(backward / compute, 1.0) if backward and compute > 0 else BACKWARD_SHARE
+    gradient_gb = sum(buckets) / 1e9
+    return Workload(
+        step_s=step_s,
+        batch_per_gpu=samples_per_step(run),
+        buckets_bytes=tuple(
+            compressed_bytes(b, run.config.get("grad_compression")) for b in buckets
+        ),
+        ready_fraction=ready,
+        backward_share=share,
+        step_source=source,
+        readiness_source=readiness + ("" if backward else "; backward share assumed 2/3"),
+        sync_overhead_s=TORCH_DDP_OVERHEAD_S_PER_GB * gradient_gb,
+    )
+
+
+def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
+    """A torchvision model without a run: buckets and FLOP-based readiness on the meta device."""
+    from raysim.report.model_profile import torchvision_profile
+
+    profile = torchvision_profile(name)
+    return Workload(
+        step_s=step_time_ms / 1e3,
+        batch_per_gpu=batch,
+        buckets_bytes=profile.buckets_bytes,
+        ready_fraction=profile.ready_fraction,
+        backward_share=profile.backward_share,
+        step_source="given: --step-time-ms",
+        readiness_source=f"{name}'s FLOPs per layer (meta device), backward = 2x forward",
+        sync_overhead_s=TORCH_DDP_OVERHEAD_S_PER_GB * sum(profile.buckets_bytes) / 1e9,
+    )
+
+
+_CLUSTER_COLUMNS = (
+    ("machines", "{:d}", lambda r: r.nodes),
+    ("gpus", "{:d}", lambda r: r.gpus),
+    ("global batch", "{:d}", lambda r: r.global_batch),
+    ("compute ms", "{:.1f}", lambda r: r.compute_s * 1e3),
+    ("comm ms", "{:.1f}", lambda r: r.comm_s * 1e3),
+    ("step ms", "{:.1f}", lambda r: r.step_s_overlap * 1e3),
+    ("samples/s", "{:.1f}", lambda r: r.samples_per_s),
+    ("efficiency", "{:.1%}", lambda r: r.efficiency),
+    ("eff. no overlap", "{:.1%}", lambda r: r.efficiency_no_overlap),
+    ("all-reduce", "{}", lambda r: r.algorithm),
+)
+
+
+def format_cluster_table(rows: Sequence[ProjectedStep], title: str | None = None) -> str:
+    header = [name for name, _, _ in _CLUSTER_COLUMNS]
+    body = [[fmt.format(get(row)) for _, fmt, get in _CLUSTER_COLUMNS] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
+    lines = [title] if title else []
+    lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in body)
+    return "\n".join(lines)
+
+
+def describe_inputs(work: Workload, topology: Topology) -> list[str]:
+    return [
+        f"step of one GPU alone: {work.step_s * 1e3:.1f} ms ({work.step_source})",
+        f"bucket readiness: {work.readiness_source}; "
+        f"backward {work.backward_share:.0%} of the step",
+        f"machines of {topology.gpus_per_node} GPU(s), inside: {topology.intra.describe()}",
+        f"between machines: {topology.network.describe()}, {topology.nics_per_node} NIC(s) "
+        f"per machine shared by its GPUs; all-reduce: {topology.algorithm}",
+        "projected, not measured: see README 'How far to trust the projection'",
+    ]
+
+
+def cluster_rows_json(rows: Sequence[ProjectedStep], work: Workload) -> list[dict]:
+    return [
+        {**dataclasses.asdict(row), "batch_per_gpu": work.batch_per_gpu,
+         "step_source": work.step_source, "readiness_source": work.readiness_source}
+        for row in rows
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Target:
+    """A real cluster to project runs onto: machines of `gpus_per_node` GPUs."""
+
+    gpus_per_node: int = 8
+    intra: Link = INTRA_LINKS["nvlink"]
+    network: Link = NETWORK_LINKS["100gbe"]
+    nics_per_node: int = 1
+    algorithm: str = "nccl"
+
+    def topology(self, nodes: int) -> Topology:
+        return Topology(nodes, self.gpus_per_node, self.intra, self.network,
+                        self.nics_per_node, self.algorithm)  # fmt: skip
+
+    def describe(self) -> str:
+        return (f"machines of {self.gpus_per_node} GPU(s) on {self.intra.name} inside, "
+                f"{self.network.name} between them ({self.nics_per_node} NIC(s) each)")  # fmt: skip
+
+
+TARGET_KEYS = ("gpus_per_node", "intra", "network", "nics_per_node", "algorithm")
+
+
+def parse_target(text: str) -> Target:
+    """'gpus_per_node=8,intra=nvlink,network=100gbe', a YAML mapping, or a YAML file."""
+    import yaml
+
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        value = yaml.safe_load(path.read_text())
+    elif text.strip().startswith("{"):
+        value = yaml.safe_load(text)
+    else:
+        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ConfigError([f"--target: {text!r} is not key=value,...; e.g. "
+                               "gpus_per_node=8,intra=nvlink,network=100gbe"])  # fmt: skip
+        value = {k.strip(): yaml.safe_load(v.strip()) for k, v in pairs}
+    if not isinstance(value, dict):
+        raise ConfigError([f"--target: {text!r} must be a mapping of {', '.join(TARGET_KEYS)}"])
+    problems = [
+        f"--target: unknown key {key!r}; {did_you_mean(key, TARGET_KEYS)}valid keys: "
+        f"{', '.join(TARGET_KEYS)}"
+        for key in value
+        if key not in TARGET_KEYS
+    ]
+    for key in ("gpus_per_node", "nics_per_node"):
+        if key in value and not (isinstance(value[key], int) and value[key] >= 1):
+            problems.append(f"--target.{key}: {value[key]!r} must be a whole number >= 1")
+    if problems:
+        raise ConfigError(problems)
+    return Target(
+        gpus_per_node=value.get("gpus_per_node", 8),
+        intra=parse_link(value.get("intra", "nvlink"), "--target.intra", INTRA_LINKS),
+        network=parse_link(value.get("network", "100gbe"), "--target.network", NETWORK_LINKS),
+        nics_per_node=value.get("nics_per_node", 1),
+        algorithm=value.get("algorithm", "nccl"),
+    )
+
+
+def project_runs(
+    runs: Sequence[RunRecord], target: Target, step_time_ms: float | None = None
+) -> dict[str, Any]:
+    """Each run with model facts, projected onto as many machines of `target` as it had
+    simulated nodes; plus the curve 1 … the largest node count for the plot."""
+    rows, skipped, curve = [], [], []
+    for run in runs:
+        try:
+            work = run_workload(run, step_time_ms)
+        except ReportError as err:
+            skipped.append(f"{run.name}: {err}")
+            continue
+        step = project_step(work, target.topology(run.nodes))
+        alone = work.batch_per_gpu / work.step_s
+        rows.append({
+            "name": run.name, "machines": run.nodes, "gpus": step.gpus,
+            "samples_per_s": step.samples_per_s, "speedup": step.samples_per_s / alone,
+            "efficiency": step.efficiency, "step_s": step.step_s_overlap,
+            "step_source": work.step_source,
+        })  # fmt: skip
+        if not curve or run.nodes > curve[-1]["machines"]:
+            curve = [
+                {"machines": n, "gpus": n * target.gpus_per_node,
+                 "samples_per_s": project_step(work, target.topology(n)).samples_per_s,
+                 "ideal_samples_per_s": n * target.gpus_per_node * alone}
+                for n in range(1, run.nodes + 1)
+            ]  # fmt: skip
+    return {"target": target.describe(), "rows": rows, "curve": curve, "skipped": skipped}

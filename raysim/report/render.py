@@ -190,13 +190,63 @@ def write_report(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -
         header, rows = _rows(comparison["runs"], columns, SECTION_NEEDS[title])
         if rows:
             parts.append(_section(title, definition, header, rows))
+    projection = comparison.get("projection")
+    if projection:
+        parts.append(projection_section(projection))
     plots = write_plots(comparison, [r for r in runs if r.builtin], out)
+    if projection and projection["curve"]:
+        plots.append(plot_projection(projection, out))
     parts.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
     timelines = write_timelines([r.run_dir for r in runs], out)
     if timelines:
         parts.append(TIMELINES + "\n".join(f"![{p.stem}]({p.name})" for p in timelines) + "\n")
     (out / "report.md").write_text("\n".join(parts))
     (out / COMPARISON_FILE).write_text(json.dumps(comparison, indent=2))
+
+
+def projection_section(projection: dict[str, Any]) -> str:
+    rows = [
+        [r["name"], str(r["machines"]), str(r["gpus"]), f"{r['samples_per_s']:.1f}",
+         f"{r['speedup']:.2f}×", f"{r['efficiency']:.1%}", r["step_source"]]
+        for r in projection["rows"]
+    ]  # fmt: skip
+    text = _section(
+        f"Projected on a real cluster (not measured): {projection['target']}",
+        "Each run's own model facts (buckets, when each was ready, backward's share) on as "
+        "many machines as it had simulated nodes, by raysim's cluster model (README: 'How far "
+        "to trust the projection'). Speed-up is against one GPU alone; efficiency is "
+        "samples/s over GPUs × one GPU's.",
+        ["run", "machines", "GPUs", "projected samples/s", "speed-up", "efficiency",
+         "one GPU's step"],
+        rows,
+    )  # fmt: skip
+    skipped = "".join(f"- not projected: {line}\n" for line in projection["skipped"])
+    return text + ("\n" + skipped if skipped else "")
+
+
+def plot_projection(projection: dict[str, Any], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    curve = projection["curve"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    machines = [c["machines"] for c in curve]
+    ax.plot(machines, [c["samples_per_s"] for c in curve], "o-", label="projected")
+    ax.plot(machines, [c["ideal_samples_per_s"] for c in curve], "--", label="ideal linear")
+    ax.set(title=f"Projected, not measured\n{projection['target']}", xlabel="machines",
+           ylabel="samples/s")  # fmt: skip
+    ax.title.set_fontsize(10)
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    fig.tight_layout()
+    path = out / "projected_throughput_vs_machines.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def write_plots(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -> list[Path]:

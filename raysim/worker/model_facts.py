@@ -4,7 +4,10 @@ At `prepare`: parameters and gradient bytes. From the steps: DDP's bucket layout
 all-reduce order (as the comm hook sees it, after DDP's rebuild in the first step) and,
 per bucket, the share of backward elapsed when it was ready (median over steps). With
 one node there is no DDP: the layout is the one DDP would build with the plan's cap,
-and a bucket is ready when the last of its parameters' gradients is.
+and a bucket is ready when the last of its parameters' gradients is. For the projection
+to a real cluster, which runs DDP's default buckets whatever the plan chose here, the
+same is measured for the default layout from the parameters' gradient hooks, with how
+long backward took.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class ModelFacts:
     """The layout DDP's default caps give this model: what a real cluster runs."""
     ddp_buckets_bytes: list[int] = field(default_factory=list)
     ready_history: list[list[float]] = field(default_factory=list)
+    default_ready_history: list[list[float]] = field(default_factory=list)
+    backward_history: list[float] = field(default_factory=list)
+    _default_ready_times: dict[int, float] = field(default_factory=dict)
     _backward_start: float = 0.0
     _ready_times: list[tuple[int, float]] = field(default_factory=list)
     """This step's (bucket bytes, ready time), in the order the buckets became ready."""
@@ -55,13 +61,18 @@ class ModelFacts:
     def backward_starts(self, now: float) -> None:
         self._backward_start = now
         self._ready_times.clear()
+        self._default_ready_times.clear()
 
     def bucket_ready(self, nbytes: int, now: float) -> None:
         self._ready_times.append((nbytes, now))
 
+    def default_bucket_ready(self, index: int, now: float) -> None:
+        self._default_ready_times[index] = now
+
     def step_done(self) -> None:
         """Close the step: its layout, and each bucket's ready share of backward (the last
         bucket is ready when backward's compute ends)."""
+        self._close_default_layout()
         if not self._ready_times:
             return
         self.ddp_buckets_bytes = [nbytes for nbytes, _ in self._ready_times]
@@ -73,6 +84,18 @@ class ModelFacts:
         self.ready_history = [*self.ready_history[-(READY_HISTORY - 1) :], shares]
         self._ready_times = []
 
+    def _close_default_layout(self) -> None:
+        times = self._default_ready_times
+        if len(times) != len(self.default_buckets_bytes) or not times:
+            return  # a step whose backward did not reach every bucket (or a frozen part)
+        span = max(times.values()) - self._backward_start
+        if span <= 0:
+            return
+        shares = [(times[k] - self._backward_start) / span for k in range(len(times))]
+        self.default_ready_history = [*self.default_ready_history[-(READY_HISTORY - 1) :], shares]
+        self.backward_history = [*self.backward_history[-(READY_HISTORY - 1) :], span]
+        times.clear()
+
     def to_dict(self) -> dict[str, Any]:
         same_layout = [h for h in self.ready_history if len(h) == len(self.ddp_buckets_bytes)]
         return {
@@ -83,23 +106,44 @@ class ModelFacts:
             "ddp_buckets_bytes": self.ddp_buckets_bytes,
             "bucket_ready_fraction": [statistics.median(s) for s in zip(*same_layout, strict=True)],
             "default_buckets_bytes": self.default_buckets_bytes,
+            "default_bucket_ready_fraction": [
+                statistics.median(s) for s in zip(*self.default_ready_history, strict=True)
+            ],
+            "backward_s": statistics.median(self.backward_history)
+            if self.backward_history
+            else None,
         }
+
+
+def _on_bucket_ready(model: torch.nn.Module, cap_mb: float | None, callback) -> None:
+    """callback(index, nbytes) when the last gradient of bucket `index` of DDP's layout with
+    `cap_mb` has been accumulated."""
+    for index, bucket in enumerate(bucket_layout(unwrapped(model), cap_mb)):
+        nbytes = sum(p.numel() * p.element_size() for p in bucket)
+        pending = {id(p) for p in bucket}
+        seen: set[int] = set()
+
+        def ready(param, pending=pending, seen=seen, index=index, nbytes=nbytes) -> None:
+            seen.add(id(param))
+            if seen == pending:
+                seen.clear()
+                callback(index, nbytes)
+
+        for param in bucket:
+            param.register_post_accumulate_grad_hook(ready)
 
 
 def watch_single_node_buckets(
     model: torch.nn.Module, facts: ModelFacts, cap_mb: float | None
 ) -> None:
     """Without DDP: a bucket of the layout DDP would build is ready with its last gradient."""
-    for bucket in bucket_layout(model, cap_mb):
-        nbytes = sum(p.numel() * p.element_size() for p in bucket)
-        pending = {id(p) for p in bucket}
-        seen: set[int] = set()
+    _on_bucket_ready(
+        model, cap_mb, lambda _, nbytes: facts.bucket_ready(nbytes, time.perf_counter())
+    )
 
-        def ready(param, pending=pending, seen=seen, nbytes=nbytes) -> None:
-            seen.add(id(param))
-            if seen == pending:
-                seen.clear()
-                facts.bucket_ready(nbytes, time.perf_counter())
 
-        for param in bucket:
-            param.register_post_accumulate_grad_hook(ready)
+def watch_default_buckets(model: torch.nn.Module, facts: ModelFacts) -> None:
+    """DDP's default layout, whatever this run uses: what a real cluster would run."""
+    _on_bucket_ready(
+        model, None, lambda index, _: facts.default_bucket_ready(index, time.perf_counter())
+    )

@@ -28,7 +28,11 @@ from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
 from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
 from raysim.worker.meter import MeasuredLoader, StepMeter
-from raysim.worker.model_facts import ModelFacts, watch_single_node_buckets
+from raysim.worker.model_facts import (
+    ModelFacts,
+    watch_default_buckets,
+    watch_single_node_buckets,
+)
 from raysim.worker.nvml import nvml_metrics
 from raysim.worker.progress import StepPoster
 from raysim.worker.tracer import StepTracer
@@ -130,6 +134,7 @@ class _Session:
         ctx, meter = self.context, self.meter
         if ctx.world_size == 1:
             watch_single_node_buckets(model, self.facts, ctx.plan.ddp_bucket_mb)
+        watch_default_buckets(model, self.facts)
         model.register_forward_pre_hook(meter.before_forward)
         model.register_forward_hook(meter.after_forward)
         meter.on_forward_end.append(self.forward_ended)

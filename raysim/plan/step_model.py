@@ -1,0 +1,170 @@
+"""A data-parallel step on a real cluster, from one GPU's step and the model's gradient buckets.
+
+Weak scaling: every GPU trains `batch_per_gpu` samples per step and computes as fast as
+the one GPU whose step (`step_s`: forward, backward and optimizer, no communication) is
+given. Without overlap the step is compute + every bucket's all-reduce back to back. With
+overlap (what DDP does) backward is the last `backward_share` of the step's compute; bucket
+k may start its all-reduce once `ready_fraction[k]` of backward is done, buckets go one
+at a time in DDP's order, each when it is ready and the previous one is done, and the
+optimizer waits for the last. So compute ≤ step ≤ compute + all buckets.
+
+What it cannot express: a GPU slowed by the communication kernels it runs beside
+backward, the slowest of many GPUs setting every step (jitter, stragglers), congestion
+from other jobs, gradient compression's compute, and input pipelines that stop keeping up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from raysim.errors import ConfigError
+from raysim.plan.collectives import Topology, allreduce_cost
+
+TORCH_DDP_OVERHEAD_S_PER_GB = 0.0665
+"""PyTorch DDP's exposed cost per step beyond the all-reduces, per GB of gradients (bucket
+copies, hooks, the kernels' contention with backward). Calibrated on one published point,
+PyTorch's own DDP benchmark (ResNet-50, batch 32, 8 V100 in one DGX-1: 0.097 s per step
+alone, 0.104 s in DDP; pytorch/pytorch benchmarks/distributed/ddp/README.md), by
+benchmarks/bench_projection.py, which checks it against the points held out."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one GPU does per step, and where each input came from."""
+
+    step_s: float
+    batch_per_gpu: int
+    buckets_bytes: tuple[int, ...]
+    """DDP's gradient buckets in all-reduce order (bytes on the wire)."""
+    ready_fraction: tuple[float, ...]
+    """Per bucket: the share of backward done when DDP hands it over."""
+    backward_share: float
+    step_source: str
+    readiness_source: str
+    sync_overhead_s: float = 0.0
+    """The data-parallel framework's own exposed cost per step with peers, beyond the
+    all-reduces (see TORCH_DDP_OVERHEAD_S_PER_GB)."""
+
+    def problems(self) -> list[str]:
+        problems = []
+        if not self.step_s > 0:
+            problems.append(f"--step-time-ms: {self.step_s * 1e3!r} must be > 0 ms")
+        if self.batch_per_gpu < 1:
+            problems.append(f"--batch-size: {self.batch_per_gpu!r} must be at least 1")
+        if any(b < 0 for b in self.buckets_bytes):
+            problems.append("buckets: a bucket has a negative size")
+        if len(self.ready_fraction) != len(self.buckets_bytes):
+            problems.append("ready_fraction: one share per bucket is needed")
+        if any(not 0 <= r <= 1 for r in self.ready_fraction):
+            problems.append("ready_fraction: every share must be in [0, 1]")
+        if not 0 < self.backward_share <= 1:
+            problems.append(f"backward_share: {self.backward_share!r} must be in (0, 1]")
+        return problems
+
+
+@dataclass(frozen=True)
+class ProjectedStep:
+    """The predicted step at one cluster size."""
+
+    nodes: int
+    gpus: int
+    global_batch: int
+    compute_s: float
+    comm_s: float
+    """Every bucket's all-reduce back to back."""
+    step_s_no_overlap: float
+    step_s_overlap: float
+    samples_per_s: float
+    """With overlap: gpus × batch / step_s_overlap."""
+    efficiency: float
+    """samples/s over gpus × (batch / step_s): 1.0 is linear scaling from one GPU alone."""
+    efficiency_no_overlap: float
+    algorithm: str
+    """The all-reduce algorithm of the largest bucket (nccl's choice by size)."""
+
+
+def overlapped_step_seconds(
+    compute_s: float, bucket_comm_s: Sequence[float], backward_share: float, ready: Sequence[float]
+) -> float:
+    """Step time when bucket k's all-reduce may start at ready[k] (share of backward done)."""
+    backward_start = compute_s * (1 - backward_share)
+    link_free = 0.0
+    for comm, share_done in zip(bucket_comm_s, ready, strict=True):
+        start = max(backward_start + share_done * compute_s * backward_share, link_free)
+        link_free = start + comm
+    return max(compute_s, link_free)
+
+
+def project_step(work: Workload, topology: Topology) -> ProjectedStep:
+    problems = work.problems() + topology.problems()
+    if problems:
+        raise ConfigError(problems)
+    costs = [allreduce_cost(b, topology) for b in work.buckets_bytes]
+    per_bucket = [seconds for seconds, _ in costs]
+    comm = sum(per_bucket)
+    largest = max(range(len(costs)), key=lambda k: work.buckets_bytes[k], default=None)
+    algorithm = costs[largest][1] if largest is not None else "none"
+    overhead = work.sync_overhead_s if topology.gpus > 1 else 0.0
+    no_overlap = work.step_s + comm + overhead
+    overlap = overhead + overlapped_step_seconds(
+        work.step_s, per_bucket, work.backward_share, work.ready_fraction
+    )
+    samples = topology.gpus * work.batch_per_gpu
+    linear = samples / work.step_s
+    return ProjectedStep(
+        nodes=topology.nodes,
+        gpus=topology.gpus,
+        global_batch=samples,
+        compute_s=work.step_s,
+        comm_s=comm,
+        step_s_no_overlap=no_overlap,
+        step_s_overlap=overlap,
+        samples_per_s=samples / overlap,
+        efficiency=samples / overlap / linear,
+        efficiency_no_overlap=samples / no_overlap / linear,
+        algorithm=algorithm,
+    )
+
+
+def project_scaling(
+    work: Workload, topology: Topology, nodes: Sequence[int]
+) -> list[ProjectedStep]:
+    """One step per machine count, the rest of the topology as given."""
+    if not nodes or any(n < 1 for n in nodes):
+        raise ConfigError([f"--nodes: {list(nodes)!r} must be machine counts >= 1, e.g. 1,2,4"])
+    return [
+        project_step(work, Topology(n, topology.gpus_per_node, topology.intra,
+                                    topology.network, topology.nics_per_node, topology.algorithm))
+        for n in nodes
+    ]  # fmt: skip
+
+
+def bytes_ready_fraction(bucket_bytes: Sequence[int]) -> tuple[float, ...]:
+    """Readiness when nothing better is known: backward in proportion to gradient bytes."""
+    total = sum(bucket_bytes)
+    if total == 0:
+        return tuple(1.0 for _ in bucket_bytes)
+    running, shares = 0, []
+    for size in bucket_bytes:
+        running += size
+        shares.append(running / total)
+    return tuple(shares)
+
+
+def regrid_ready_fraction(
+    measured_bytes: Sequence[int], measured_ready: Sequence[float], target_bytes: Sequence[int]
+) -> tuple[float, ...]:
+    """Carry a measured readiness curve (buckets of one layout, same gradient order) over to
+    another layout: a target bucket is ready when the measured bucket holding its last byte
+    is."""
+    ends, running = [], 0
+    for size in measured_bytes:
+        running += size
+        ends.append(running)
+    shares, running = [], 0
+    for size in target_bytes:
+        running += size
+        k = next((i for i, end in enumerate(ends) if end >= running), len(ends) - 1)
+        shares.append(float(measured_ready[k]))
+    return tuple(shares)

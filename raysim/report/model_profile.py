@@ -1,0 +1,106 @@
+"""A model's gradient buckets and when backward makes each ready, without a run or a GPU.
+
+The model runs one forward on the meta device (shapes only, no memory, no weights) under
+torch's FLOP counter. Backward runs the forward's operations in reverse, each costing
+about twice its forward FLOPs (gradients of the input and of the weights), so when
+backward reaches a module, the share of it done is the share of forward FLOPs spent
+after that module's first call. A parameter's gradient is ready then (a shared weight at
+its first use, the last one backward reaches), a DDP bucket when its last parameter's
+is. So a large fully connected layer at the end of the network, many bytes and few
+FLOPs, is ready early in backward, as on a real cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from raysim.errors import ConfigError, did_you_mean
+from raysim.plan.comm_model import bucket_layout
+
+BACKWARD_TO_FORWARD_FLOPS = 2.0
+NATIVE_SIZE = {"inception_v3": 299}
+"""Input sizes other than 224 among torchvision's classification models."""
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    parameters: int
+    buckets_bytes: tuple[int, ...]
+    """DDP's default buckets in all-reduce order."""
+    ready_fraction: tuple[float, ...]
+    backward_share: float
+    """Backward's share of forward + backward FLOPs."""
+    forward_flops: int
+    """Per sample."""
+
+
+def profile_model(
+    model: torch.nn.Module, example: Any, name: str, bucket_cap_mb: float | None = None
+) -> ModelProfile:
+    """Buckets (DDP's default caps, or `bucket_cap_mb`) and FLOP-based readiness of `model`
+    on `example` (both on one device, the meta device for shapes only)."""
+    model.train()
+    counter = FlopCounterMode(display=False)
+    started: dict[int, int] = {}
+    """FLOPs done before each module's first call: backward reaches it after the rest."""
+
+    def before(module, args) -> None:
+        started.setdefault(id(module), counter.get_total_flops())
+
+    handles = [m.register_forward_pre_hook(before) for m in model.modules()]
+    try:
+        with counter:
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    total = counter.get_total_flops()
+    ready_at: dict[int, float] = {}
+    for module in model.modules():
+        if id(module) in started:
+            share = 1 - started[id(module)] / total if total else 1.0
+            for param in module.parameters(recurse=False):
+                ready_at[id(param)] = max(ready_at.get(id(param), 0.0), share)
+    layout = bucket_layout(model, bucket_cap_mb)
+    return ModelProfile(
+        name=name,
+        parameters=sum(p.numel() for p in model.parameters()),
+        buckets_bytes=tuple(sum(p.numel() * p.element_size() for p in b) for b in layout),
+        ready_fraction=tuple(max(ready_at.get(id(p), 1.0) for p in b) for b in layout),
+        backward_share=BACKWARD_TO_FORWARD_FLOPS / (1 + BACKWARD_TO_FORWARD_FLOPS),
+        forward_flops=int(total // max(_batch_of(example), 1)),
+    )
+
+
+def _batch_of(example: Any) -> int:
+    return int(example.shape[0]) if isinstance(example, torch.Tensor) and example.dim() else 1
+
+
+def classification_models() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def torchvision_profile(name: str) -> ModelProfile:
+    """A torchvision classification model, built without weights on the meta device, at
+    its native input size (224, or 299 for inception_v3)."""
+    import torchvision
+
+    known = classification_models()
+    if name not in known:
+        raise ConfigError(
+            [f"--model: {name!r} is not a torchvision classification model; "
+             f"{did_you_mean(name, known)}e.g. resnet50, vgg16, vit_b_16"]
+        )  # fmt: skip
+    extra = {"aux_logits": False, "init_weights": False} if name == "inception_v3" else {}
+    size = NATIVE_SIZE.get(name, 224)
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, weights=None, **extra)
+        example = torch.empty(2, 3, size, size)
+    return profile_model(model, example, name)

@@ -1,0 +1,208 @@
+"""The projection to real clusters (raysim.plan.links, collectives, step_model and
+raysim.report.model_profile): each mechanism on its own, pure and Ray-free, and the check
+against published measurements (benchmarks/bench_projection.py) as kept."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raysim.config import ConfigError
+from raysim.plan.collectives import Topology, allreduce_cost, ring_seconds, tree_seconds
+from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
+from raysim.plan.step_model import (
+    Workload,
+    bytes_ready_fraction,
+    project_scaling,
+    project_step,
+    regrid_ready_fraction,
+)
+from raysim.report.model_profile import torchvision_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1_000_000
+
+
+def topo(nodes=2, gpus=8, intra="nvlink", network="ib_hdr", nics=1, algorithm="nccl"):
+    return Topology(nodes, gpus, INTRA_LINKS[intra], NETWORK_LINKS[network], nics, algorithm)
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    return torchvision_profile("resnet50")
+
+
+def work(profile, step_s=0.2, batch=32, overhead=0.0):
+    return Workload(step_s, batch, profile.buckets_bytes, profile.ready_fraction,
+                    profile.backward_share, "given", "FLOPs", overhead)  # fmt: skip
+
+
+def test_every_preset_names_its_source_and_runs_below_line_rate():
+    for link in [*INTRA_LINKS.values(), *NETWORK_LINKS.values()]:
+        assert link.source and "(" in link.source, link.name
+        assert link.busbw_gbs < link.line_rate_gbs, f"{link.name} is used as if line rate"
+
+
+def test_one_gpu_is_perfectly_efficient(resnet50):
+    row = project_step(work(resnet50, overhead=0.01), topo(nodes=1, gpus=1))
+    assert row.comm_s == 0 and row.efficiency == 1.0 and row.step_s_overlap == 0.2
+
+
+@pytest.mark.parametrize("step_s", [0.01, 0.2, 2.0])
+def test_a_slower_link_never_projects_a_higher_efficiency(resnet50, step_s):
+    by_speed = sorted(NETWORK_LINKS, key=lambda name: NETWORK_LINKS[name].busbw_gbs)
+    for nodes in (2, 8, 64):
+        eff = [project_step(work(resnet50, step_s), topo(nodes, network=n)).efficiency
+               for n in by_speed]  # fmt: skip
+        assert eff == sorted(eff), (nodes, list(zip(by_speed, eff, strict=True)))
+
+
+def test_the_projected_step_never_falls_below_compute(resnet50):
+    for nodes in (1, 2, 16, 1024):
+        for network in NETWORK_LINKS:
+            row = project_step(work(resnet50), topo(nodes, network=network))
+            assert row.compute_s <= row.step_s_overlap <= row.step_s_no_overlap + 1e-12
+
+
+def test_the_machines_gpus_share_its_nic():
+    """8 GPUs behind one NIC are slower than behind 8; with a fast NIC the intra link bounds."""
+    one, eight = topo(4, nics=1), topo(4, nics=8)
+    assert ring_seconds(100 * MB, one) > 4 * ring_seconds(100 * MB, eight)
+    pcie_bound = topo(4, intra="pcie3", network="ib_ndr", nics=8)
+    expected = 1000 * MB * 2 * 31 / 32 / 12e9  # PCIe's 12 GB/s, not the NICs' 8 x 46
+    assert ring_seconds(1000 * MB, pcie_bound) == pytest.approx(expected, rel=0.01)
+
+
+def test_hierarchical_moves_one_share_per_gpu_across_machines():
+    """Reduce-scatter inside, all-reduce across, all-gather inside: on 2 machines the NIC
+    carries n bytes each way instead of the flat ring's 2(p-1)/p n."""
+    two = topo(2, nics=1, algorithm="hierarchical")
+    flat = topo(2, nics=1, algorithm="ring")
+    big = 400 * MB
+    inside = ring_seconds(big, topo(1))  # reduce-scatter + all-gather over NVLink
+    across = allreduce_cost(big, two)[0] - inside
+    assert across == pytest.approx(big / 24e9, rel=0.01)  # n bytes through the 24 GB/s NIC
+    assert allreduce_cost(big, flat)[0] == pytest.approx(big * 2 * 15 / 16 / 24e9, rel=0.01)
+    assert allreduce_cost(big, topo(1, algorithm="hierarchical"))[0] == pytest.approx(
+        ring_seconds(big, topo(1))
+    )
+
+
+def test_nccl_takes_the_tree_at_scale_and_the_ring_for_large_messages_on_few_machines():
+    """As NCCL's tuning model does: the ring's latency grows with every GPU in it."""
+    many = topo(256, gpus=8)
+    assert allreduce_cost(64 * 1024, many)[1] == "tree"
+    assert allreduce_cost(256 * MB, topo(4, gpus=8))[1] == "ring"
+    assert allreduce_cost(64 * 1024, topo(2, gpus=1))[1] == "ring"
+    seconds, _ = allreduce_cost(64 * 1024, many)
+    assert seconds == pytest.approx(min(ring_seconds(64 * 1024, many),
+                                        tree_seconds(64 * 1024, many)))  # fmt: skip
+
+
+def test_flop_readiness_puts_a_big_fully_connected_layer_early():
+    vgg = torchvision_profile("vgg16")
+    assert sum(vgg.buckets_bytes) == vgg.parameters * 4
+    biggest = max(range(len(vgg.buckets_bytes)), key=lambda k: vgg.buckets_bytes[k])
+    assert vgg.buckets_bytes[biggest] > 300 * MB  # the 25088 x 4096 classifier layer
+    assert vgg.ready_fraction[biggest] < 0.05, "bytes-proportional would say ~0.7"
+    assert bytes_ready_fraction(vgg.buckets_bytes)[biggest] > 0.5
+    assert list(vgg.ready_fraction) == sorted(vgg.ready_fraction)
+    assert vgg.ready_fraction[-1] == pytest.approx(1.0)
+
+
+def test_native_input_sizes_and_unknown_models():
+    inception = torchvision_profile("inception_v3")  # 299 px, no auxiliary head
+    assert inception.forward_flops > 1.5 * torchvision_profile("googlenet").forward_flops
+    with pytest.raises(ConfigError, match="did you mean 'resnet50'"):
+        torchvision_profile("resnet5O")
+
+
+def test_measured_readiness_carries_over_to_another_layout():
+    # measured: one bucket of 100 ready at 0.4, one of 300 at 1.0
+    assert regrid_ready_fraction([100, 300], [0.4, 1.0], [50, 50, 300]) == (0.4, 0.4, 1.0)
+
+
+def test_links_by_name_or_mapping_and_their_errors():
+    assert parse_link("IB_HDR", "--network", NETWORK_LINKS) is NETWORK_LINKS["ib_hdr"]
+    custom = parse_link({"bandwidth_gbps": 80, "latency_us": 4}, "--network", NETWORK_LINKS)
+    assert custom == Link("custom", 10.0, 4.0)
+    with pytest.raises(ConfigError) as err:
+        parse_link({"bandwidth_gbps": -1, "latncy_us": 2}, "--intra", INTRA_LINKS)
+    assert "--intra.bandwidth_gbps: -1" in str(err.value) and "'latncy_us'" in str(err.value)
+
+
+def test_bad_inputs_name_their_flags(resnet50):
+    with pytest.raises(ConfigError) as err:
+        project_scaling(work(resnet50, step_s=-1, batch=0), topo(gpus=0), [2])
+    message = str(err.value)
+    for flag in ("--step-time-ms", "--batch-size", "--gpus-per-node"):
+        assert flag in message
+    with pytest.raises(ConfigError, match="--nodes"):
+        project_scaling(work(resnet50), topo(), [0, 2])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "raysim.cli", "project", *args],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+
+
+def test_project_a_model_without_a_run(tmp_path):
+    out = tmp_path / "p.json"
+    done = run_cli("--model", "resnet50", "--batch-size", "64", "--step-time-ms", "180",
+                   "--gpus-per-node", "8", "--intra", "nvlink", "--network", "ib_hdr",
+                   "--nodes", "1,2,4", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    assert [(r["nodes"], r["gpus"]) for r in rows] == [(1, 8), (2, 16), (4, 32)]
+    for row in rows:
+        linear = row["gpus"] * 64 / 0.180
+        assert row["efficiency"] == pytest.approx(row["samples_per_s"] / linear)
+        assert row["step_s_overlap"] >= 0.180 and row["comm_s"] > 0
+    assert "given: --step-time-ms" in done.stdout and "FLOPs" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [(["--model", "resnet50", "--batch-size", "8"], "--step-time-ms"),
+     (["--model", "resnet50", "--batch-size", "8", "--step-time-ms", "-3"], "--step-time-ms"),
+     (["--model", "nosuchnet", "--batch-size", "8", "--step-time-ms", "3"], "--model"),
+     (["--model", "resnet50", "--batch-size", "8", "--step-time-ms", "3", "--intra", "nvlnk"],
+      "--intra"),
+     (["--model", "resnet50", "--batch-size", "8", "--step-time-ms", "3", "--gpus-per-node",
+       "-2"], "--gpus-per-node")],
+)  # fmt: skip
+def test_bad_project_flags_are_one_clear_error(args, names):
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert names in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bad_target_is_one_clear_error_before_anything_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "raysim.cli", "compare", str(tmp_path),
+                           "--target", "gpus_per_nod=8,network=100gbe"],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--target: unknown key 'gpus_per_nod'; did you mean 'gpus_per_node'?" in done.stderr
+
+
+def test_the_published_check_is_as_kept(tmp_path):
+    """benchmarks/bench_projection.py recomputed gives the kept result file's numbers, the
+    fitted constant is the one in code, and the held-out error is what BENCHMARKS.md says."""
+    out = tmp_path / "v.json"
+    done = subprocess.run([sys.executable, "benchmarks/bench_projection.py", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fresh = json.loads(out.read_text())
+    kept = json.loads((ROOT / "benchmarks/results/projection_validation.json").read_text())
+    assert fresh["points"] == kept["points"]
+    constant = fresh["torch_ddp_overhead_s_per_gb"]
+    assert constant["in_code"] == pytest.approx(constant["fitted_here"], abs=5e-4)
+    calibration = [p for p in fresh["points"] if p["role"] == "calibration"]
+    assert len(calibration) == 1 and abs(calibration[0]["error_points"]) < 0.5
+    within = [p for p in fresh["points"] if abs(p["error_points"]) <= 5]
+    assert len(within) >= 13 and len(fresh["points"]) == 15
+    benchmarks = (ROOT / "BENCHMARKS.md").read_text()
+    for point in fresh["points"]:
+        assert f"{point['error_points']:+.1f}" in benchmarks, point["point"]

@@ -144,10 +144,13 @@ def test_memory_metrics_are_plausible_under_an_ample_budget(shared_ray, tiny_con
 
 @pytest.mark.slow
 def test_fit_result_holds_at_the_boundary(shared_ray, tiny_config):
-    """The reported batch runs again; twice the first batch that ran out runs out.
+    """The reported batch runs again; four times the first batch that did not fit runs out.
 
     Near the edge the same batch measured a few MB apart between runs (the first
-    out-of-memory batch once passed on a rerun), hence the headroom and the factor 2.
+    out-of-memory batch once passed on a rerun), hence the headroom; and a batch refused
+    for coming within the headroom may still run: peaks grew from 252 to 268 MB between
+    batch 48 and 96 (the allocator reuses its cache) and batch 128 was the first to run
+    out, hence the factor 4.
     """
     cfg = tiny_config(batch_size=16, memory_fraction=0.025, image_size=32, num_epochs=1)
     plan = make_plan(cfg, Hardware(num_cpus=2))
@@ -171,7 +174,7 @@ def test_fit_result_holds_at_the_boundary(shared_ray, tiny_config):
     assert ok.summary["status"] == "finished"
     with pytest.raises(raysim.RunFailedError, match="ran out of its memory partition"):
         raysim.run(
-            tiny_config(batch_size=2 * over, memory_fraction=0.025,
+            tiny_config(batch_size=4 * over, memory_fraction=0.025,
                         image_size=32, num_epochs=1, max_steps_per_epoch=3, run_name="over"),
             out=None,
         )  # fmt: skip

@@ -25,7 +25,7 @@ from raysim.cluster import (
     scoped_env,
 )
 from raysim.config import ExperimentConfig, dump_yaml
-from raysim.console import ProgressFollower, make_board, summary_table
+from raysim.console import ProgressFollower, make_board, node_lost_line, summary_table
 from raysim.failures import RunFailedError, failure_message
 from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.plan.memory_floor import state_floor_problem
@@ -244,7 +244,11 @@ def _run(
             if out is not None and out.isatty():
                 follower.board = make_board()
             node_loss = (
-                NodeLossWatcher(run_dir, cluster.remove_node)
+                NodeLossWatcher(
+                    run_dir,
+                    cluster.remove_node,
+                    lambda fault, log: follower.tell_before_failure(node_lost_line(fault, log)),
+                )
                 if plan.multi_node
                 else contextlib.nullcontext()
             )

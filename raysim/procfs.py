@@ -1,10 +1,12 @@
-"""This process as Linux's /proc describes it: start time, resident and data memory."""
+"""Processes as Linux's /proc describes them: this one's start time, resident and data
+memory; another's descendants."""
 
 from __future__ import annotations
 
 import os
 import resource
 import time
+from pathlib import Path
 
 
 def process_start_unix() -> float:
@@ -39,3 +41,28 @@ def data_segment_bytes() -> int:
             if line.startswith("VmData:"):
                 return int(line.split()[1]) * 1024
     raise OSError("no VmData in /proc/self/status")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (its children, theirs, ...), from /proc; [] without it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # ended meanwhile
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    """A process's arguments, from /proc; [] once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []

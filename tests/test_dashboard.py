@@ -3,8 +3,11 @@ run as the dashboard shows it. The cluster is a separate `ray start`, ended by `
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,11 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from raysim.cluster.local import dashboard_kwargs
+from raysim.cluster.local import dashboard_banner, dashboard_kwargs
 from raysim.cluster.standing import processes_of
 from raysim.rundir import read_lines
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"  # Debian's; CI installs none, and the browser check is skipped
+
+
+def docs_script():
+    """docs/dashboard_screenshots.py, whose token proxy and browser calls the check reuses."""
+    path = ROOT / "docs" / "dashboard_screenshots.py"
+    spec = importlib.util.spec_from_file_location("dashboard_screenshots", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def raysim_cli(*args, env, timeout=300):
@@ -57,6 +70,18 @@ def test_dashboard_arguments_keep_to_loopback(monkeypatch):
     assert kwargs["include_dashboard"] is True and kwargs["dashboard_host"] == "127.0.0.1"
     assert kwargs["dashboard_port"] > 0 and kwargs["_metrics_export_port"] > 0
     assert os.environ["RAY_TRAIN_ENABLE_STATE_TRACKING"] == "1"
+
+
+def test_the_banner_says_what_is_where_and_promises_no_train_page():
+    banner = dashboard_banner("http://127.0.0.1:8265", "http://127.0.0.1:9999/metrics")
+    assert "no Train page" in banner
+    assert "http://127.0.0.1:8265/api/train/v2/runs/v1" in banner
+    for page, shows in [("Jobs", "task timeline"), ("Cluster", "raysim_device"),
+                        ("Actors", "Ray Train's controller and workers")]:  # fmt: skip
+        assert re.search(rf"{page}: [^;]*{shows}", banner), (page, banner)
+    assert "tensorboard --logdir runs/" in banner and "raysim trace" in banner
+    assert "http://127.0.0.1:9999/metrics" in banner.splitlines()[-1]
+    assert "metrics" not in dashboard_banner("http://127.0.0.1:8265", None).splitlines()[-1]
 
 
 def test_a_dashboard_port_in_use_is_a_clear_error(tmp_path):
@@ -107,11 +132,17 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
         nodes = get(f"{url}/api/v0/nodes", token)["data"]["result"]["result"]
         assert [n["resources_total"]["raysim_device"] for n in nodes] == [10000.0]
         assert nodes[0]["resources_total"]["CPU"] == 2.0
-        runs = get(f"{url}/api/train/v2/runs/v1", token)["train_runs"]
+        train_api = re.search(r"the run's state is at (\S+)", started.stdout).group(1)
+        runs = get(train_api, token)["train_runs"]  # where the banner sends the user
         assert [(r["name"], r["status"]) for r in runs] == [("seen", "FINISHED")]
         actors = get(f"{url}/api/v0/actors?limit=200", token)["data"]["result"]["result"]
         controllers = [a for a in actors if a["class_name"] == "TrainController"]
         assert len(controllers) == 1 and controllers[0]["state"] == "DEAD"
+        if shutil.which(CHROMIUM):  # the Actors page in a real browser, as a user sees it
+            screens = docs_script()
+            with screens.TokenProxy(url, token) as proxy:
+                page = screens.page_text(f"{proxy.url}/#/actors", CHROMIUM)
+            assert "TrainController" in page and "RayTrainWorker" in page
     finally:
         ended = raysim_cli("down", env=env)
     assert ended.returncode == 0 and state["address"] in ended.stdout

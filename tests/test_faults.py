@@ -101,12 +101,20 @@ def _marker(run_dir, index, kind, rank):
 def test_node_loss_watcher_removes_each_lost_node_once(tmp_path):
     """Markers from before it started (a resumed run) were handled by the run that fired them."""
     _marker(tmp_path, 0, "node_loss", 3)
-    removed = []
-    with NodeLossWatcher(tmp_path, removed.append):
+    removed, told = [], []
+
+    def remove(rank):
+        removed.append(rank)
+        return f"raylet log of {rank}"
+
+    with NodeLossWatcher(tmp_path, remove, lambda fault, log: told.append((fault, log))):
         _marker(tmp_path, 1, "slow_node", 1)
         _marker(tmp_path, 2, "node_loss", 2)
         deadline = time.time() + 5
-        while not removed and time.time() < deadline:
+        while not told and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(3 * NodeLossWatcher.POLL_S)
     assert removed == [2]
+    assert [(fault["rank"], fault["epoch"], log) for fault, log in told] == [
+        (2, 1, "raylet log of 2")
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 from raysim.cluster.env import (
     ClusterError,
@@ -14,6 +16,7 @@ from raysim.cluster.env import (
 from raysim.cluster.join import join, ray_logging_kwargs
 from raysim.config.schema import ExperimentConfig
 from raysim.plan.resources import DEVICE_RESOURCE, NODE_LABEL, ResourcePlan
+from raysim.procfs import command_line, descendants
 
 
 def dashboard_kwargs(port: int) -> dict:
@@ -37,16 +40,29 @@ def dashboard_port_of(cfg: ExperimentConfig) -> int | None:
     return cfg.dashboard_port if cfg.dashboard and cfg.address is None else None
 
 
+TRAIN_RUNS_API = "/api/train/v2/runs/v1"
+"""Ray Train's run state (Ray 2.60 has no Train page in the open-source dashboard)."""
+
+
 def dashboard_banner(dashboard_url: str, metrics_url: str | None) -> str:
+    """What a user finds where: the dashboard's pages, Train's state, raysim's figures."""
     token = os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
     lines = [
-        f"raysim: Ray dashboard at {dashboard_url} (Jobs: the run's driver; Cluster: the "
-        "nodes and the raysim_device resource; Actors: Ray Train's controller and workers)",
-        f"        token authentication is on: paste the token from {token} "
-        "(`ray get-auth-token` prints it) when the page asks",
+        f"raysim: Ray dashboard at {dashboard_url} (token authentication: paste the token "
+        f"from {token} when the page asks; `ray get-auth-token` prints it)",
+        "        Jobs: the run's driver, and on its page Ray's task timeline (Download trace "
+        "file); Actors: Ray Train's controller and workers",
+        "        Cluster: the Ray nodes, with raysim_device under Logical Resources (Expand); "
+        "Overview: the raysim_device in use",
+        "        no Train page in Ray 2.60's dashboard: the run's state is at "
+        f'{dashboard_url}{TRAIN_RUNS_API} (HTTP: curl -H "Authorization: Bearer '
+        '$(ray get-auth-token)" ...)',
+        "        raysim's figures are not in the dashboard (its Metrics page needs Prometheus "
+        "and Grafana): tensorboard --logdir runs/, raysim trace RUN_DIR (trace.json), "
+        "MLflow with tracking.mlflow",
     ]
     if metrics_url:
-        lines.append(f"        raysim_* metrics (Prometheus text) at {metrics_url}")
+        lines.append(f"        raysim_* gauges for Prometheus at {metrics_url}")
     return "\n".join(lines)
 
 
@@ -136,12 +152,18 @@ class SimCluster:
             )  # fmt: skip
             self.nodes.append(node)
 
-    def remove_node(self, index: int) -> None:
-        """Take simulated node `index` away abruptly: its raylet and workers are killed."""
+    def remove_node(self, index: int) -> str | None:
+        """Take simulated node `index` away as a host that dies: every process of its Ray
+        node is killed at once, with no clean-up. Returns its raylet's log file, where its
+        last lines stay (the folder of Ray's logs if unknown; None if already gone)."""
         node = self.nodes[index]
-        if node is not None and node in self.local_cluster.worker_nodes:
-            self.local_cluster.remove_node(node, allow_graceful=False)
-            self.nodes[index] = None
+        if node is None or node not in self.local_cluster.worker_nodes:
+            return None
+        log = raylet_log(node) or node.get_logs_dir_path()
+        kill_at_once(node)
+        self.local_cluster.remove_node(node, allow_graceful=False)  # reaps, forgets it
+        self.nodes[index] = None
+        return log
 
     def check_resources(self, available: dict[str, float]) -> None:
         """Ray would wait forever for a missing resource; fail with the fix instead."""
@@ -165,6 +187,38 @@ class SimCluster:
         if self.owned and ray.is_initialized():
             ray.shutdown()
         self.owned = False
+
+
+def raylet_log(node) -> str | None:
+    """The file a Ray node's raylet logs to (raylet.<n>.out in the session's logs), from
+    the raylet's own arguments."""
+    from ray._private.ray_constants import PROCESS_TYPE_RAYLET
+
+    for info in node.all_processes.get(PROCESS_TYPE_RAYLET, []):
+        for arg in command_line(info.process.pid):
+            if arg.startswith("--stdout_filepath="):
+                return arg.partition("=")[2]
+    return None
+
+
+def kill_at_once(node) -> None:
+    """SIGKILL a Ray node's processes together, as a host that dies: Ray's agents and
+    workers (the raylet's children), its log monitor, the raylet last. Ray's
+    Cluster.remove_node kills the raylet first, and its two agents live on for a moment
+    to send every driver "Raylet is terminated" with the raylet's last 20 log lines
+    ([state-dump]s and all); a dead host sends nothing, and those lines stay in its log."""
+    from ray._private.ray_constants import PROCESS_TYPE_RAYLET
+
+    raylets = [info.process.pid for info in node.all_processes.get(PROCESS_TYPE_RAYLET, [])]
+    others = [
+        info.process.pid
+        for kind, infos in node.all_processes.items()
+        if kind != PROCESS_TYPE_RAYLET
+        for info in infos
+    ]
+    for pid in [*(p for r in raylets for p in descendants(r)), *others, *raylets]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _fix_for(resource: str) -> str:

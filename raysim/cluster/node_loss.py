@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from raysim.rundir import fired_faults
 
@@ -16,9 +17,17 @@ class NodeLossWatcher:
 
     POLL_S = 0.2
 
-    def __init__(self, run_dir: Path, remove_node: Callable[[int], None]):
+    def __init__(
+        self,
+        run_dir: Path,
+        remove_node: Callable[[int], Any],
+        on_removed: Callable[[dict, Any], None] | None = None,
+    ):
+        """remove_node(rank) takes the node away; on_removed(fault, what it returned) is
+        told after."""
         self.run_dir = Path(run_dir)
         self.remove_node = remove_node
+        self.on_removed = on_removed
         self.handled = {f["index"] for f in fired_faults(self.run_dir)}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="raysim-node-loss", daemon=True)
@@ -36,4 +45,6 @@ class NodeLossWatcher:
             for fault in fired_faults(self.run_dir):
                 if fault["kind"] == "node_loss" and fault["index"] not in self.handled:
                     self.handled.add(fault["index"])
-                    self.remove_node(fault["rank"])
+                    removed = self.remove_node(fault["rank"])
+                    if self.on_removed is not None:
+                        self.on_removed(fault, removed)

@@ -60,3 +60,13 @@ def event_line(record: dict[str, Any]) -> str:
         injected = ", ".join(f"{f['kind']} on node-{f['rank']}" for f in record["faults"])
         text += f": injected {injected}, noticed after {record['detect_s']:.1f} s"
     return text
+
+
+def node_lost_line(fault: dict[str, Any], ray_log: str | None) -> str:
+    """The driver took a simulated node's Ray node away (node_loss), and where Ray's own
+    account of it stays."""
+    text = (
+        f"raysim: node_loss: node-{fault['rank']}'s Ray node removed at epoch "
+        f"{fault['epoch']}, step {fault['step']} (all its processes killed at once)"
+    )
+    return text + (f"; Ray's own log of it stays in {ray_log}" if ray_log else "")

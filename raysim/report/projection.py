@@ -30,6 +30,7 @@ from raysim.plan.step_model import (
     ProjectedStep,
     Workload,
     bytes_ready_fraction,
+    overlapped_step_seconds,
     project_step,
     regrid_ready_fraction,
 )
@@ -75,18 +76,6 @@ def _problems(
     if not 0 < share <= 1:
         problems.append(f"backward_share: {share!r} must be in (0, 1], e.g. 2/3")
     return problems
-
-
-def overlapped_step_seconds(
-    compute_s: float, bucket_comm_s: Sequence[float], backward_share: float, ready: Sequence[float]
-) -> float:
-    """Step time when bucket k's all-reduce may start at ready[k] (share of backward done)."""
-    backward_start = compute_s * (1 - backward_share)
-    link_free = 0.0
-    for comm, share_done in zip(bucket_comm_s, ready, strict=True):
-        start = max(backward_start + share_done * compute_s * backward_share, link_free)
-        link_free = start + comm
-    return max(compute_s, link_free)
 
 
 def ready_shares(bucket_bytes: Sequence[int]) -> list[float]:
@@ -157,8 +146,12 @@ _COLUMNS = (
 
 def format_table(rows: Sequence[ProjectionRow], title: str | None = None) -> str:
     """Plain-text table, one line per node count; numbers right-aligned."""
-    header = [name for name, _, _ in _COLUMNS]
-    body = [[fmt.format(get(row)) for _, fmt, get in _COLUMNS] for row in rows]
+    return _format(rows, _COLUMNS, title)
+
+
+def _format(rows: Sequence[Any], columns: tuple, title: str | None) -> str:
+    header = [name for name, _, _ in columns]
+    body = [[fmt.format(get(row)) for _, fmt, get in columns] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
     lines = [title] if title else []
     lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
@@ -303,14 +296,7 @@ _CLUSTER_COLUMNS = (
 
 
 def format_cluster_table(rows: Sequence[ProjectedStep], title: str | None = None) -> str:
-    header = [name for name, _, _ in _CLUSTER_COLUMNS]
-    body = [[fmt.format(get(row)) for _, fmt, get in _CLUSTER_COLUMNS] for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    lines = [title] if title else []
-    lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in body)
-    return "\n".join(lines)
+    return _format(rows, _CLUSTER_COLUMNS, title)
 
 
 def describe_inputs(work: Workload, topology: Topology) -> list[str]:

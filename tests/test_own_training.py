@@ -151,7 +151,7 @@ def test_project_uses_the_runs_own_model_and_step(shared_ray, tiny_config, tmp_p
 @pytest.mark.parametrize(
     ("fraction", "refused_for"),
     [(0.005, "the model's gradients alone take 13 MB"),
-     (0.02, "the model's gradients and Adam's 2 moments alone take 38 MB")],
+     (0.03, "the model's gradients and Adam's 2 moments alone take 38 MB")],
 )  # fmt: skip
 def test_a_budget_below_the_models_state_is_refused_before_its_first_step(
     shared_ray, tiny_config, fraction, refused_for

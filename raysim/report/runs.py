@@ -54,13 +54,19 @@ class RunRecord:
         return self.finished and "test_accuracy" in self.epochs[-1]
 
 
-def load_run(path: str | Path) -> RunRecord:
+def run_dir_of(path: str | Path) -> Path:
+    """`path` as a run directory, or a ReportError naming the problem and the fix."""
     run_dir = Path(path)
     if not is_run_dir(run_dir):
         raise ReportError(
             f"{run_dir} is not a raysim run directory (no {CONFIG_FILE}); "
             "pass folders made by `raysim run`, e.g. runs/<name>"
         )
+    return run_dir
+
+
+def load_run(path: str | Path) -> RunRecord:
+    run_dir = run_dir_of(path)
     summary_path = run_dir / SUMMARY_FILE
     summary = (
         json.loads(summary_path.read_text())

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raysim.report.runs import ReportError
-from raysim.rundir import CONFIG_FILE, TRACE_FILE, is_run_dir
+from raysim.report.runs import ReportError, run_dir_of
+from raysim.rundir import TRACE_FILE
 
 PHASE_COLOURS = {
     "data wait": "#9e9e9e",
@@ -32,12 +32,7 @@ MAX_DEFAULT_STEPS = 3
 
 def load_trace(run_dir: str | Path) -> dict[str, Any]:
     """trace.json of a run directory, or a ReportError naming the problem and the fix."""
-    path = Path(run_dir)
-    if not is_run_dir(path):
-        raise ReportError(
-            f"{path} is not a raysim run directory (no {CONFIG_FILE}); "
-            "pass a folder made by `raysim run`, e.g. runs/<name>"
-        )
+    path = run_dir_of(run_dir)
     trace_path = path / TRACE_FILE
     if not trace_path.is_file():
         raise ReportError(

@@ -1,146 +1,227 @@
-"""Time to first step: what raysim adds to Ray Train's own start-up floor.
+"""Start-up to the first training step: raysim against Ray Train's own floor.
 
-    python benchmarks/bench_startup.py [--nodes 4] [--repeats 3]
+    python benchmarks/bench_startup.py [--nodes 4] [--repeats 2] [--parts cold,warm,sweep]
 
-One warm local Ray (started first, not timed). Then each repeat, in alternating order:
-  ray-train  a bare TorchTrainer with the same workers and resources and a trivial
-             function: fit() start to the function's first line (Ray Train's floor)
-  raysim     raysim.run with a trivial train_fn on the same cluster: run() start to
-             the function's first line (raysim's planning, checks, run directory,
-             callback, node set-up: threads, device, memory cap, included)
-The first line is the earliest time any worker wrote to a marker file; the phases
-before it come from the Train controller's own log (controller up, worker group
-requested, worker group started).
+Every measurement is a fresh Python process, timed from that process's start:
+  ray-train      a bare TorchTrainer, same workers and resources (gloo, the CPU and the
+                 device share of raysim's plan), a function that does nothing: to its
+                 first line (Ray Train's floor, as the issue measured it)
+  ray-train-ddp  the same, its function wrapping a one-layer model in DDP
+                 (prepare_model) and taking one fused-Adam step: to that step's start
+                 (the floor to a first DDP step: DDP imports torch._dynamo, ~2 s of CPU)
+  raysim         `raysim.run` of the built-in experiment (digits, ResNet18): to its first
+                 training step, with raysim's own breakdown of where the time went
+cold: each process starts its own Ray; warm: all join one standing cluster (`raysim up`).
+sweep: a 3-point `raysim sweep` in one process against the same 3 points as 3 processes.
+The order of the cases alternates between repeats.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-MARK = Path(tempfile.gettempdir()) / "raysim-startup-mark"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import provenance  # noqa: E402
+
+CASES = ("ray-train", "ray-train-ddp", "raysim")
 
 
-def _mark_first_line() -> None:
-    with open(MARK, "a") as handle:
-        handle.write(f"{time.time()}\n")
+def _stamp(marker: str, name: str) -> None:
+    with open(marker, "a") as handle:
+        handle.write(json.dumps({name: time.time()}) + "\n")
 
 
 def bare_fn(config: dict) -> None:
-    _mark_first_line()
+    _stamp(config["marker"], "first_line")
+    if not config["ddp"]:
+        return
+    import ray.train.torch
+    import torch
+
+    model = ray.train.torch.prepare_model(torch.nn.Linear(16, 2))
+    optimizer = torch.optim.Adam(model.parameters(), fused=True)
+    _stamp(config["marker"], "first_step_start")
+    model(torch.randn(8, 16)).sum().backward()
+    optimizer.step()
+    _stamp(config["marker"], "first_step_end")
 
 
-def raysim_fn(config: dict) -> None:
-    from raysim import worker
+def small_config(nodes: int, run_dir: str, address: str | None, **overrides):
+    import raysim
 
-    _mark_first_line()
-    worker.report({"epoch": 1})
-
-
-def first_line_after(start: float) -> float:
-    return min(float(line) for line in MARK.read_text().split()) - start
+    return raysim.load_config(
+        num_nodes=nodes, device="cpu", num_epochs=1, max_steps_per_epoch=3,
+        run_dir=run_dir, address=address, **overrides,
+    )  # fmt: skip
 
 
-CONTROLLER_EVENTS = {
-    "controller_up_s": "Requesting resources",
-    "worker_group_requested_s": "Attempting to start training worker group",
-    "worker_group_started_s": "Started training worker group",
-}
-
-
-def controller_phases(start: float) -> dict[str, float]:
-    """Seconds from fit()/run() to the controller's own log events, from its JSON log."""
-    from datetime import datetime
-
+def measure_bare(nodes: int, run_dir: str, address: str | None, ddp: bool) -> dict:
+    """One bare TorchTrainer in this process: seconds from the process's start."""
     import ray
-
-    logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs" / "train"
-    newest = max(logs.glob("ray-train-app-controller-*.log"), key=lambda p: p.stat().st_mtime)
-    phases = {}
-    for line in newest.read_text().splitlines():
-        record = json.loads(line)
-        stamp = datetime.strptime(record["asctime"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        for name, text in CONTROLLER_EVENTS.items():
-            if name not in phases and record["message"].startswith(text):
-                phases[name] = stamp - start
-    return phases
-
-
-def bare_ray_train(plan, storage: str) -> float:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    trainer = TorchTrainer(
+    from raysim.cluster import detect_hardware
+    from raysim.plan import make_plan
+    from raysim.procfs import process_start_unix
+
+    started = process_start_unix()
+    plan = make_plan(small_config(nodes, run_dir, address), detect_hardware())
+    if address is None:
+        ray.init(address="local", num_cpus=plan.cluster_cpus,
+                 resources=dict(plan.cluster_resources), include_dashboard=False)  # fmt: skip
+    else:
+        ray.init(address=address)
+    marker = Path(run_dir) / f"marks-{time.time_ns()}.jsonl"
+    TorchTrainer(
         bare_fn,
+        train_loop_config={"marker": str(marker), "ddp": ddp},
         torch_config=TorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.num_workers, resources_per_worker=plan.resources_per_worker
         ),
-        run_config=ray.train.RunConfig(name=f"bare-{time.time_ns()}", storage_path=storage),
-    )
-    MARK.unlink(missing_ok=True)
-    start = time.time()
-    trainer.fit()
-    return {**controller_phases(start), "first_line_s": first_line_after(start)}
+        run_config=ray.train.RunConfig(name=f"bare-{time.time_ns()}", storage_path=run_dir),
+    ).fit()
+    ray.shutdown()
+    latest: dict[str, float] = {}  # the slowest worker's mark: a step waits for them all
+    for line in marker.read_text().splitlines():
+        for name, unix in json.loads(line).items():
+            latest[name] = max(latest.get(name, 0.0), unix)
+    return {f"{name}_s": unix - started for name, unix in latest.items()}
 
 
-def raysim_run(cfg) -> float:
+def measure_raysim(nodes: int, run_dir: str, address: str | None) -> dict:
     import raysim
 
-    MARK.unlink(missing_ok=True)
-    start = time.time()
-    raysim.run(cfg, train_fn=raysim_fn, out=None)
-    return {**controller_phases(start), "first_line_s": first_line_after(start)}
+    summary = raysim.run(small_config(nodes, run_dir, address), out=None).summary
+    return {
+        "first_step_s": summary["time_to_first_step_s"],
+        "stages": {s["stage"]: s["seconds"] for s in summary["startup"]["stages"]},
+    }
+
+
+def run_case(case: str, nodes: int, run_dir: str, address: str | None) -> dict:
+    """A case in a fresh process; its figures come back as the last line it prints."""
+    command = [sys.executable, __file__, "--case", case, "--nodes", str(nodes),
+               "--run-dir", run_dir, *(["--address", address] if address else [])]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise SystemExit(f"{case} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sweep_against_single_runs(nodes: int, run_dir: str, repeats: int) -> dict:
+    """Seconds for 3 points as one `raysim sweep` and as 3 `raysim run`s, alternating."""
+    points = ["8", "16", "32"]
+    base = [sys.executable, "-m", "raysim.cli"]
+    common = ["--num-epochs", "1", "--max-steps-per-epoch", "3", "--device", "cpu",
+              "--run-dir"]  # fmt: skip
+
+    def one_sweep(tag: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([*base, "sweep", *common, f"{run_dir}/{tag}", "--run-name", tag,
+                        "--num-nodes", str(nodes), "--batch-size", ",".join(points)],
+                       check=True, capture_output=True, timeout=1800)  # fmt: skip
+        return time.perf_counter() - start
+
+    def single_runs(tag: str) -> float:
+        start = time.perf_counter()
+        for batch in points:
+            subprocess.run([*base, "run", *common, f"{run_dir}/{tag}", "--run-name",
+                            f"b{batch}", "--num-nodes", str(nodes), "--batch-size", batch],
+                           check=True, capture_output=True, timeout=900)  # fmt: skip
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"sweep": [], "single_runs": []}
+    for repeat in range(repeats):
+        order = ["sweep", "single_runs"] if repeat % 2 == 0 else ["single_runs", "sweep"]
+        for name in order:
+            measure = one_sweep if name == "sweep" else single_runs
+            times[name].append(measure(f"{name}-{repeat}"))
+        print(json.dumps({k: v[-1] for k, v in times.items()}), flush=True)
+    return {
+        "points": len(points),
+        "seconds": times,
+        "median_s": {name: statistics.median(v) for name, v in times.items()},
+        "saved_per_point_after_the_first_s": (
+            statistics.median(times["single_runs"]) - statistics.median(times["sweep"])
+        )
+        / (len(points) - 1),
+    }
+
+
+def medians(runs: list[dict]) -> dict:
+    keys = [k for k in runs[0] if k != "stages"]
+    result = {k: statistics.median(r[k] for r in runs) for k in keys}
+    if "stages" in runs[0]:
+        stages = runs[0]["stages"]
+        result["stages"] = {s: statistics.median(r["stages"][s] for r in runs) for s in stages}
+    return result
+
+
+def startup_part(mode: str, nodes: int, repeats: int, run_dir: str) -> dict:
+    from raysim.cluster.standing import down, up
+
+    address = up(dashboard_port=0).address if mode == "warm" else None
+    try:
+        runs: dict[str, list[dict]] = {case: [] for case in CASES}
+        for repeat in range(repeats):
+            for case in CASES if repeat % 2 == 0 else reversed(CASES):
+                runs[case].append(run_case(case, nodes, run_dir, address))
+            print(mode, json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
+    finally:
+        if address is not None:
+            down()
+    median = {case: medians(r) for case, r in runs.items()}
+    return {
+        "runs": runs,
+        "median_s": median,
+        "raysim_first_step_minus_first_line_floor_s": (
+            median["raysim"]["first_step_s"] - median["ray-train"]["first_line_s"]
+        ),
+        "raysim_first_step_minus_ddp_step_floor_s": (
+            median["raysim"]["first_step_s"] - median["ray-train-ddp"]["first_step_start_s"]
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import raysim
-    from raysim.cluster import SimCluster, detect_hardware
-    from raysim.config import replace
-    from raysim.plan import make_plan
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--parts", default="cold,warm,sweep")
+    parser.add_argument("--out", default="benchmarks/results/bench_startup.json")
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    times: dict[str, list[dict]] = {"ray-train": [], "raysim": []}
-    with tempfile.TemporaryDirectory() as run_dir:
-        cfg = raysim.load_config(num_nodes=args.nodes, device="cpu", run_dir=run_dir)
-        plan = make_plan(cfg, detect_hardware())
-        with SimCluster(plan):
-            for repeat in range(args.repeats):
-                runs = {
-                    "ray-train": lambda: bare_ray_train(plan, run_dir),
-                    "raysim": lambda r=repeat: raysim_run(replace(cfg, run_name=f"startup-{r}")),
-                }
-                # Alternate which goes first: a run warms Ray's worker pool for the next.
-                for name in sorted(runs, reverse=bool(repeat % 2)):
-                    times[name].append(runs[name]())
-                print(json.dumps({k: v[-1] for k, v in times.items()}), flush=True)
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "nodes": args.nodes,
-        "runs": times,
-        "median_s": {
-            setup: {
-                phase: statistics.median(run[phase] for run in runs)
-                for phase in [*CONTROLLER_EVENTS, "first_line_s"]
-            }
-            for setup, runs in times.items()
-        },
-    }
-    medians = result["median_s"]
-    result["raysim_adds_s"] = (
-        medians["raysim"]["first_line_s"] - medians["ray-train"]["first_line_s"]
-    )
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "bench_startup.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result["median_s"]), f"raysim adds {result['raysim_adds_s']:.2f} s")
+    if args.case:  # one measurement, in this fresh process
+        figures = (
+            measure_raysim(args.nodes, args.run_dir, args.address)
+            if args.case == "raysim"
+            else measure_bare(args.nodes, args.run_dir, args.address, args.case == "ray-train-ddp")
+        )
+        print(json.dumps(figures))
+        return figures
+    result = {**provenance(), "nodes": args.nodes, "repeats": args.repeats}
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["RAYSIM_HOME"] = home  # the standing cluster's state stays in here
+        for part in args.parts.split(","):
+            if part == "sweep":
+                result["sweep"] = sweep_against_single_runs(2, home, args.repeats)
+            else:
+                result[part] = startup_part(part, args.nodes, args.repeats, home)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k in ("cold", "warm", "sweep")}, indent=1))
     return result
 
 

@@ -44,6 +44,7 @@ from raysim.rundir import (
     train_run_name,
 )
 from raysim.worker.entry import run_node
+from raysim.worker.startup import StartupMarks
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
@@ -101,8 +102,10 @@ def _train(
     train_fn: Callable | None,
     progress_board: Any = None,
     tracker: MlflowRun | None = None,
+    marks: StartupMarks | None = None,
 ) -> None:
-    """Ray Train's fit() of the training function on the planned workers."""
+    """Ray Train's fit() of the training function on the planned workers (marks: the
+    driver's start-up marks, fit_start added)."""
     import ray.train  # ~3 s of imports: not before a run starts
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -131,6 +134,8 @@ def _train(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep),
         ),
     )
+    if marks is not None:
+        marks.mark("fit_start")
     try:
         with worker_start_timeout(cfg.worker_start_timeout_s):
             trainer.fit()
@@ -168,6 +173,10 @@ def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
     return "".join(lines)
 
 
+_imports_awaited = False
+"""Whether a run in this process has counted the process's start-up in its start-up."""
+
+
 def run(
     cfg: ExperimentConfig,
     train_fn: Callable[[dict], None] | None = None,
@@ -181,12 +190,17 @@ def run(
     (default: the built-in ResNet18 experiment). resume: continue the run in cfg's run
     directory from its latest checkpoint.
     """
-    started = process_start_unix()
+    global _imports_awaited
+    marks = StartupMarks()
+    if not _imports_awaited:  # a later run in this process (a sweep, a notebook) did not
+        _imports_awaited = True
+        marks.mark("process_start", process_start_unix())
+    marks.mark("run_start")
     if out == "stdout":
         out = sys.stdout  # looked up now: a redirected or captured stdout is honoured
     tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
     with joined(cfg.address, cfg.verbose), tracked(tracker):
-        return _run(cfg, train_fn, out, resume, started, tracker)
+        return _run(cfg, train_fn, out, resume, marks, tracker)
 
 
 def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
@@ -208,7 +222,7 @@ def _run(
     train_fn: Callable[[dict], None] | None,
     out: TextIO | None,
     resume: bool,
-    started: float,
+    marks: StartupMarks,
     tracker: MlflowRun | None = None,
 ) -> RunResult:
     hw = hardware_for(cfg)
@@ -239,6 +253,7 @@ def _run(
             SimCluster(plan, cfg.address, cfg.verbose, dashboard_port_of(cfg)) as cluster,
             ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out) as follower,
         ):
+            marks.mark("cluster_ready")
             if out is not None and cluster.dashboard_url:
                 print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
             if out is not None and out.isatty():
@@ -253,11 +268,11 @@ def _run(
                 else contextlib.nullcontext()
             )
             with node_loss:
-                _train(cfg, plan, run_dir, train_fn, follower.board, tracker)
+                _train(cfg, plan, run_dir, train_fn, follower.board, tracker, marks)
     except RunFailedError as err:
         failure = err
     records = read_metrics(run_dir)
-    summary = summarize(records, started)
+    summary = summarize(records, marks.marks)
     summary.update(
         wall_time_s=time.perf_counter() - wall_start,
         environment=environment_facts(hw, plan),

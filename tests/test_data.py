@@ -11,6 +11,7 @@ from raysim.builtin.data import (
     IMAGENET_STD,
     DataError,
     check_data,
+    digit_scans,
     digits,
     eval_loader,
     image_folder,
@@ -41,6 +42,23 @@ def test_digits_is_the_real_bundled_set_with_a_fixed_split():
     again = digits(16)
     assert torch.equal(data.test.tensors[1], again.test.tensors[1])
     assert set(data.test.tensors[1].tolist()) == set(range(10))
+
+
+def test_digits_are_read_without_importing_scikit_learn_and_equal_its_own():
+    """A worker pays no scikit-learn import for them (seen in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    scans, targets = digit_scans()
+    reference = load_digits()
+    assert (scans == reference.images).all() and (targets == reference.target).all()
+    probe = "import sys; from raysim.builtin.data import digits; digits(8); " + (
+        "print('sklearn' in sys.modules)"
+    )
+    seen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert seen.stdout.strip() == "False", seen.stderr
 
 
 def test_synthetic_has_the_requested_shape_and_classes():

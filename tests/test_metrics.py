@@ -74,7 +74,7 @@ def _records(epochs):
 
 
 def test_summary_separates_the_warm_up_epoch():
-    summary = summarize(_records(3), process_start_unix=20.0)
+    summary = summarize(_records(3), {"process_start": 20.0})
     assert summary["status"] == "finished"
     assert summary["epochs_completed"] == 3
     assert summary["mean_epoch_time_s"] == pytest.approx(2.0)
@@ -84,13 +84,36 @@ def test_summary_separates_the_warm_up_epoch():
     json.dumps(summary)
 
 
+def test_startup_stages_end_when_the_slowest_node_passes_them():
+    driver = {"process_start": 100.0, "run_start": 104.0, "cluster_ready": 107.0,
+              "fit_start": 107.5}  # fmt: skip
+    node = {"node_start": 120.0, "node_ready": 120.1, "prepare_start": 123.0,
+            "prepare_end": 124.0, "first_step_start": 124.5, "first_step_end": 125.0}  # fmt: skip
+    slow = {"node_start": 121.0, "node_ready": 121.1, "prepare_start": 125.0,
+            "prepare_end": 125.5, "first_step_start": 126.0, "first_step_end": 126.5}  # fmt: skip
+    records = _records(1)
+    records[0]["startup"], records[1]["startup"] = node, slow
+    records.insert(3, {"kind": "rank", "epoch": 2, "rank": 1, "startup": {"node_start": 999.0}})
+    summary = summarize(records, driver)
+    stages = {s["stage"]: s["seconds"] for s in summary["startup"]["stages"]}
+    # each rank's first marks count (rank 1's epoch-2 marks are a restarted group's)
+    assert list(stages.values()) == pytest.approx([4.0, 3.0, 0.5, 13.5, 0.1, 3.9, 0.5, 0.5, 0.5])
+    assert stages["Ray Train: controller, worker group, process group"] == pytest.approx(13.5)
+    # the first step is collective: it starts when the slowest node starts it
+    assert summary["time_to_first_step_s"] == pytest.approx(26.0)
+    # a later run in the same process counts from its raysim.run call
+    later = summarize(records, {k: v for k, v in driver.items() if k != "process_start"})
+    assert later["time_to_first_step_s"] == pytest.approx(22.0)
+    assert len(later["startup"]["stages"]) == 8
+
+
 def test_summary_of_a_failed_run_without_epochs():
-    summary = summarize([{"kind": "error", "ranks": {"0": "boom"}}], 0.0)
+    summary = summarize([{"kind": "error", "ranks": {"0": "boom"}}], {"process_start": 0.0})
     assert summary["status"] == "failed" and summary["epochs_completed"] == 0
 
 
 def test_summary_table_shows_each_node(tmp_path):
-    summary = summarize(_records(2), 0.0)
+    summary = summarize(_records(2), {"process_start": 0.0})
     summary["wall_time_s"] = 12.5
     table = summary_table(summary, tmp_path)
     assert "final test accuracy" in table and "0.7500" in table

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.custom_train_loop import train_fn  # noqa: E402
+from tests.test_run import check_startup_adds_up  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,7 @@ def test_custom_function_runs_at_one_and_four_nodes(shared_ray, tiny_config):
     assert [s.value for s in events.Scalars("metrics/loss")] == pytest.approx(
         [e["loss"] for e in epochs]
     )
+    check_startup_adds_up(four.summary)  # a user's function is timed to its first step too
     comparison = raysim.compare([results[1].run_dir, four.run_dir])
     assert [r["status"] for r in comparison["runs"]] == ["finished", "finished"]
 

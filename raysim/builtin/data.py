@@ -14,12 +14,14 @@ epoch pays for JPEG decoding again.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
@@ -61,16 +63,28 @@ def check_data(cfg: ExperimentConfig, cache: Path) -> None:
         image_folder(Path(cfg.data_dir), cfg.image_size, cache)
 
 
-def digits(image_size: int) -> DataSplits:
-    from sklearn.datasets import load_digits
+def digit_scans() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits (images 8×8 in 0..16, labels), read from the file it ships:
+    importing scikit-learn costs each worker ~1 s of CPU before its first step."""
+    package = importlib.util.find_spec("sklearn")  # found, not imported
+    csv = Path(package.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not csv.is_file():  # a scikit-learn that keeps it elsewhere: ask it
+        from sklearn.datasets import load_digits
 
-    raw = load_digits()
-    pixels = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        raw = load_digits()
+        return raw.images, raw.target
+    table = np.loadtxt(csv, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+
+
+def digits(image_size: int) -> DataSplits:
+    scans, targets = digit_scans()
+    pixels = torch.tensor(scans, dtype=torch.float32).unsqueeze(1) / 16.0
     images = torch.nn.functional.interpolate(
         pixels, size=(image_size, image_size), mode="bilinear", align_corners=False
     )
     images = ((images - 0.5) / 0.5).expand(-1, 3, -1, -1).contiguous()
-    labels = torch.tensor(raw.target, dtype=torch.long)
+    labels = torch.tensor(targets, dtype=torch.long)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
     n_test = int(len(labels) * DIGITS_TEST_SHARE)
     test_idx, train_idx = order[:n_test], order[n_test:]

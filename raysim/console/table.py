@@ -46,6 +46,8 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
                 ["throughput", f"{summary['samples_per_s']:.1f} samples/s"],
                 ["step time", figure("step_time_s", summary["step_time_s"])],
             ]
+        if "time_to_first_step_s" in summary:
+            run_rows.append(["time to first step", f"{summary['time_to_first_step_s']:.1f} s"])
         if "wall_time_s" in summary:
             run_rows.append(["wall time", f"{summary['wall_time_s']:.1f} s"])
         run_rows += [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from raysim.rundir import epoch_lines, rank_lines
+from raysim.report.startup import first_marks_per_rank, startup_breakdown
+from raysim.rundir import STARTUP_KEY, epoch_lines, rank_lines
 
 
 def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
@@ -46,8 +47,9 @@ def world_size_changes(epochs: list[dict[str, Any]]) -> list[dict[str, int]]:
     ]
 
 
-def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[str, Any]:
-    """Run-level figures from the metrics log; epoch 1 includes warm-up, so both are given."""
+def summarize(records: list[dict[str, Any]], driver_marks: dict[str, float]) -> dict[str, Any]:
+    """Run-level figures from the metrics log; epoch 1 includes warm-up, so both are given.
+    driver_marks: when the driver passed its start-up stages (raysim.worker.startup)."""
     epochs = epoch_lines(records)
     errors = [r for r in records if r.get("kind") == "error"]
     outcome = [r["kind"] for r in records if r.get("kind") in ("error", "epoch", "recovered")]
@@ -72,6 +74,13 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
             samples_per_s=statistics.mean(e["samples_per_s"] for e in steady),
             step_time_s=statistics.mean(e["step_time_s"] for e in steady),
         )
+    startup = startup_breakdown(
+        driver_marks, first_marks_per_rank(rank_lines(records), STARTUP_KEY)
+    )
+    if startup is not None:
+        summary["startup"] = startup
+        if "time_to_first_step_s" in startup:
+            summary["time_to_first_step_s"] = startup["time_to_first_step_s"]
     facts = [r["model"] for r in rank_lines(records) if "model" in r]
     if facts:
         summary["model"] = facts[-1]
@@ -85,7 +94,10 @@ def summarize(records: list[dict[str, Any]], process_start_unix: float) -> dict[
         final_train_loss=epochs[-1]["train_loss"],
         mean_epoch_time_s=statistics.mean(times),
         mean_epoch_time_after_first_s=statistics.mean(later),
-        time_to_first_step_s=epochs[0]["epoch_start_unix"] - process_start_unix,
         checksums_match=all(e["checksums_match"] for e in epochs),
+    )
+    origin = driver_marks.get("process_start", driver_marks.get("run_start", 0.0))
+    summary.setdefault(  # steps not measured: the loop's own start of its first epoch
+        "time_to_first_step_s", epochs[0]["epoch_start_unix"] - origin
     )
     return summary

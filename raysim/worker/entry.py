@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from pathlib import Path
 
@@ -19,8 +20,12 @@ def run_node(loop_config: dict) -> None:
     """Ray Train's train_loop_per_worker: the node's setup, then the training function (the
     built-in experiment or the user's), called with the config as a dict. Running out of
     the node's memory partition is explained, whatever function it happened in."""
+    called = time.time()
     cfg: ExperimentConfig = loop_config["experiment"]
-    start(cfg, loop_config["plan"], Path(loop_config["run_dir"]), loop_config["progress_board"])
+    start(
+        cfg, loop_config["plan"], Path(loop_config["run_dir"]), loop_config["progress_board"],
+        called,
+    )  # fmt: skip
     try:
         loop_config["train_fn"](cfg.to_dict())
     except Exception as err:

@@ -46,6 +46,8 @@ class StepMeter:
     forward_end: float = 0.0
     """When the last training forward of the running step ended: backward starts there."""
     total_steps: int = 0
+    first_step: tuple[float, float] | None = None
+    """When the first optimizer step of this process started and ended (perf_counter)."""
     steps: int = 0
     samples: int = 0
     step_s: float = 0.0
@@ -90,6 +92,8 @@ class StepMeter:
         self.steps += 1
         self.total_steps += 1
         self.step_s += now - self.step_start
+        if self.first_step is None:
+            self.first_step = (self.step_start, now)
         if self.tracer is not None:
             self.tracer.step_ends(self.step_start, now)
         self.step_start = None

@@ -23,7 +23,7 @@ from raysim.errors import is_number
 from raysim.plan.memory_floor import optimizer_moments, state_floor_problem
 from raysim.plan.resources import NODE_LABEL, ResourcePlan
 from raysim.procfs import peak_rss_bytes, process_rss_bytes
-from raysim.rundir import TRACE_KEY, raysim_home
+from raysim.rundir import STARTUP_KEY, TRACE_KEY, raysim_home
 from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
 from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
@@ -35,6 +35,7 @@ from raysim.worker.model_facts import (
 )
 from raysim.worker.nvml import nvml_metrics
 from raysim.worker.progress import StepPoster
+from raysim.worker.startup import StartupMarks
 from raysim.worker.tracer import StepTracer
 
 
@@ -89,6 +90,7 @@ class _Session:
     gauges: dict[str, Any] = field(default_factory=dict)
     poster: StepPoster | None = None
     """Posts steps to the driver's progress bar, when it draws one."""
+    startup: StartupMarks = field(default_factory=StartupMarks)
 
     @property
     def holds_a_budget(self) -> bool:
@@ -171,9 +173,14 @@ def current_session() -> _Session:
 
 
 def start(
-    cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, progress_board: Any = None
+    cfg: ExperimentConfig,
+    plan: ResourcePlan,
+    run_dir: Path,
+    progress_board: Any = None,
+    called_unix: float | None = None,
 ) -> NodeContext:
-    """Set this worker up as a simulated node (called by raysim before the function)."""
+    """Set this worker up as a simulated node (called by raysim before the function;
+    called_unix: when Ray Train called raysim on this worker)."""
     import ray
     import ray.train
     import ray.train.torch
@@ -203,6 +210,8 @@ def start(
     _current = _Session(context, FaultInjector(cfg.faults, run_dir, context.node_index))
     if progress_board is not None:
         _current.poster = StepPoster(progress_board, rank)
+    _current.startup.mark("node_start", called_unix)
+    _current.startup.mark("node_ready")
     return context
 
 
@@ -218,6 +227,7 @@ def prepare(model: torch.nn.Module, loader=None):
     import ray.train.torch
 
     session = current_session()
+    session.startup.mark("prepare_start")
     ctx = session.context
     facts = ModelFacts.of(model)
     session.check_state_floor(facts.trainable_parameters)
@@ -237,6 +247,7 @@ def prepare(model: torch.nn.Module, loader=None):
             loader = MeasuredLoader(loader, session.meter)
         session.measure(model)
     session.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
+    session.startup.mark("prepare_end")
     return model if loader is None else (model, loader)
 
 
@@ -287,11 +298,23 @@ def raysim_measurements() -> dict[str, Any]:
     figures.update(session.meter.take())
     if session.meter.tracer is not None:
         figures[TRACE_KEY] = session.meter.tracer.take()
+    startup = startup_marks(session)
+    if startup is not None:
+        figures[STARTUP_KEY] = startup
     if session.facts is not None and ctx.rank == 0 and session.facts.ddp_buckets_bytes:
         figures["model"] = session.facts.to_dict()
     if ctx.device.type == "cuda":
         figures.update(cuda_memory_metrics(ctx.device))
     return figures
+
+
+def startup_marks(session: _Session) -> dict[str, float] | None:
+    """This node's start-up marks, once: with the first report after its first step."""
+    first_step = session.meter.first_step
+    if first_step is not None:
+        session.startup.mark_perf("first_step_start", first_step[0])
+        session.startup.mark_perf("first_step_end", first_step[1])
+    return session.startup.take(steps_measured=session.facts is not None)
 
 
 def cuda_memory_metrics(device: torch.device) -> dict[str, int]:

@@ -46,6 +46,7 @@ from unittest import mock
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from common import provenance
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
@@ -394,8 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
             repeats.append(
                 measure(epochs, image_size, max_steps, run_dir, only_data, folder, args.quick, flip)
             )
-    results = combine(repeats)
-    results["machine"] = {"cpus": os.cpu_count(), "torch": torch.__version__}
+    results = {**provenance(), **combine(repeats)}
     results["settings"] = {
         "epochs": epochs,
         "image_size": image_size,
@@ -403,7 +403,6 @@ def main(argv: list[str] | None = None) -> dict:
         "raysim_ddp_kwargs": raysim_ddp_kwargs(4),
         "imagefolder": {"train_per_class": folder[0], "classes": 4, "source_px": folder[1:]},
     }
-    results["date"] = time.strftime("%Y-%m-%d")
     name = "bench_core" + ("_quick" if args.quick else "") + ("_data" if args.only else "")
     (Path(args.out) / f"{name}.json").write_text(json.dumps(results, indent=2))
     print(table(results))

@@ -14,8 +14,9 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from common import provenance
 
 import raysim
 from raysim.builtin.model import build_model
@@ -70,7 +71,7 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "buckets": buckets, "rows": rows}
+    result = {**provenance(), "settings": vars(args), "buckets": buckets, "rows": rows}
     (Path(args.out) / "bench_network.json").write_text(json.dumps(result, indent=2))
 
 

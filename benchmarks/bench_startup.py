@@ -28,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import provenance  # noqa: E402
+from common import provenance
 
 CASES = ("ray-train", "ray-train-ddp", "raysim")
 
@@ -65,6 +64,8 @@ def small_config(nodes: int, run_dir: str, address: str | None, **overrides):
 
 def measure_bare(nodes: int, run_dir: str, address: str | None, ddp: bool) -> dict:
     """One bare TorchTrainer in this process: seconds from the process's start."""
+    if address is not None:  # `raysim up` starts Ray with token authentication: send it
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -175,7 +176,9 @@ def startup_part(mode: str, nodes: int, repeats: int, run_dir: str) -> dict:
         runs: dict[str, list[dict]] = {case: [] for case in CASES}
         for repeat in range(repeats):
             for case in CASES if repeat % 2 == 0 else reversed(CASES):
-                runs[case].append(run_case(case, nodes, run_dir, address))
+                # raysim joins `raysim up`'s cluster as README says: --address auto
+                joins = "auto" if address is not None and case == "raysim" else address
+                runs[case].append(run_case(case, nodes, run_dir, joins))
             print(mode, json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
     finally:
         if address is not None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
+
+from common import provenance
 
 import raysim
 from raysim.cluster import SimCluster, detect_hardware
@@ -79,7 +80,7 @@ def main() -> None:
         row["samples_per_s_vs_baseline"] = row["samples_per_s"] / baseline["samples_per_s"]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     result = {
-        "date": time.strftime("%Y-%m-%d"),
+        **provenance(),
         "device": args.device,
         "gpu": hw.gpu_name,
         "image_size": args.image_size,

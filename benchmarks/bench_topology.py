@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import provenance
+
 from raysim.rundir import epoch_lines, read_lines
 
 
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         for topology, results in runs.items()
     }
     results = {
+        **provenance(),
         **figures,
         "ratios": {
             "multi_node / single_host samples/s": figures["multi_node"]["steady_samples_per_s"]
@@ -113,7 +116,6 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "node_loss": loss,
         "settings": vars(args),
-        "date": time.strftime("%Y-%m-%d"),
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "bench_topology.json").write_text(json.dumps(results, indent=2))

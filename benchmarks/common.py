@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 
@@ -40,11 +42,36 @@ def machine() -> dict:
     }
 
 
+def gpu_name() -> str | None:
+    """The first GPU as nvidia-smi names it, None without one (no torch import needed)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    done = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+    )
+    names = done.stdout.strip().splitlines()
+    return names[0] if done.returncode == 0 and names else None
+
+
+VERSIONED = ("torch", "torchvision", "ray", "numpy", "mlflow-skinny")
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
 def provenance() -> dict:
-    """For the top of a result file."""
+    """For the top of a result file: what made it, where, with what, when."""
     return {
         "commit": git_commit(Path(__file__).resolve().parent),
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
+        "machine": {**machine(), "gpu": gpu_name()},
+        "versions": versions(),
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -1,0 +1,183 @@
+"""Regenerate every kept result in benchmarks/results/, or check quickly that each still runs.
+
+    python benchmarks/run_all.py [--only NAME,...] [--quick] [--out DIR] [--list]
+
+Each benchmark is a fresh process, one after another (they would share the cores
+otherwise). The kept results are what BENCHMARKS.md and README quote; every one
+records its commit, exact command, machine, versions and date (common.provenance).
+--quick runs each at tiny sizes into --out (default: a temporary folder), never over
+the kept results: it checks the harness, not the numbers. An A/B benchmark exports
+the two commits it compares (git archive) and runs each tree's raysim. A benchmark
+that needs a GPU is skipped, said so, where there is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    script: str
+    args: tuple[str, ...]
+    """Flags of the kept run; {out} is the results folder, {before}/{after} the trees."""
+    quick: tuple[str, ...]
+    """Flags of the quick run (tiny sizes)."""
+    results: tuple[str, ...]
+    """The kept files it writes, in the results folder."""
+    trees: dict[str, str] = field(default_factory=dict)
+    """An A/B benchmark's trees: name → commit."""
+    needs_gpu: bool = False
+
+
+BENCHMARKS = (
+    Benchmark("core", "bench_core.py", ("--epochs", "3", "--repeats", "3", "--out", "{out}"),
+              ("--quick", "--out", "{out}"), ("bench_core.json",)),
+    Benchmark("core-data", "bench_core.py", ("--only", "data", "--out", "{out}"),
+              ("--quick", "--only", "data", "--out", "{out}"), ("bench_core_data.json",)),
+    Benchmark("startup", "bench_startup.py",
+              ("--nodes", "4", "--repeats", "2", "--out", "{out}/bench_startup.json"),
+              ("--nodes", "2", "--repeats", "1", "--parts", "cold",
+               "--out", "{out}/bench_startup.json"),
+              ("bench_startup.json",)),
+    Benchmark("network", "bench_network.py", ("--out", "{out}"),
+              ("--nodes", "2", "--networks", "10gbe", "--steps", "3", "--out", "{out}"),
+              ("bench_network.json",)),
+    Benchmark("switches-cpu", "bench_switches.py", ("--device", "cpu", "--out", "{out}"),
+              ("--device", "cpu", "--steps", "2", "--batch-size", "8", "--image-size", "16",
+               "--out", "{out}"), ("bench_switches_cpu.json",)),
+    Benchmark("switches-cuda", "bench_switches.py", ("--device", "cuda", "--out", "{out}"),
+              ("--device", "cuda", "--steps", "2", "--batch-size", "8", "--out", "{out}"),
+              ("bench_switches_cuda.json",), needs_gpu=True),
+    Benchmark("topology", "bench_topology.py", ("--out", "{out}"),
+              ("--nodes", "2", "--epochs", "2", "--repeats", "1", "--out", "{out}"),
+              ("bench_topology.json",)),
+    Benchmark("measure", "bench_measure.py",
+              ("--nodes", "4", "--epochs", "3", "--steps", "40", "--repeats", "4",
+               "--out", "{out}/bench_measure.json"),
+              ("--nodes", "2", "--epochs", "2", "--steps", "3", "--repeats", "1",
+               "--out", "{out}/bench_measure.json"), ("bench_measure.json",)),
+    Benchmark("measure-20steps", "bench_measure.py",
+              ("--nodes", "4", "--epochs", "3", "--steps", "20", "--repeats", "3",
+               "--out", "{out}/bench_measure_20steps.json"),
+              ("--nodes", "2", "--epochs", "2", "--steps", "3", "--repeats", "1",
+               "--out", "{out}/bench_measure_20steps.json"), ("bench_measure_20steps.json",)),
+    Benchmark("measure-hooks", "bench_measure_hooks.py",
+              ("--steps", "20", "--pairs", "16", "--out", "{out}/bench_measure_hooks.json"),
+              ("--steps", "2", "--pairs", "1", "--out", "{out}/bench_measure_hooks.json"),
+              ("bench_measure_hooks.json",)),
+    Benchmark("trace", "bench_trace.py",
+              ("--nodes", "2", "--epochs", "3", "--steps", "20", "--repeats", "4",
+               "--out", "{out}/bench_trace.json"),
+              ("--nodes", "2", "--epochs", "2", "--steps", "3", "--repeats", "1",
+               "--out", "{out}/bench_trace.json"), ("bench_trace.json",)),
+    Benchmark("projection", "bench_projection.py", ("--out", "{out}/projection_validation.json"),
+              ("--out", "{out}/projection_validation.json"), ("projection_validation.json",)),
+    Benchmark("readme", "bench_readme.py", ("--out", "{out}"), ("--quick", "--out", "{out}"),
+              ("readme_main_job.json", "fit_readme.json")),
+    Benchmark("house-ab", "bench_ab.py",
+              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "4",
+               "--epochs", "3", "--repeats", "4", "--out", "{out}/bench_ab_house.json"),
+              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "2",
+               "--epochs", "2", "--repeats", "1", "--out", "{out}/bench_ab_house.json",
+               "--", "--max-steps-per-epoch", "3"),
+              ("bench_ab_house.json",), trees={"before": "ccc5223", "after": "41a9c4b"}),
+    Benchmark("house-cli-start", "bench_cli_start.py",
+              ("--tree", "before={before}", "--tree", "after={after}", "--repeats", "5",
+               "--out", "{out}/bench_cli_start.json"),
+              ("--tree", "before={before}", "--tree", "after={after}", "--repeats", "1",
+               "--out", "{out}/bench_cli_start.json"),
+              ("bench_cli_start.json",), trees={"before": "ccc5223", "after": "41a9c4b"}),
+    Benchmark("buckets-ab", "bench_ab.py",
+              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "4",
+               "--epochs", "3", "--repeats", "3", "--out", "{out}/bench_ab_buckets.json"),
+              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "2",
+               "--epochs", "2", "--repeats", "1", "--out", "{out}/bench_ab_buckets.json",
+               "--", "--max-steps-per-epoch", "3"),
+              ("bench_ab_buckets.json",), trees={"before": "51c236a", "after": "e56e64a"}),
+)  # fmt: skip
+
+
+def has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None and (
+        subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    )
+
+
+def export_tree(commit: str, into: Path) -> Path:
+    """The commit's files (no .git): what each side of an A/B runs."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def command_of(bench: Benchmark, quick: bool, out: Path, trees: dict[str, Path]) -> list[str]:
+    values = {"out": str(out), **{name: str(path) for name, path in trees.items()}}
+    flags = [flag.format(**values) for flag in (bench.quick if quick else bench.args)]
+    return [sys.executable, str(HERE / bench.script), *flags]
+
+
+def run(bench: Benchmark, quick: bool, out: Path, scratch: Path) -> float:
+    trees = {
+        name: export_tree(commit, scratch / f"{bench.name}-{name}")
+        for name, commit in bench.trees.items()
+    }
+    command = command_of(bench, quick, out, trees)
+    print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="names, comma-separated (see --list)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, not the kept results")
+    parser.add_argument("--out", help="results folder (default: benchmarks/results; --quick: a "
+                        "temporary one)")  # fmt: skip
+    parser.add_argument("--list", action="store_true", help="name each benchmark and its files")
+    args = parser.parse_args(argv)
+    chosen = [b for b in BENCHMARKS if args.only is None or b.name in args.only.split(",")]
+    if args.only is not None and len(chosen) != len(set(args.only.split(","))):
+        known = ", ".join(b.name for b in BENCHMARKS)
+        raise SystemExit(f"run_all: --only names an unknown benchmark; known: {known}")
+    if args.list:
+        for bench in chosen:
+            print(f"{bench.name:16} {bench.script:24} {', '.join(bench.results)}")
+        return {}
+    gpu = has_gpu()
+    seconds: dict[str, float] = {}
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(args.out or (Path(scratch) / "results" if args.quick else HERE / "results"))
+        out.mkdir(parents=True, exist_ok=True)
+        for bench in chosen:
+            if bench.needs_gpu and not gpu:
+                print(f"== {bench.name}: skipped, needs a GPU (nvidia-smi finds none)")
+                continue
+            try:  # one failure does not cost the others' hours
+                seconds[bench.name] = run(bench, args.quick, out.resolve(), Path(scratch))
+            except subprocess.CalledProcessError as err:
+                failed.append(f"{bench.name} (exit {err.returncode})")
+    print("done:", ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items()))
+    if failed:
+        raise SystemExit(f"run_all: failed: {', '.join(failed)}; its output is above")
+    return seconds
+
+
+if __name__ == "__main__":
+    main()

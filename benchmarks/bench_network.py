@@ -5,7 +5,8 @@
 For each N: a loopback run measures compute per step at that N (the simulated nodes
 share the cores, so compute depends on N); then one run per emulated network. The
 projection from the loopback compute is compared with the measured step time
-(median over ranks, epoch 2; epoch 1 holds warm-up and DDP's bucket rebuild).
+(median over ranks, epoch 2; epoch 1 holds warm-up and DDP's bucket rebuild). Every
+run, loopback included, uses DDP's 25 MB buckets, as the projection does.
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ def epoch2_ranks(run_dir: Path) -> list[dict]:
     return [r for r in rank_lines(read_lines(run_dir / "metrics.jsonl")) if r["epoch"] == 2]
 
 
+DDP_BUCKET_MB = 25.0
+"""DDP's default bucket, named for every run: without a network raysim would give DDP one
+bucket, and the loopback compute must be measured with the buckets the projection and
+the emulated runs use."""
+
+
 def measure(nodes: int, network: str | None, steps: int, run_dir: str) -> list[dict]:
     cfg = raysim.load_config(
         num_nodes=nodes, num_epochs=2, max_steps_per_epoch=steps, image_size=32,
-        device="cpu", network=network, run_dir=run_dir,
+        device="cpu", network=network, run_dir=run_dir, ddp_bucket_mb=DDP_BUCKET_MB,
         run_name=f"n{nodes}-{network or 'loopback'}",
     )  # fmt: skip
     return epoch2_ranks(raysim.run(cfg, out=None).run_dir)

@@ -1,6 +1,6 @@
 """Core throughput and start-up, side by side in one session.
 
-    python benchmarks/bench_core.py [--epochs 3] [--repeats 1] [--quick] [--only data]
+    python benchmarks/bench_core.py [--epochs 3] [--repeats 2] [--quick] [--only data]
                                     [--out benchmarks/results]
 
 Measures, on the digits set, each repeat in this order (so the setups alternate):
@@ -24,8 +24,10 @@ Measures, on the digits set, each repeat in this order (so the setups alternate)
              before the cache, and from the decoded cache (its one-time build timed)
 Steady-state samples/s is the median of the epochs after the first (min–max over
 repeats beside it). Ratios are paired: both setups of one repeat, then the median over
-repeats (min–max beside it), because this machine is noisy; odd repeats run each
-raysim/DDP pair DDP first, so a drift within a repeat does not favour either.
+repeats (min–max beside it), because this machine is noisy; every second repeat runs
+each raysim/DDP pair DDP first, and --repeats must be 1 or even, so each order runs
+as often as the other and a drift within a repeat favours neither. Every rate is the
+same for raysim and plain DDP: all ranks' samples over the slowest rank's time.
 --quick (tiny sizes) is for the test; --only data measures the data paths alone.
 """
 
@@ -60,11 +62,12 @@ from raysim.procfs import peak_rss_bytes
 from raysim.rundir import epoch_lines, rank_lines, raysim_home, read_lines
 
 
-def plain_epochs(model, loader, epochs: int, max_steps: int | None = None) -> list[float]:
-    """samples/s per epoch of the same loop raysim runs (its fused Adam, cross-entropy)."""
+def plain_epochs(model, loader, epochs: int, max_steps: int | None = None) -> list[list[float]]:
+    """[samples, seconds] per epoch of the same loop raysim runs (its fused Adam,
+    cross-entropy)."""
     optimizer = adam(model, 1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
-    rates = []
+    epochs_done = []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
         start, samples = time.perf_counter(), 0
@@ -75,8 +78,12 @@ def plain_epochs(model, loader, epochs: int, max_steps: int | None = None) -> li
             samples += len(labels)
             if max_steps is not None and step >= max_steps:
                 break
-        rates.append(samples / (time.perf_counter() - start))
-    return rates
+        epochs_done.append([samples, time.perf_counter() - start])
+    return epochs_done
+
+
+def rates_of(epochs: list[list[float]]) -> list[float]:
+    return [samples / seconds for samples, seconds in epochs]
 
 
 def serial_same_work(nodes: int, batch: int, image_size: int, epochs: int,
@@ -209,9 +216,9 @@ def _ddp_worker(rank: int, world: int, image_size: int, epochs: int, max_steps, 
     data = digits(image_size)
     loader = train_loader(data.train, 8, rank, world, seed=0, workers=0)
     model = torch.nn.parallel.DistributedDataParallel(build_model(10), **ddp_kwargs)
-    rates = plain_epochs(model, loader, epochs, max_steps)
+    epochs_done = plain_epochs(model, loader, epochs, max_steps)
     dist.destroy_process_group()
-    figures = {"rss_mb": peak_rss_mb(), "rates": [r * world for r in rates]}
+    figures = {"rss_mb": peak_rss_mb(), "epochs": epochs_done}
     Path(f"{out}.{rank}").write_text(json.dumps(figures))
 
 
@@ -232,7 +239,10 @@ def plain_ddp(world: int, image_size: int, epochs: int, max_steps: int | None,
         mp.spawn(_ddp_worker, args=args, nprocs=world)
         ranks = [json.loads(Path(f"{out}.{rank}").read_text()) for rank in range(world)]
     rss = [r["rss_mb"] for r in ranks]
-    return {"rates": ranks[0]["rates"], "peak_rss_mb": max(rss), "total_rss_mb": sum(rss)}
+    # raysim's rate: every rank's samples over the slowest rank's time, epoch by epoch
+    per_epoch = zip(*(r["epochs"] for r in ranks), strict=True)
+    rates = [sum(s for s, _ in e) / max(t for _, t in e) for e in per_epoch]
+    return {"rates": rates, "peak_rss_mb": max(rss), "total_rss_mb": sum(rss)}
 
 
 def in_fresh_process(function, *args) -> dict:
@@ -253,7 +263,7 @@ def single_process(batch: int, image_size: int, epochs: int, max_steps: int | No
     torch.manual_seed(0)
     data = digits(image_size)
     loader = train_loader(data.train, batch, 0, 1, seed=0, workers=0)
-    return plain_epochs(build_model(10), loader, epochs, max_steps)
+    return rates_of(plain_epochs(build_model(10), loader, epochs, max_steps))
 
 
 def raysim_run(nodes: int, batch: int, image_size: int, epochs: int, max_steps: int | None,
@@ -382,6 +392,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", choices=["data"], help="measure the data paths alone")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
+    if args.repeats > 1 and args.repeats % 2:
+        parser.error(f"--repeats {args.repeats}: use 1 or an even number, so both orders of "
+                     "each raysim/DDP pair run equally often")  # fmt: skip
     epochs, image_size, max_steps = args.epochs, args.image_size, None
     folder = (100, 256, 192)  # per class (4 classes), width, height
     if args.quick:

@@ -42,7 +42,7 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    Benchmark("core", "bench_core.py", ("--epochs", "3", "--repeats", "3", "--out", "{out}"),
+    Benchmark("core", "bench_core.py", ("--epochs", "3", "--repeats", "4", "--out", "{out}"),
               ("--quick", "--out", "{out}"), ("bench_core.json",)),
     Benchmark("core-data", "bench_core.py", ("--only", "data", "--out", "{out}"),
               ("--quick", "--only", "data", "--out", "{out}"), ("bench_core_data.json",)),

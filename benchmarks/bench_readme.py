@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
             "process_wall_s": wall,
             "memory_peak_mb_per_node": [n["memory_peak_bytes"] / 1e6 for n in summary["nodes"]],
             "peak_rss_mb_per_node": [n["peak_rss_bytes"] / 1e6 for n in summary["nodes"]],
+            "memory_baseline_mb_per_node": [
+                n["memory_baseline_bytes"] / 1e6 for n in summary["nodes"]
+            ],
         },
         "summary": summary,
     }

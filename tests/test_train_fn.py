@@ -36,6 +36,8 @@ def test_custom_function_runs_at_one_and_four_nodes(shared_ray, tiny_config):
         # prepare() put the node under its budget: the guard reports against it
         assert rank["memory_budget_bytes"] == int(0.25 * 10 * 2**30)
         assert 0 <= rank["memory_peak_bytes"] < rank["memory_budget_bytes"]
+        # what the node held before training (not charged): Python, torch, Ray's worker
+        assert 300e6 < rank["memory_baseline_bytes"] < 8e9
         assert rank["memory_headroom_bytes"] == (
             rank["memory_budget_bytes"] - rank["memory_peak_bytes"]
         )

@@ -68,6 +68,8 @@ class MemoryGuard:
             "memory_peak_bytes": self.peak_bytes,
             "memory_headroom_bytes": self.budget_bytes - self.peak_bytes,
         }
+        if self.device_kind == "cpu":  # not charged to the budget, but the host holds it
+            figures["memory_baseline_bytes"] = self.baseline_data_bytes
         self.peak_bytes = 0
         return figures
 

@@ -86,6 +86,8 @@ BENCHMARKS = (
               ("--out", "{out}/projection_validation.json"), ("projection_validation.json",)),
     Benchmark("readme", "bench_readme.py", ("--out", "{out}"), ("--quick", "--out", "{out}"),
               ("readme_main_job.json", "fit_readme.json")),
+    Benchmark("suite", "bench_suite.py", ("--out", "{out}/test_suite.json"),
+              ("--quick", "--out", "{out}/test_suite.json"), ("test_suite.json",)),
     Benchmark("house-ab", "bench_ab.py",
               ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "4",
                "--epochs", "3", "--repeats", "4", "--out", "{out}/bench_ab_house.json"),
@@ -126,9 +128,13 @@ def export_tree(commit: str, into: Path) -> Path:
 
 
 def command_of(bench: Benchmark, quick: bool, out: Path, trees: dict[str, Path]) -> list[str]:
+    """Paths inside the repository relative to it (the command runs there), so a result
+    names the command anyone can type."""
+    if out.is_relative_to(ROOT):
+        out = out.relative_to(ROOT)
     values = {"out": str(out), **{name: str(path) for name, path in trees.items()}}
     flags = [flag.format(**values) for flag in (bench.quick if quick else bench.args)]
-    return [sys.executable, str(HERE / bench.script), *flags]
+    return [sys.executable, str((HERE / bench.script).relative_to(ROOT)), *flags]
 
 
 def run(bench: Benchmark, quick: bool, out: Path, scratch: Path) -> float:

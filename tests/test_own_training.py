@@ -64,6 +64,20 @@ def cnn_fn(config):
         worker.report({"epoch": epoch, "loss": loss.item(), "seen": settings.get("width", 0)})
 
 
+def test_profile_steps_write_every_nodes_trace_for_a_users_function(shared_ray, tiny_config):
+    cfg = tiny_config(num_nodes=2, num_epochs=1, run_name="profiled", profile_steps=2,
+                      batch_size=32)  # fmt: skip
+    result = raysim.run(cfg, train_fn=cnn_fn, out=None)
+    for node in ("node-0", "node-1"):
+        events = json.loads((result.run_dir / "profile" / f"{node}.json").read_text())
+        names = {e.get("name") for e in events["traceEvents"]}
+        assert sorted(n for n in names if n and n.startswith("ProfilerStep#")) == [
+            "ProfilerStep#2",
+            "ProfilerStep#3",
+        ]
+        assert "aten::convolution" in names and "Optimizer.step#Adam.step" in names
+
+
 def cnn_parameters(width: int) -> int:
     return sum(p.numel() for p in SmallCNN(width).parameters())
 

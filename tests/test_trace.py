@@ -299,3 +299,22 @@ def test_a_users_function_through_prepare_gets_a_trace(shared_ray, tmp_path):
     assert_steps_are_tiled(events, epochs=[1, 2], traced=2)
     assert sorted({k[2] for k in steps_of(events)}) == [1, 2], "only the first 2 steps"
     assert {e["name"] for e in events if e.get("cat") == "comm"} == {"all-reduce"}
+
+
+def test_the_profiler_records_the_steps_after_its_skip_and_warm_up(tmp_path):
+    """profile_steps 2: step 1 skipped, step 2 warms up, steps 3 and 4 are in the trace."""
+    from raysim.worker.profiler import NodeProfiler
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trace = tmp_path / "profile" / "node-0.json"
+    profiler = NodeProfiler(2, torch.device("cpu"), trace)
+    for step in range(6):
+        model(torch.randn(2, 3, 8, 8)).sum().backward()
+        optimizer.step()
+        profiler.step_done(optimizer)
+        assert trace.exists() == (step >= 3), step  # written when the last one ends
+    names = {event.get("name") for event in json.loads(trace.read_text())["traceEvents"]}
+    steps = sorted(n for n in names if n and n.startswith("ProfilerStep#"))
+    assert steps == ["ProfilerStep#2", "ProfilerStep#3"]
+    assert {"aten::convolution", "aten::addmm"} <= names

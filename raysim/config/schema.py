@@ -114,6 +114,10 @@ class ExperimentConfig:
     """Steps per epoch (the first after each report) whose spans go to the run's timeline,
     trace.json (data wait, forward, backward, each bucket's all-reduce, optimizer step);
     0 turns tracing off. Needs measure_steps."""
+    profile_steps: int = 0
+    """Steps that torch.profiler records on every node (after one skipped and one warm-up
+    step), each node's trace written to profile/<node>.json; 0 (default) leaves the
+    profiler off. Needs measure_steps."""
     train_config: dict[str, Any] = field(default_factory=dict)
     """Your training function's own settings, free-form: passed to it as
     config["train_config"] (CLI: --train-config key=value). Everything else is strict."""
@@ -173,6 +177,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "dashboard_port": (0, 65535, "use a port number, or 0 for a free one"),
     "accumulate_steps": (1, None, "use 1 (no accumulation) or more micro-batches per step"),
     "trace_steps": (0, None, "use 0 (no trace) or a few steps per epoch, e.g. 3"),
+    "profile_steps": (0, None, "use 0 (no profiler) or a few steps, e.g. 3"),
     "min_nodes": (1, None, "use at least 1 node or leave it unset"),
     "worker_start_timeout_s": (0, None, "use a positive number of seconds, e.g. 10"),
 }

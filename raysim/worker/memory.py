@@ -6,7 +6,8 @@ CPU: the budget (memory_fraction × device_memory_gb) is enforced on real memory
 with RLIMIT_DATA set to the process's data segment after imports and setup plus
 the budget, so the allocation that crosses it fails inside torch. The baseline
 (Python, torch, Ray's worker, the model) is not charged to the budget, because a
-Ray worker alone holds ~2.3 GB of virtual data space before it trains anything.
+Ray worker alone holds ~2.4 GB of virtual data space before it trains anything
+(memory_baseline_bytes: 2410–2418 MB per node in README's main job).
 The limit is the whole process's: at it, an allocation in one of gloo's or Ray's
 threads can fail too, which ends the process instead of raising the clear error,
 so a budget below the model's training state (which could only fail) is refused

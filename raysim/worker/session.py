@@ -23,7 +23,7 @@ from raysim.errors import is_number
 from raysim.plan.memory_floor import optimizer_moments, state_floor_problem
 from raysim.plan.resources import NODE_LABEL, ResourcePlan
 from raysim.procfs import peak_rss_bytes, process_rss_bytes
-from raysim.rundir import STARTUP_KEY, TRACE_KEY, raysim_home
+from raysim.rundir import PROFILE_DIR, STARTUP_KEY, TRACE_KEY, raysim_home
 from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
 from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
@@ -34,6 +34,7 @@ from raysim.worker.model_facts import (
     watch_single_node_buckets,
 )
 from raysim.worker.nvml import nvml_metrics
+from raysim.worker.profiler import NodeProfiler
 from raysim.worker.progress import StepPoster
 from raysim.worker.startup import StartupMarks
 from raysim.worker.tracer import StepTracer
@@ -246,6 +247,13 @@ def prepare(model: torch.nn.Module, loader=None):
         if loader is not None:
             loader = MeasuredLoader(loader, session.meter)
         session.measure(model)
+        if ctx.config.profile_steps:
+            profiler = NodeProfiler(
+                ctx.config.profile_steps,
+                ctx.device,
+                ctx.run_dir / PROFILE_DIR / f"{ctx.node_id}.json",
+            )
+            session.meter.on_step_end.append(profiler.step_done)
     session.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
     session.startup.mark("prepare_end")
     return model if loader is None else (model, loader)

@@ -1,0 +1,55 @@
+"""One command regenerates every kept result, and every kept result says how it was made."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import run_all  # noqa: E402
+
+KEPT = sorted((BENCH / "results").glob("*.json"))
+
+
+def test_every_benchmark_and_every_kept_result_is_in_run_all():
+    scripts = {b.script for b in run_all.BENCHMARKS}
+    assert scripts == {p.name for p in BENCH.glob("bench_*.py")}
+    made = [name for b in run_all.BENCHMARKS for name in b.results]
+    assert len(made) == len(set(made)), "two benchmarks write one file"
+    assert {p.name for p in KEPT} <= set(made), "a kept result run_all cannot make"
+    for bench in run_all.BENCHMARKS:  # the kept run writes its files where run_all looks
+        flags = " ".join(bench.args)
+        assert all(name in flags or bench.args[-1] == "{out}" for name in bench.results)
+
+
+@pytest.mark.parametrize("path", KEPT, ids=[p.name for p in KEPT])
+def test_a_kept_result_names_its_commit_command_machine_versions_and_date(path):
+    record = json.loads(path.read_text())
+    assert len(record["commit"]) >= 7 and record["command"].split()[0].startswith("python")
+    assert record["date"][:4] == "2026"
+    machine, versions = record["machine"], record["versions"]
+    assert {"cores", "memory_gib", "cpu_model", "gpu"} <= set(machine)
+    assert machine["cores"] >= 1
+    missing = [key for key in ("memory_gib", "cpu_model") if machine[key] is None]
+    assert not missing or "provenance_note" in record, f"{missing} unrecorded, unexplained"
+    assert versions["torch"] and versions["ray"] and versions["python"]
+
+
+def test_the_quick_form_runs_and_writes_where_it_is_told(tmp_path):
+    """The benchmarks that need no Ray, at their quick sizes, through run_all itself."""
+    seconds = run_all.main(["--quick", "--only", "projection,measure-hooks", "--out",
+                            str(tmp_path)])  # fmt: skip
+    assert set(seconds) == {"projection", "measure-hooks"}
+    for name in ("projection_validation.json", "bench_measure_hooks.json"):
+        record = json.loads((tmp_path / name).read_text())
+        assert "run_all.py" not in record["command"] and record["machine"]["cores"] >= 1
+    hooks = json.loads((tmp_path / "bench_measure_hooks.json").read_text())
+    assert hooks["ratio_measured_over_plain"]["median"] > 0
+
+
+def test_an_unknown_name_is_refused_with_the_known_ones():
+    with pytest.raises(SystemExit, match="unknown benchmark; known: core, core-data"):
+        run_all.main(["--only", "cores", "--list"])

@@ -41,6 +41,19 @@ class Benchmark:
     needs_gpu: bool = False
 
 
+def ab_run(name: str, result: str, before: str, after: str, repeats: int) -> Benchmark:
+    """bench_ab.py between two commits: 4 nodes × 3 epochs (quick: 2 × 2 epochs of 3 steps)."""
+    trees = ("--tree", "before={before}", "--tree", "after={after}")
+    return Benchmark(
+        name, "bench_ab.py",
+        (*trees, "--nodes", "4", "--epochs", "3", "--repeats", str(repeats),
+         "--out", f"{{out}}/{result}"),
+        (*trees, "--nodes", "2", "--epochs", "2", "--repeats", "1", "--out", f"{{out}}/{result}",
+         "--", "--max-steps-per-epoch", "3"),
+        (result,), trees={"before": before, "after": after},
+    )  # fmt: skip
+
+
 BENCHMARKS = (
     Benchmark("core", "bench_core.py", ("--epochs", "3", "--repeats", "4", "--out", "{out}"),
               ("--quick", "--out", "{out}"), ("bench_core.json",)),
@@ -88,26 +101,14 @@ BENCHMARKS = (
               ("readme_main_job.json", "fit_readme.json")),
     Benchmark("suite", "bench_suite.py", ("--out", "{out}/test_suite.json"),
               ("--quick", "--out", "{out}/test_suite.json"), ("test_suite.json",)),
-    Benchmark("house-ab", "bench_ab.py",
-              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "4",
-               "--epochs", "3", "--repeats", "4", "--out", "{out}/bench_ab_house.json"),
-              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "2",
-               "--epochs", "2", "--repeats", "1", "--out", "{out}/bench_ab_house.json",
-               "--", "--max-steps-per-epoch", "3"),
-              ("bench_ab_house.json",), trees={"before": "ccc5223", "after": "41a9c4b"}),
+    ab_run("house-ab", "bench_ab_house.json", "ccc5223", "41a9c4b", repeats=4),
     Benchmark("house-cli-start", "bench_cli_start.py",
               ("--tree", "before={before}", "--tree", "after={after}", "--repeats", "5",
                "--out", "{out}/bench_cli_start.json"),
               ("--tree", "before={before}", "--tree", "after={after}", "--repeats", "1",
                "--out", "{out}/bench_cli_start.json"),
               ("bench_cli_start.json",), trees={"before": "ccc5223", "after": "41a9c4b"}),
-    Benchmark("buckets-ab", "bench_ab.py",
-              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "4",
-               "--epochs", "3", "--repeats", "3", "--out", "{out}/bench_ab_buckets.json"),
-              ("--tree", "before={before}", "--tree", "after={after}", "--nodes", "2",
-               "--epochs", "2", "--repeats", "1", "--out", "{out}/bench_ab_buckets.json",
-               "--", "--max-steps-per-epoch", "3"),
-              ("bench_ab_buckets.json",), trees={"before": "51c236a", "after": "e56e64a"}),
+    ab_run("buckets-ab", "bench_ab_buckets.json", "51c236a", "e56e64a", repeats=3),
 )  # fmt: skip
 
 

@@ -55,7 +55,7 @@ def ab_run(name: str, result: str, before: str, after: str, repeats: int) -> Ben
 
 
 BENCHMARKS = (
-    Benchmark("core", "bench_core.py", ("--epochs", "3", "--repeats", "4", "--out", "{out}"),
+    Benchmark("core", "bench_core.py", ("--epochs", "3", "--repeats", "2", "--out", "{out}"),
               ("--quick", "--out", "{out}"), ("bench_core.json",)),
     Benchmark("core-data", "bench_core.py", ("--only", "data", "--out", "{out}"),
               ("--quick", "--only", "data", "--out", "{out}"), ("bench_core_data.json",)),

@@ -13,26 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import provenance
+from common import provenance, timed_raysim
 
 MAIN_JOB = ["run", "--config", "configs/distributed_config.yaml", "--num-epochs", "3"]
 FIT = ["fit", "--config", "configs/distributed_config.yaml", "--memory-fraction", "0.04",
        "--resolution", "16"]  # fmt: skip
 QUICK_MAIN_JOB = ["--num-epochs", "1", "--max-steps-per-epoch", "3"]
 QUICK_FIT = ["--resolution", "128"]
-
-
-def raysim(flags: list[str]) -> float:
-    """`raysim FLAGS` as a fresh process; its wall time."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "raysim.cli", *flags], check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -44,11 +34,11 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         main_job = MAIN_JOB + (QUICK_MAIN_JOB if args.quick else [])
-        wall = raysim([*main_job, "--run-dir", scratch, "--run-name", "main"])
+        wall = timed_raysim([*main_job, "--run-dir", scratch, "--run-name", "main"])
         summary = json.loads((Path(scratch) / "main" / "summary.json").read_text())
         fit_flags = FIT + (QUICK_FIT if args.quick else [])
         fit_out = Path(scratch) / "fit.json"
-        fit_wall = raysim([*fit_flags, "--run-dir", scratch, "--out", str(fit_out)])
+        fit_wall = timed_raysim([*fit_flags, "--run-dir", scratch, "--out", str(fit_out)])
         fit = json.loads(fit_out.read_text())
     main_result = {
         **provenance(),

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import provenance
+from common import provenance, timed_raysim
 
 CASES = ("ray-train", "ray-train-ddp", "raysim")
 
@@ -122,24 +122,20 @@ def run_case(case: str, nodes: int, run_dir: str, address: str | None) -> dict:
 def sweep_against_single_runs(nodes: int, run_dir: str, repeats: int) -> dict:
     """Seconds for 3 points as one `raysim sweep` and as 3 `raysim run`s, alternating."""
     points = ["8", "16", "32"]
-    base = [sys.executable, "-m", "raysim.cli"]
     common = ["--num-epochs", "1", "--max-steps-per-epoch", "3", "--device", "cpu",
               "--run-dir"]  # fmt: skip
 
     def one_sweep(tag: str) -> float:
-        start = time.perf_counter()
-        subprocess.run([*base, "sweep", *common, f"{run_dir}/{tag}", "--run-name", tag,
-                        "--num-nodes", str(nodes), "--batch-size", ",".join(points)],
-                       check=True, capture_output=True, timeout=1800)  # fmt: skip
-        return time.perf_counter() - start
+        return timed_raysim(["sweep", *common, f"{run_dir}/{tag}", "--run-name", tag,
+                             "--num-nodes", str(nodes), "--batch-size", ",".join(points)],
+                            timeout=1800)  # fmt: skip
 
     def single_runs(tag: str) -> float:
-        start = time.perf_counter()
-        for batch in points:
-            subprocess.run([*base, "run", *common, f"{run_dir}/{tag}", "--run-name",
-                            f"b{batch}", "--num-nodes", str(nodes), "--batch-size", batch],
-                           check=True, capture_output=True, timeout=900)  # fmt: skip
-        return time.perf_counter() - start
+        return sum(
+            timed_raysim(["run", *common, f"{run_dir}/{tag}", "--run-name", f"b{batch}",
+                          "--num-nodes", str(nodes), "--batch-size", batch], timeout=900)
+            for batch in points
+        )  # fmt: skip
 
     times: dict[str, list[float]] = {"sweep": [], "single_runs": []}
     for repeat in range(repeats):

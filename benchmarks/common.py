@@ -42,6 +42,15 @@ def machine() -> dict:
     }
 
 
+def timed_raysim(flags: list[str], timeout: float | None = None) -> float:
+    """`raysim FLAGS` as a fresh process (its output kept out of the benchmark's); its wall
+    time in seconds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "raysim.cli", *flags], check=True,
+                   capture_output=True, timeout=timeout)  # fmt: skip
+    return time.perf_counter() - start
+
+
 def gpu_name() -> str | None:
     """The first GPU as nvidia-smi names it, None without one (no torch import needed)."""
     if shutil.which("nvidia-smi") is None:

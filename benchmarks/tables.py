@@ -64,6 +64,11 @@ def median_span(median: float, low: float, high: float, digits: int) -> str:
     return f"{num(median, digits)} ({span(low, high, digits)})"
 
 
+def paired(ratio: dict) -> str:
+    """A paired ratio's median with its range (3 digits), as bench_*.py keep them."""
+    return median_span(ratio["median"], ratio["min"], ratio["max"], 3)
+
+
 def thousands(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -118,7 +123,7 @@ def cli_start(data: dict) -> str:
 def ratio_cell(ratio: dict) -> str:
     if ratio["min"] == ratio["max"] == ratio["median"]:
         return f"{ratio['median']:g}"
-    return median_span(ratio["median"], ratio["min"], ratio["max"], 3)
+    return paired(ratio)
 
 
 def ab_house(data: dict) -> str:
@@ -149,7 +154,7 @@ def measure(data: dict) -> str:
         f"{settings['steps']} steps × {settings['repeats']} pairs",
         num(rate["on"]["median"], 1),
         num(rate["off"]["median"], 1),
-        median_span(ratio["median"], ratio["min"], ratio["max"], 3),
+        paired(ratio),
     ]
     header = ["sitting", "samples/s on (median)", "off (median)", "ratio on/off, median (min–max)"]
     return table(header, [row])
@@ -162,7 +167,7 @@ def measure_hooks(data: dict) -> str:
         f"{settings['steps']} steps × {settings['pairs']} pairs",
         f"{step['plain']:.1f} ms",
         f"{step['measured']:.1f} ms",
-        median_span(ratio["median"], ratio["min"], ratio["max"], 3),
+        paired(ratio),
     ]
     header = [
         "blocks",
@@ -188,7 +193,7 @@ def trace(data: dict) -> str:
                 label,
                 num(rate["on"]["median"], 1),
                 num(rate["off"]["median"], 1),
-                median_span(ratio["median"], ratio["min"], ratio["max"], 3),
+                paired(ratio),
             ]
         )
     header = ["rate", "samples/s on (median)", "off (median)", "ratio on/off, median (min–max)"]

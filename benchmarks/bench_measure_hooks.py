@@ -1,140 +1,221 @@
-"""What raysim's step measurements cost one DDP step, measured without Ray's noise.
+"""What raysim's step measurements cost a step of the transformer example, without Ray.
 
-    python benchmarks/bench_measure_hooks.py [--ranks 2] [--steps 20] [--pairs 8] \\
+    python benchmarks/bench_measure_hooks.py [--ranks 2] [--pairs 600] [--full-pairs 300] \\
         [--out benchmarks/results/bench_measure_hooks.json]
 
-Two gloo ranks (processes on this host, one torch thread each) each hold two DDP copies
-of the same model: one plain, one with everything `raysim.worker.prepare` installs for
-its measurements (the comm hook on loopback, which adds no delay, the step meter's
-forward, loader and optimizer hooks, the model facts' gradient hooks for DDP's default
-buckets, the tracer for its first steps). Blocks of `steps` steps alternate between the
-copies, the order swapped every pair; a block's time is the slowest rank's. The paired
-ratio measured/plain per pair, median with the range. The end-to-end comparison with
-Ray is benchmarks/bench_measure.py; this one isolates the hooks' share of a step.
+gloo ranks (processes on this host, each with the torch threads a raysim node of that
+many gets) each hold two DDP copies of examples/transformer_lm.py's model, wrapped as
+raysim wraps it: one plain (what `prepare` leaves with measure_steps off), one
+instrumented by the same `NodeSession.instrument` that `prepare` calls (the comm hook on
+loopback, which adds no delay, the step meter's forward, loader and optimizer hooks, the
+model facts' gradient hooks, the memory samples, the tracer for its first steps). The
+copies alternate every step, the order swapped every pair, so the machine's drift falls
+on both alike; a step's time is the slowest rank's.
+
+The measurements cost the same per step whatever the tensors' sizes (they count, time
+and sample; they never touch gradient data), so their cost is read where the machine's
+noise is small in absolute terms: on the same model at width 8 (the same modules,
+parameter tensors and buckets; a step of ~13 ms). Which copy is built first shifts a
+step by about ±0.1 ms (a check with two identical copies shows it), so every phase runs
+twice in fresh processes, once with each copy built first, and the two are averaged:
+the cost is the mean of the two orders' median paired differences, with a 95 %
+bootstrap interval. That cost over the plain step of the real model (width 128, the
+example's) is the overhead; the real model's own paired ratio, noisier, is kept beside
+it. `--identical` also runs the check with two identical copies.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torchvision
 from common import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from examples.transformer_lm import DEFAULTS, TinyLM, bigram_corpus  # noqa: E402
 from raysim.config import ExperimentConfig  # noqa: E402
-from raysim.worker.emulation import set_up_emulation  # noqa: E402
-from raysim.worker.meter import MeasuredLoader, StepMeter  # noqa: E402
-from raysim.worker.model_facts import ModelFacts, watch_default_buckets  # noqa: E402
-from raysim.worker.tracer import StepTracer  # noqa: E402
+from raysim.plan.resources import Hardware, ResourcePlan, make_plan  # noqa: E402
+from raysim.worker.faults import FaultInjector  # noqa: E402
+from raysim.worker.model_facts import ModelFacts  # noqa: E402
+from raysim.worker.session import NodeContext, NodeSession  # noqa: E402
 
-BATCH, SIZE = 8, 32
-
-
-def build(measured: bool, rank: int, world: int):
-    torch.manual_seed(0)
-    inner = torchvision.models.resnet18(num_classes=10)
-    facts = ModelFacts.of(inner)
-    model = torch.nn.parallel.DistributedDataParallel(inner)
-    data = torch.utils.data.TensorDataset(
-        torch.randn(BATCH * 64, 3, SIZE, SIZE), torch.randint(0, 10, (BATCH * 64,))
-    )
-    loader = torch.utils.data.DataLoader(data, batch_size=BATCH)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    if measured:
-        tracer = StepTracer(3)
-        meter = StepMeter(tracer=tracer)
-        set_up_emulation(model, ExperimentConfig(), rank, world, facts.bucket_ready, tracer)
-        watch_default_buckets(model, facts)
-        model.register_forward_pre_hook(meter.before_forward)
-        model.register_forward_hook(meter.after_forward)
-        meter.on_forward_end.append(facts.backward_starts)
-        meter.on_step_end.append(lambda _: facts.step_done())
-        optimizer.register_step_pre_hook(lambda *a: meter.before_optimizer_step())
-        optimizer.register_step_post_hook(meter.after_optimizer_step)
-        loader = MeasuredLoader(loader, meter)
-    return model, loader, optimizer
+BATCH = 16
+"""The batch per node of bench_measure.py's runs of the example."""
+COST_WIDTH = 8
+WARM_UP_STEPS = 5
+"""Each copy's first steps, left out: DDP rebuilds its buckets after the first."""
 
 
-def block(model, loader, optimizer, steps: int) -> float:
-    dist.barrier()
-    start = time.perf_counter()
-    done = 0
-    while done < steps:
-        for inputs, labels in loader:
-            loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            done += 1
-            if done == steps:
-                break
-    seconds = torch.tensor([time.perf_counter() - start])
-    dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
-    return float(seconds)
+class Copy:
+    """One DDP copy of the example's model with its optimizer and an endless loader."""
+
+    def __init__(self, width: int, plan: ResourcePlan, session: NodeSession | None = None):
+        d = DEFAULTS
+        torch.manual_seed(0)
+        model = TinyLM(d["vocab"], d["context"], width, d["layers"], d["heads"])
+        facts = ModelFacts.of(model)
+        self.model = torch.nn.parallel.DistributedDataParallel(model, **plan.ddp_kwargs)
+        data = bigram_corpus(d["vocab"], d["context"], d["sequences"], 0)
+        loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True)
+        if session is not None:
+            loader = session.instrument(self.model, loader, facts)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        self.batches = itertools.chain.from_iterable(itertools.repeat(loader))
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def step(self) -> None:
+        inputs, targets = next(self.batches)
+        logits = self.model(inputs)
+        loss = self.loss(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
 
 
-def worker(rank: int, world: int, steps: int, pairs: int, port: int, queue) -> None:
+def node_session(rank: int, world: int, run_dir: Path) -> NodeSession:
+    """A node's session as raysim.worker.session.start makes it, without Ray Train."""
+    cfg = ExperimentConfig(num_nodes=world, enforce_memory=False, run_dir=str(run_dir))
+    plan = make_plan(cfg, Hardware(num_cpus=len(os.sched_getaffinity(0))))
+    context = NodeContext(
+        node_id=f"node-{rank}", ray_node_id="", rank=rank, world_size=world,
+        device=torch.device("cpu"), memory_budget_bytes=plan.memory_budget_bytes, config=cfg,
+        plan=plan, run_dir=run_dir, cache_dir=run_dir,
+    )  # fmt: skip
+    return NodeSession(context, FaultInjector(cfg.faults, run_dir, rank))
+
+
+def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
+    """One rank of one phase: both copies built in the phase's order, then the pairs."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    copies = {"plain": build(False, rank, world), "measured": build(True, rank, world)}
-    for name in copies:
-        block(*copies[name], steps)  # warm-up, and DDP's bucket rebuild
-    times: dict[str, list[float]] = {"plain": [], "measured": []}
-    for pair in range(pairs):
-        order = ("plain", "measured") if pair % 2 == 0 else ("measured", "plain")
-        for name in order:
-            times[name].append(block(*copies[name], steps))
-    if rank == 0:
-        queue.put(times)
+    with tempfile.TemporaryDirectory() as run_dir:
+        session = node_session(rank, world, Path(run_dir))
+        plan = session.context.plan
+        torch.set_num_threads(plan.torch_threads)
+        copies = {}
+        for name in phase["build_order"]:
+            instrumented = name == "instrumented" and not phase["identical"]
+            copies[name] = Copy(phase["width"], plan, session if instrumented else None)
+        for _ in range(WARM_UP_STEPS):
+            for copy in copies.values():
+                copy.step()
+        pairs = phase["pairs"]
+        seconds = {name: torch.zeros(pairs, dtype=torch.float64) for name in copies}
+        for pair in range(pairs):
+            order = ("plain", "instrumented") if pair % 2 == 0 else ("instrumented", "plain")
+            for name in order:
+                start = time.perf_counter()
+                copies[name].step()
+                seconds[name][pair] = time.perf_counter() - start
+        for times in seconds.values():
+            dist.all_reduce(times, op=dist.ReduceOp.MAX)
+        if rank == 0:
+            queue.put({name: times.tolist() for name, times in seconds.items()})
     dist.destroy_process_group()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ranks", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--port", type=int, default=29533)
-    parser.add_argument("--out")
-    args = parser.parse_args()
+def run_phase(ranks: int, phase: dict, port: int) -> dict[str, list[float]]:
     context = mp.get_context("spawn")
     queue = context.Queue()
     procs = [
-        context.Process(
-            target=worker, args=(r, args.ranks, args.steps, args.pairs, args.port, queue)
-        )
-        for r in range(args.ranks)
+        context.Process(target=worker, args=(r, ranks, phase, port, queue)) for r in range(ranks)
     ]
     for proc in procs:
         proc.start()
     times = queue.get()
     for proc in procs:
         proc.join()
-    ratios = [m / p for m, p in zip(times["measured"], times["plain"], strict=True)]
-    step_ms = {k: statistics.median(v) / args.steps * 1e3 for k, v in times.items()}
+    return times
+
+
+def added_seconds(orders: list[dict[str, list[float]]], draws: int = 2000):
+    """The mean over build orders of the median paired difference (instrumented − plain),
+    and its 2.5 and 97.5 percentiles over pairs drawn with repeats within each order."""
+
+    def estimate(diffs: list[list[float]]) -> float:
+        return statistics.fmean(statistics.median(d) for d in diffs)
+
+    diffs = [[m - p for m, p in zip(o["instrumented"], o["plain"], strict=True)] for o in orders]
+    rng = random.Random(0)
+    draws_ = sorted(
+        estimate([[d[rng.randrange(len(d))] for _ in d] for d in diffs]) for _ in range(draws)
+    )
+    return estimate(diffs), draws_[int(0.025 * draws)], draws_[int(0.975 * draws) - 1]
+
+
+def paired_ratio(orders: list[dict[str, list[float]]]) -> float:
+    """Mean over build orders of the median per-pair ratio instrumented / plain."""
+    return statistics.fmean(
+        statistics.median(m / p for m, p in zip(o["instrumented"], o["plain"], strict=True))
+        for o in orders
+    )
+
+
+def phases(width: int, pairs: int, identical: bool = False) -> list[dict]:
+    return [
+        {"width": width, "pairs": pairs, "identical": identical, "build_order": order}
+        for order in (("instrumented", "plain"), ("plain", "instrumented"))
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=600, help="pairs per order, cost phase")
+    parser.add_argument("--full-pairs", type=int, default=300, help="pairs per order, width 128")
+    parser.add_argument("--identical", action="store_true", help="also two identical copies")
+    parser.add_argument("--port", type=int, default=29533)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    groups = {"cost": phases(COST_WIDTH, args.pairs),
+              "full": phases(DEFAULTS["width"], args.full_pairs)}  # fmt: skip
+    if args.identical:
+        groups["identical"] = phases(COST_WIDTH, args.pairs, identical=True)
+    measured = {
+        name: [{**phase, "step_seconds": run_phase(args.ranks, phase, args.port)}
+               for phase in group]
+        for name, group in groups.items()
+    }  # fmt: skip
+    summary = {}
+    for name, runs in measured.items():
+        orders = [run["step_seconds"] for run in runs]
+        added, low, high = added_seconds(orders)
+        plain = statistics.median(s for o in orders for s in o["plain"])
+        summary[name] = {"width": runs[0]["width"], "pairs_per_order": runs[0]["pairs"],
+                         "plain_step_ms": plain * 1e3, "added_ms": added * 1e3,
+                         "added_ms_ci95": [low * 1e3, high * 1e3],
+                         "paired_ratio": paired_ratio(orders)}  # fmt: skip
+        print(f"{name}: width {runs[0]['width']}, plain step {plain * 1e3:.2f} ms, added "
+              f"{added * 1e3:+.3f} ms ({low * 1e3:+.3f} to {high * 1e3:+.3f}), paired ratio "
+              f"{summary[name]['paired_ratio']:.4f}")  # fmt: skip
+    cost, full = summary["cost"], summary["full"]
+    overhead = {
+        "of_full_step": cost["added_ms"] / full["plain_step_ms"],
+        "ci95": [bound / full["plain_step_ms"] for bound in cost["added_ms_ci95"]],
+    }
+    print(f"overhead on the example's step: {overhead['of_full_step']:+.2%} "
+          f"({overhead['ci95'][0]:+.2%} to {overhead['ci95'][1]:+.2%})")  # fmt: skip
     result = {
         **provenance(),
-        "settings": {**vars(args), "model": "resnet18", "batch": BATCH, "image_size": SIZE},
-        "step_ms_median": step_ms,
-        "ratio_measured_over_plain": {"median": statistics.median(ratios), "min": min(ratios),
-                                      "max": max(ratios), "all": ratios},
-        "block_seconds": times,
+        "settings": {**vars(args), "batch": BATCH, "cost_width": COST_WIDTH,
+                     "full_width": DEFAULTS["width"]},
+        "summary": summary,
+        "overhead": overhead,
+        "phases": measured,
     }  # fmt: skip
-    print(f"step: plain {step_ms['plain']:.1f} ms, measured {step_ms['measured']:.1f} ms; "
-          f"paired ratio median {statistics.median(ratios):.4f} "
-          f"({min(ratios):.4f}-{max(ratios):.4f})")  # fmt: skip
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"written: {args.out}")

@@ -47,7 +47,21 @@ def test_the_quick_form_runs_and_writes_where_it_is_told(tmp_path):
         record = json.loads((tmp_path / name).read_text())
         assert "run_all.py" not in record["command"] and record["machine"]["cores"] >= 1
     hooks = json.loads((tmp_path / "bench_measure_hooks.json").read_text())
-    assert hooks["ratio_measured_over_plain"]["median"] > 0
+    assert 1 < hooks["summary"]["cost"]["plain_step_ms"] < hooks["summary"]["full"]["plain_step_ms"]
+    assert set(hooks["phases"]) == {"cost", "full"} and len(hooks["phases"]["cost"]) == 2
+
+
+def test_the_hooks_cost_cancels_the_build_order_and_reads_a_known_cost():
+    """Each order's median paired difference, averaged over orders: a bias that flips
+    with the build order cancels, and a cost added to every step is read back."""
+    from bench_measure_hooks import added_seconds
+
+    plain = [0.010, 0.012, 0.011, 0.013, 0.010]
+    first = {"plain": plain, "instrumented": [s + 0.0004 + 0.0001 for s in plain]}
+    second = {"plain": plain, "instrumented": [s + 0.0004 - 0.0001 for s in plain]}
+    added, low, high = added_seconds([first, second])
+    assert added == pytest.approx(0.0004) and low == pytest.approx(0.0004)
+    assert high == pytest.approx(0.0004)
 
 
 def test_an_unknown_name_is_refused_with_the_known_ones():

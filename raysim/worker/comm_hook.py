@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from raysim.config.network import NetworkSpec
@@ -79,12 +80,26 @@ class EmulationState:
     its bytes on the wire and its modelled seconds (the tracer)."""
 
 
-def _real_hook(compression: str | None):
-    return {
-        None: default_hooks.allreduce_hook,
-        "fp16": default_hooks.fp16_compress_hook,
-        "bf16": default_hooks.bf16_compress_hook,
-    }[compression]
+def _real_allreduce(state: EmulationState, bucket):
+    """The real all-reduce's future and how to read the averaged bucket from its value.
+    Uncompressed: torch's allreduce_hook without its own Python callback (the hook's
+    callback below is then the only one on gloo's thread); fp16/bf16: torch's hooks."""
+    if state.compression is None:
+        group = state.process_group if state.process_group is not None else dist.group.WORLD
+        buffer = bucket.buffer()
+        buffer.div_(group.size())
+        work = dist.all_reduce(buffer, group=group, async_op=True)
+        return work.get_future(), _first
+    hook = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}
+    return hook[state.compression](state.process_group, bucket), _itself
+
+
+def _first(value):
+    return value[0]
+
+
+def _itself(value):
+    return value
 
 
 def _emulation_hook(state: EmulationState, bucket):
@@ -100,10 +115,10 @@ def _emulation_hook(state: EmulationState, bucket):
     previous = state.link_free_at
     deadline = max(t0, previous) + modelled
     state.link_free_at = deadline
-    real_future = _real_hook(state.compression)(state.process_group, bucket)
+    real_future, averaged = _real_allreduce(state, bucket)
 
     def hold_until_modelled(future):
-        value = future.value()
+        value = averaged(future.value())
         done = time.perf_counter()
         delay = max(0.0, deadline - done)
         # Count a wait once where it overlaps the previous bucket's (the link was busy).
@@ -129,7 +144,7 @@ def make_emulation_hook(
 ) -> tuple[EmulationState, Any]:
     """(state, hook) for ddp_model.register_comm_hook(state, hook).
 
-    The hook runs the real all-reduce (torch's allreduce_hook, or its fp16/bf16 compress
+    The hook runs the real all-reduce (as torch's allreduce_hook does, or its fp16/bf16 compress
     hook), then completes the bucket's future no earlier than the modelled time for the
     bucket's bytes over world_size nodes on spec, queued behind earlier buckets on the
     same modelled link. Real time (hook call to real all-reduce done, which includes

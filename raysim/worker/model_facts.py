@@ -22,7 +22,8 @@ import torch
 from raysim.plan.comm_model import bucket_layout, bucket_sizes
 
 READY_HISTORY = 50
-"""Steps kept for the median of each bucket's ready share."""
+"""Steps kept for the median of each bucket's ready share. The gradient hooks watch the
+first this many steps, then are removed, so they cost the steps after nothing."""
 
 
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
@@ -45,6 +46,8 @@ class ModelFacts:
     _backward_start: float = 0.0
     _ready_times: list[tuple[int, float]] = field(default_factory=list)
     """This step's (bucket bytes, ready time), in the order the buckets became ready."""
+    gradient_hooks: list = field(default_factory=list)
+    _steps_watched: int = 0
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> ModelFacts:
@@ -73,6 +76,10 @@ class ModelFacts:
         """Close the step: its layout, and each bucket's ready share of backward (the last
         bucket is ready when backward's compute ends)."""
         self._close_default_layout()
+        self._steps_watched += 1
+        if self._steps_watched == READY_HISTORY:
+            for handle in self.gradient_hooks:
+                handle.remove()
         if not self._ready_times:
             return
         self.ddp_buckets_bytes = [nbytes for nbytes, _ in self._ready_times]
@@ -115,9 +122,10 @@ class ModelFacts:
         }
 
 
-def _on_bucket_ready(model: torch.nn.Module, cap_mb: float | None, callback) -> None:
+def _on_bucket_ready(model: torch.nn.Module, cap_mb: float | None, callback) -> list:
     """callback(index, nbytes) when the last gradient of bucket `index` of DDP's layout with
-    `cap_mb` has been accumulated."""
+    `cap_mb` has been accumulated. Returns the hooks' handles."""
+    handles = []
     for index, bucket in enumerate(bucket_layout(unwrapped(model), cap_mb)):
         nbytes = sum(p.numel() * p.element_size() for p in bucket)
         pending = {id(p) for p in bucket}
@@ -129,21 +137,21 @@ def _on_bucket_ready(model: torch.nn.Module, cap_mb: float | None, callback) -> 
                 seen.clear()
                 callback(index, nbytes)
 
-        for param in bucket:
-            param.register_post_accumulate_grad_hook(ready)
+        handles += [param.register_post_accumulate_grad_hook(ready) for param in bucket]
+    return handles
 
 
 def watch_single_node_buckets(
     model: torch.nn.Module, facts: ModelFacts, cap_mb: float | None
 ) -> None:
     """Without DDP: a bucket of the layout DDP would build is ready with its last gradient."""
-    _on_bucket_ready(
+    facts.gradient_hooks += _on_bucket_ready(
         model, cap_mb, lambda _, nbytes: facts.bucket_ready(nbytes, time.perf_counter())
     )
 
 
 def watch_default_buckets(model: torch.nn.Module, facts: ModelFacts) -> None:
     """DDP's default layout, whatever this run uses: what a real cluster would run."""
-    _on_bucket_ready(
+    facts.gradient_hooks += _on_bucket_ready(
         model, None, lambda index, _: facts.default_bucket_ready(index, time.perf_counter())
     )

@@ -75,7 +75,10 @@ RAY_GAUGES = {
 
 
 @dataclass
-class _Session:
+class NodeSession:
+    """One simulated node in this worker process: what `prepare` installed, what `report`
+    reads."""
+
     context: NodeContext
     faults: FaultInjector
     guard: MemoryGuard | None = None
@@ -148,6 +151,33 @@ class _Session:
                 register_optimizer_step_post_hook(meter.after_optimizer_step),
             ]
 
+    def instrument(self, model: torch.nn.Module, loader: Any, facts: ModelFacts) -> Any:
+        """What raysim adds to the wrapped model and its loader: the network hook and
+        stragglers, the step measurements (measure_steps), the memory guard. Returns the
+        loader, measured when measurements are on."""
+        ctx = self.context
+        measures = ctx.config.measure_steps
+        tracer = StepTracer(ctx.config.trace_steps) if measures and ctx.config.trace_steps else None
+        self.emulation = set_up_emulation(
+            model, ctx.config, ctx.rank, ctx.world_size, facts.bucket_ready if measures else None,
+            tracer,
+        )  # fmt: skip
+        if measures:
+            self.facts = facts
+            self.meter.tracer = tracer
+            if loader is not None:
+                loader = MeasuredLoader(loader, self.meter)
+            self.measure(model)
+            if ctx.config.profile_steps:
+                profiler = NodeProfiler(
+                    ctx.config.profile_steps,
+                    ctx.device,
+                    ctx.run_dir / PROFILE_DIR / f"{ctx.node_id}.json",
+                )
+                self.meter.on_step_end.append(profiler.step_done)
+        self.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
+        return loader
+
     def export(self, metrics: dict[str, Any]) -> None:
         """Set the Ray gauges for the figures this report has."""
         from ray.util.metrics import Gauge
@@ -162,10 +192,10 @@ class _Session:
             self.gauges[name].set(float(value), tags=tags)
 
 
-_current: _Session | None = None
+_current: NodeSession | None = None
 
 
-def current_session() -> _Session:
+def current_session() -> NodeSession:
     if _current is None:
         raise RuntimeError(
             "raysim.worker functions work inside a function run by raysim.run(cfg, train_fn=...)"
@@ -208,7 +238,7 @@ def start(
         run_dir=Path(run_dir),
         cache_dir=raysim_home() / "cache",
     )
-    _current = _Session(context, FaultInjector(cfg.faults, run_dir, context.node_index))
+    _current = NodeSession(context, FaultInjector(cfg.faults, run_dir, context.node_index))
     if progress_board is not None:
         _current.poster = StepPoster(progress_board, rank)
     _current.startup.mark("node_start", called_unix)
@@ -235,26 +265,7 @@ def prepare(model: torch.nn.Module, loader=None):
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=ctx.plan.ddp_kwargs)
     if loader is not None:
         loader = ray.train.torch.prepare_data_loader(loader)
-    measures = ctx.config.measure_steps
-    tracer = StepTracer(ctx.config.trace_steps) if measures and ctx.config.trace_steps else None
-    session.emulation = set_up_emulation(
-        model, ctx.config, ctx.rank, ctx.world_size, facts.bucket_ready if measures else None,
-        tracer,
-    )  # fmt: skip
-    if measures:
-        session.facts = facts
-        session.meter.tracer = tracer
-        if loader is not None:
-            loader = MeasuredLoader(loader, session.meter)
-        session.measure(model)
-        if ctx.config.profile_steps:
-            profiler = NodeProfiler(
-                ctx.config.profile_steps,
-                ctx.device,
-                ctx.run_dir / PROFILE_DIR / f"{ctx.node_id}.json",
-            )
-            session.meter.on_step_end.append(profiler.step_done)
-    session.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
+    loader = session.instrument(model, loader, facts)
     session.startup.mark("prepare_end")
     return model if loader is None else (model, loader)
 
@@ -316,7 +327,7 @@ def raysim_measurements() -> dict[str, Any]:
     return figures
 
 
-def startup_marks(session: _Session) -> dict[str, float] | None:
+def startup_marks(session: NodeSession) -> dict[str, float] | None:
     """This node's start-up marks, once: with the first report after its first step."""
     first_step = session.meter.first_step
     if first_step is not None:

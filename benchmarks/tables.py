@@ -160,22 +160,35 @@ def measure(data: dict) -> str:
     return table(header, [row])
 
 
+MEASURE_HOOK_PHASES = {
+    "cost": "the model at width 8: raysim's cost per step",
+    "full": "the example's model (width 128)",
+    "identical": "check: two identical copies, width 8",
+}
+
+
 def measure_hooks(data: dict) -> str:
-    settings, step = data["settings"], data["step_ms_median"]
-    ratio = data["ratio_measured_over_plain"]
-    row = [
-        f"{settings['steps']} steps × {settings['pairs']} pairs",
-        f"{step['plain']:.1f} ms",
-        f"{step['measured']:.1f} ms",
-        paired(ratio),
-    ]
-    header = [
-        "blocks",
-        "step, plain (median)",
-        "measured (median)",
-        "ratio measured/plain, median (min–max)",
-    ]
-    return table(header, [row])
+    rows = []
+    for name, label in MEASURE_HOOK_PHASES.items():
+        phase = data["summary"].get(name)
+        if phase is None:
+            continue
+        low, high = phase["added_ms_ci95"]
+        rows.append([
+            label,
+            f"{phase['pairs_per_order']} × 2",
+            f"{phase['plain_step_ms']:.2f} ms",
+            f"{signed(phase['added_ms'], 3)} ms ({signed(low, 3)} to {signed(high, 3)})",
+            f"{phase['paired_ratio']:.4f}",
+        ])  # fmt: skip
+    overhead = data["overhead"]
+    low, high = overhead["ci95"]
+    header = ["copies", "pairs × build orders", "plain step (median)",
+              "added per step (95 % interval)", "paired ratio"]  # fmt: skip
+    return (
+        table(header, rows) + f"\n\nOverhead on the example's step (cost ÷ its plain step): "
+        f"**{overhead['of_full_step']:.2%}** (95 % interval {low:.2%} to {high:.2%})."
+    )
 
 
 TRACE_RATES = {

@@ -7,8 +7,11 @@ batch per GPU, GPUs per machine and interconnect, with a one-GPU step or through
 beside the scaled ones (sources in POINTS). The projection gets only what a user would
 give it: the model (buckets and FLOP-based readiness from raysim.report.model_profile),
 the batch, the one-GPU step and the links' presets (raysim.plan.links, calibrated from
-nccl-tests, not from these points). One constant is fitted here, PyTorch DDP's overhead
-per GB of gradients, on one point (`calibration`); every other point is held out.
+nccl-tests, not from these points). Two constants are fitted here, each on one point
+(`calibration`): how much an all-reduce beside backward slows it (on Horovod's ResNet-101
+over 25 GbE, whose all-reduces an unslowed backward would hide), then PyTorch DDP's
+overhead per GB of gradients (on PyTorch's ResNet-50 in one DGX-1); every other point is
+held out.
 Pure computation: no Ray, no training; a few seconds.
 """
 
@@ -24,7 +27,12 @@ from common import provenance
 
 from raysim.plan.collectives import Topology
 from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS
-from raysim.plan.step_model import TORCH_DDP_OVERHEAD_S_PER_GB, Workload, project_step
+from raysim.plan.step_model import (
+    OVERLAP_CONTENTION,
+    TORCH_DDP_OVERHEAD_S_PER_GB,
+    Workload,
+    project_step,
+)
 from raysim.report.model_profile import ModelProfile, profile_model, torchvision_profile
 
 DLPERF = "Oneflow-Inc/DLPerf NVIDIADeepLearningExamples/PyTorch/{}/README.md"
@@ -94,8 +102,10 @@ POINTS = [
     _horovod("horovod_tcp_resnet101", "resnet101", 119.4, 1685.1),
     _horovod("horovod_tcp_vgg16", "vgg16", 130.9, 1308.7),
 ]  # fmt: skip
-CALIBRATION = ("torch_ddp_resnet50", 1)
-"""The one (point, machines) the DDP overhead constant is fitted on."""
+CONTENTION_CALIBRATION = ("horovod_tcp_resnet101", 4)
+"""The (point, machines) the contention is fitted on (no DDP overhead there: Horovod)."""
+DDP_CALIBRATION = ("torch_ddp_resnet50", 1)
+"""The (point, machines) the DDP overhead constant is fitted on, given the contention."""
 
 
 class BertBase(torch.nn.Module):
@@ -154,25 +164,52 @@ def topology(point: Published, machines: int) -> Topology:
                     NETWORK_LINKS[point.network], point.nics_per_node)  # fmt: skip
 
 
-def fit_overhead(profiles: dict[str, ModelProfile]) -> float:
-    key, machines = CALIBRATION
-    point = next(p for p in POINTS if p.key == key)
-    without = project_step(workload(point, profiles[key], 0.0), topology(point, machines))
+def point_named(key: str) -> Published:
+    return next(p for p in POINTS if p.key == key)
+
+
+def fit_contention(profiles: dict[str, ModelProfile]) -> float:
+    """The contention that projects the calibration point's published step (bisection:
+    the step grows with the contention)."""
+    key, machines = CONTENTION_CALIBRATION
+    point = point_named(key)
+    work, topo = workload(point, profiles[key], 0.0), topology(point, machines)
+    low, high = 0.0, 5.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        if project_step(work, topo, middle).step_s_overlap < point.steps_s[machines]:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def fit_overhead(profiles: dict[str, ModelProfile], contention: float) -> float:
+    key, machines = DDP_CALIBRATION
+    point = point_named(key)
+    without = project_step(
+        workload(point, profiles[key], 0.0), topology(point, machines), contention
+    )
     gradient_gb = sum(profiles[key].buckets_bytes) / 1e9
     return (point.steps_s[machines] - without.step_s_overlap) / gradient_gb
 
 
-def validate(overhead_per_gb: float, profiles: dict[str, ModelProfile]) -> list[dict]:
+def validate(
+    overhead_per_gb: float, contention: float, profiles: dict[str, ModelProfile]
+) -> list[dict]:
+    calibrations = {CONTENTION_CALIBRATION, DDP_CALIBRATION}
     rows = []
     for point in POINTS:
         for machines, published_step in point.steps_s.items():
             projected = project_step(
-                workload(point, profiles[point.key], overhead_per_gb), topology(point, machines)
+                workload(point, profiles[point.key], overhead_per_gb),
+                topology(point, machines),
+                contention,
             )
             published = point.one_gpu_step_s / published_step
             rows.append({
                 "point": point.key, "machines": machines, "gpus": projected.gpus,
-                "role": "calibration" if (point.key, machines) == CALIBRATION else "held out",
+                "role": "calibration" if (point.key, machines) in calibrations else "held out",
                 "setting": point.setting, "source": point.source,
                 "published_step_ms": round(published_step * 1e3, 1),
                 "projected_step_ms": round(projected.step_s_overlap * 1e3, 1),
@@ -189,11 +226,14 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/projection_validation.json")
     args = parser.parse_args()
     profiles = {point.key: profile(point) for point in POINTS}
-    fitted = fit_overhead(profiles)
-    rows = validate(TORCH_DDP_OVERHEAD_S_PER_GB, profiles)
+    contention = fit_contention(profiles)
+    fitted = fit_overhead(profiles, contention)
+    rows = validate(TORCH_DDP_OVERHEAD_S_PER_GB, OVERLAP_CONTENTION, profiles)
     held_out = [abs(r["error_points"]) for r in rows if r["role"] == "held out"]
     result = {
         **provenance(),
+        "overlap_contention": {"in_code": OVERLAP_CONTENTION,
+                               "fitted_here": round(contention, 4)},
         "torch_ddp_overhead_s_per_gb": {"in_code": TORCH_DDP_OVERHEAD_S_PER_GB,
                                         "fitted_here": round(fitted, 5)},
         "held_out_mean_abs_error_points": round(sum(held_out) / len(held_out), 2),
@@ -205,7 +245,8 @@ def main() -> None:
               f"published {row['published_efficiency']:.1%} projected "
               f"{row['projected_efficiency']:.1%} error {row['error_points']:+.1f} "
               f"[{row['role']}]")  # fmt: skip
-    print(f"fitted DDP overhead {fitted:.5f} s/GB (in code {TORCH_DDP_OVERHEAD_S_PER_GB})")
+    print(f"fitted contention {contention:.4f} (in code {OVERLAP_CONTENTION}), DDP overhead "
+          f"{fitted:.5f} s/GB (in code {TORCH_DDP_OVERHEAD_S_PER_GB})")  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"written: {args.out}")
 

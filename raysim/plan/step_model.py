@@ -6,11 +6,14 @@ given. Without overlap the step is compute + every bucket's all-reduce back to b
 overlap (what DDP does) backward is the last `backward_share` of the step's compute; bucket
 k may start its all-reduce once `ready_fraction[k]` of backward is done, buckets go one
 at a time in DDP's order, each when it is ready and the previous one is done, and the
-optimizer waits for the last. So compute ≤ step ≤ compute + all buckets.
+optimizer waits for the last. An all-reduce running beside backward slows it: backward
+runs 1/(1 + OVERLAP_CONTENTION) as fast while the link is busy (the communication
+kernels' and copies' share of the GPU and its PCIe), which also makes later buckets
+ready later. So compute ≤ step ≤ (1 + contention) × compute + all buckets.
 
-What it cannot express: a GPU slowed by the communication kernels it runs beside
-backward, the slowest of many GPUs setting every step (jitter, stragglers), congestion
-from other jobs, gradient compression's compute, and input pipelines that stop keeping up.
+What it cannot express: contention that differs by transport (one fitted figure for
+all), the slowest of many GPUs setting every step (jitter, stragglers), congestion from
+other jobs, gradient compression's compute, and input pipelines that stop keeping up.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from dataclasses import dataclass
 from raysim.errors import ConfigError
 from raysim.plan.collectives import Topology, allreduce_cost
 
-TORCH_DDP_OVERHEAD_S_PER_GB = 0.0665
+OVERLAP_CONTENTION = 0.519
+"""How much an all-reduce beside backward slows it: backward runs 1/(1 + this) as fast
+while the link is busy. Calibrated on one published point, Horovod's 2017 ResNet-101 on
+4 servers × 4 Pascal GPUs over 25 GbE TCP (horovod/horovod README), whose all-reduces
+backward would hide entirely if it ran at full speed beside them, by
+benchmarks/bench_projection.py, which checks it against the points held out."""
+
+TORCH_DDP_OVERHEAD_S_PER_GB = 0.0613
 """PyTorch DDP's exposed cost per step beyond the all-reduces, per GB of gradients (bucket
 copies, hooks, the kernels' contention with backward). Calibrated on one published point,
 PyTorch's own DDP benchmark (ResNet-50, batch 32, 8 V100 in one DGX-1: 0.097 s per step
@@ -84,19 +94,52 @@ class ProjectedStep:
     """The all-reduce algorithm of the largest bucket (nccl's choice by size)."""
 
 
-def overlapped_step_seconds(
-    compute_s: float, bucket_comm_s: Sequence[float], backward_share: float, ready: Sequence[float]
+def compute_done_at(
+    work_s: float, start: float, busy: Sequence[tuple[float, float]], contention: float
 ) -> float:
-    """Step time when bucket k's all-reduce may start at ready[k] (share of backward done)."""
+    """When `work_s` seconds of compute begun at `start` are done, compute running
+    1/(1 + contention) as fast inside the link's busy intervals (in time order)."""
+    now, left = start, work_s
+    for busy_start, busy_end in busy:
+        if busy_end <= now:
+            continue
+        if busy_start > now:  # the link is free until busy_start
+            if left <= busy_start - now:
+                return now + left
+            left -= busy_start - now
+            now = busy_start
+        slowed = (busy_end - now) / (1 + contention)
+        if left <= slowed:
+            return now + left * (1 + contention)
+        left -= slowed
+        now = busy_end
+    return now + left
+
+
+def overlapped_step_seconds(
+    compute_s: float,
+    bucket_comm_s: Sequence[float],
+    backward_share: float,
+    ready: Sequence[float],
+    contention: float = 0.0,
+) -> float:
+    """Step time when bucket k's all-reduce may start at ready[k] (share of backward done),
+    backward slowed by `contention` while an all-reduce runs beside it."""
     backward_start = compute_s * (1 - backward_share)
+    backward_s = compute_s * backward_share
+    busy: list[tuple[float, float]] = []
     link_free = 0.0
     for comm, share_done in zip(bucket_comm_s, ready, strict=True):
-        start = max(backward_start + share_done * compute_s * backward_share, link_free)
+        ready_at = compute_done_at(share_done * backward_s, backward_start, busy, contention)
+        start = max(ready_at, link_free)
         link_free = start + comm
-    return max(compute_s, link_free)
+        busy.append((start, link_free))
+    return max(compute_done_at(backward_s, backward_start, busy, contention), link_free)
 
 
-def project_step(work: Workload, topology: Topology) -> ProjectedStep:
+def project_step(
+    work: Workload, topology: Topology, contention: float = OVERLAP_CONTENTION
+) -> ProjectedStep:
     problems = work.problems() + topology.problems()
     if problems:
         raise ConfigError(problems)
@@ -108,7 +151,7 @@ def project_step(work: Workload, topology: Topology) -> ProjectedStep:
     overhead = work.sync_overhead_s if topology.gpus > 1 else 0.0
     no_overlap = work.step_s + comm + overhead
     overlap = overhead + overlapped_step_seconds(
-        work.step_s, per_bucket, work.backward_share, work.ready_fraction
+        work.step_s, per_bucket, work.backward_share, work.ready_fraction, contention
     )
     samples = topology.gpus * work.batch_per_gpu
     linear = samples / work.step_s

@@ -208,8 +208,16 @@ def test_the_published_check_is_as_kept(tmp_path):
     held_out = [p for p in fresh["points"] if p["role"] == "held out"]
     assert len(held_out) == 13 and all(abs(p["error_points"]) <= 5 for p in held_out)
     benchmarks = (ROOT / "BENCHMARKS.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     for point in fresh["points"]:
         assert f"{point['error_points']:+.1f}" in benchmarks, point["point"]
+        per_machine = point["gpus"] // point["machines"]
+        row = (f"| {point['point']} | {point['machines']} × {per_machine} | "
+               f"{point['published_efficiency']:.1%} | {point['projected_efficiency']:.1%} | "
+               f"{point['error_points']:+.1f} | {point['role']} |")  # fmt: skip
+        assert row in readme, row
+    held_out = f"mean error {fresh['held_out_mean_abs_error_points']} points"
+    assert held_out in readme.replace("\n", " ")
 
 
 def test_compute_beside_a_busy_link_runs_slower_by_the_contention():

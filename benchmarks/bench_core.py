@@ -1,7 +1,7 @@
 """Core throughput and start-up, side by side in one session.
 
-    python benchmarks/bench_core.py [--epochs 3] [--repeats 2] [--quick] [--only data]
-                                    [--out benchmarks/results]
+    python benchmarks/bench_core.py [--epochs 3] [--repeats 2] [--quick] [--only data|limit]
+                                    [--image-size 32] [--out benchmarks/results]
 
 Measures, on the digits set, each repeat in this order (so the setups alternate):
   raysim-1   raysim, 1 node, batch 32 (2 threads)
@@ -28,7 +28,9 @@ repeats (min–max beside it), because this machine is noisy; every second repea
 each raysim/DDP pair DDP first, and --repeats must be 1 or even, so each order runs
 as often as the other and a drift within a repeat favours neither. Every rate is the
 same for raysim and plain DDP: all ranks' samples over the slowest rank's time.
---quick (tiny sizes) is for the test; --only data measures the data paths alone.
+--quick (tiny sizes) is for the test; --only data measures the data paths alone;
+--only limit measures raysim-4 against serial-4 alone (issue 19's same-work target, at
+any --image-size), their order alternating between repeats.
 """
 
 from __future__ import annotations
@@ -298,7 +300,7 @@ def steady(rates: list[float]) -> float:
 
 
 def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
-            only_data: bool, folder: tuple[int, int, int], quick: bool,
+            only: str | None, folder: tuple[int, int, int], quick: bool,
             flip: bool = False) -> dict:  # fmt: skip
     """One repeat of every setup (or of the data paths alone), in the documented order;
     with `flip` each raysim/DDP pair runs DDP first, so drift over a session cancels out
@@ -314,8 +316,15 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
         order = list(runs)[::-1] if flip else list(runs)
         return {setup: runs[setup]() for setup in order}
 
+    if only == "limit":
+        runs = {
+            "raysim-4": lambda: raysim_run(4, 8, *args, run_dir),
+            "serial-4": lambda: in_fresh_process(serial_same_work, 4, 8, *args),
+        }
+        order = list(runs)[::-1] if flip else list(runs)
+        return {setup: runs[setup]() for setup in order}
     results = {}
-    if not only_data:
+    if only is None:
         results = {"raysim-1": raysim_run(1, 32, *args, run_dir)}
         if not quick:
             results |= pair(2)
@@ -389,7 +398,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks it runs")
-    parser.add_argument("--only", choices=["data"], help="measure the data paths alone")
+    parser.add_argument(
+        "--only",
+        choices=["data", "limit"],
+        help="the data paths alone, or raysim-4 against serial-4 alone",
+    )
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
     if args.repeats > 1 and args.repeats % 2:
@@ -401,12 +414,11 @@ def main(argv: list[str] | None = None) -> dict:
         epochs, image_size, max_steps, folder = 2, 16, 3, (8, 64, 48)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as run_dir:
-        only_data = args.only == "data"
         repeats = []
         for repeat in range(args.repeats):
             flip = repeat % 2 == 1
             repeats.append(
-                measure(epochs, image_size, max_steps, run_dir, only_data, folder, args.quick, flip)
+                measure(epochs, image_size, max_steps, run_dir, args.only, folder, args.quick, flip)
             )
     results = {**provenance(), **combine(repeats)}
     results["settings"] = {
@@ -416,9 +428,11 @@ def main(argv: list[str] | None = None) -> dict:
         "raysim_ddp_kwargs": raysim_ddp_kwargs(4),
         "imagefolder": {"train_per_class": folder[0], "classes": 4, "source_px": folder[1:]},
     }
-    name = "bench_core" + ("_quick" if args.quick else "") + ("_data" if args.only else "")
+    suffix = {None: "", "data": "_data", "limit": f"_limit_{image_size}px"}[args.only]
+    name = "bench_core" + ("_quick" if args.quick else "") + suffix
     (Path(args.out) / f"{name}.json").write_text(json.dumps(results, indent=2))
-    print(table(results))
+    if args.only != "limit":
+        print(table(results))
     print(json.dumps({k: v for k, v in results.items() if k == "ratios"}, indent=2))
     return results
 

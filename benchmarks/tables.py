@@ -333,6 +333,44 @@ def core_ratios(data: dict) -> str:
     return table(["ratio", "median", "min–max", "target"], rows)
 
 
+def core_limit(data: dict) -> str:
+    """raysim at 4 nodes against one process doing their work, at one image size."""
+    rows = [
+        [label, median_span(data[key]["steady_samples_per_s"], data[key]["min"],
+                            data[key]["max"], 0)]
+        for key, label in (("raysim-4", "raysim, 4 nodes × batch 8"),
+                           ("serial-4", "one process, the same work (the limit)"))
+    ]  # fmt: skip
+    ratio = data["ratios"]["raysim-4 / serial-4"]
+    rows.append(["raysim / the limit, paired", f"**{num(ratio['median'], 2)}** "
+                 f"({span(ratio['min'], ratio['max'], 2)}): {verdict(ratio, 0.95)}"])  # fmt: skip
+    size = data["settings"]["image_size"]
+    return table([f"{size} px, {len(data['raysim-4']['repeats'])} repeats", "steady samples/s, "
+                  "median (min–max)"], rows)  # fmt: skip
+
+
+IMPORT_LABELS = {
+    "torch": "torch (every Ray Train worker)",
+    "ray.train.torch": "Ray Train's torch support (every Ray Train worker)",
+    "raysim.worker.entry": "raysim's worker side",
+    "raysim.builtin.loop": "the built-in loop",
+    "torchvision": "torchvision (ResNet18)",
+    "torch._dynamo": "of which torch._dynamo (DDP's constructor imports it too)",
+}
+
+
+def imports(data: dict) -> str:
+    medians, repeats = data["median_cumulative_s"], data["repeats"]
+    rows = [
+        [label, f"{medians[module]:.2f} s",
+         span(min(r[module] for r in repeats), max(r[module] for r in repeats), 2, " s")]
+        for module, label in IMPORT_LABELS.items()
+    ]  # fmt: skip
+    header = [f"import, in a node's order ({len(repeats)} fresh interpreters)",
+              "adds (median)", "min–max"]  # fmt: skip
+    return table(header, rows)
+
+
 def ab_buckets(data: dict) -> str:
     """bench_ab.py pairs the trees' runs by repeat; this older file lacks the ratios."""
     before, after = (data["results"][tree]["runs"] for tree in ("before", "after"))
@@ -656,6 +694,8 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "trace_tracer_calls": ("bench_trace.json", tracer_calls),
     "core": ("bench_core.json", core_setups),
     "core_ratios": ("bench_core.json", core_ratios),
+    "core_limit_32": ("bench_core_limit_32px.json", core_limit),
+    "core_limit_16": ("bench_core_limit_16px.json", core_limit),
     "ab_buckets": ("bench_ab_buckets.json", ab_buckets),
     "readme_main_job": ("readme_main_job.json", readme_main_job),
     "core_data": ("bench_core_data.json", core_data),
@@ -668,6 +708,7 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "switches_cuda": ("bench_switches_cuda.json", switches),
     "switches_cpu": ("bench_switches_cpu.json", switches),
     "startup": ("bench_startup.json", startup),
+    "imports": ("bench_imports.json", imports),
     "startup_stages": ("bench_startup.json", startup_stages),
     "startup_sweep": ("bench_startup.json", startup_sweep),
     "projection": ("projection_validation.json", projection),

@@ -150,10 +150,10 @@ def added_seconds(orders: list[dict[str, list[float]]], draws: int = 2000):
 
     diffs = [[m - p for m, p in zip(o["instrumented"], o["plain"], strict=True)] for o in orders]
     rng = random.Random(0)
-    draws_ = sorted(
+    resampled = sorted(
         estimate([[d[rng.randrange(len(d))] for _ in d] for d in diffs]) for _ in range(draws)
     )
-    return estimate(diffs), draws_[int(0.025 * draws)], draws_[int(0.975 * draws) - 1]
+    return estimate(diffs), resampled[int(0.025 * draws)], resampled[int(0.975 * draws) - 1]
 
 
 def paired_ratio(orders: list[dict[str, list[float]]]) -> float:

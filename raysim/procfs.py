@@ -26,8 +26,7 @@ def process_start_unix() -> float:
 def process_rss_bytes() -> int:
     """Resident set size now, from /proc where it exists (Linux), else the peak."""
     try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * PAGE_BYTES
+        return int(_statm_fields()[1]) * PAGE_BYTES
     except OSError:
         return peak_rss_bytes()
 
@@ -40,16 +39,22 @@ _statm: tuple[int, int] | None = None
 """(pid, fd) of this process's /proc/<pid>/statm, kept open: a step samples it twice."""
 
 
-def data_segment_bytes() -> int:
-    """What RLIMIT_DATA counts (heap and private writable mappings), from statm's data
-    field, which also holds the main thread's stack (~132 KB, which the limit does not
-    count). One pread of a kept descriptor, reopened after a fork: a fifth of the time
-    of opening and parsing /proc/self/status, and a step samples it twice."""
+def _statm_fields() -> list[bytes]:
+    """This process's statm (sizes in pages: total, resident, shared, text, lib, data): one
+    pread of a kept descriptor, reopened after a fork."""
     global _statm
     pid = os.getpid()
     if _statm is None or _statm[0] != pid:
         _statm = (pid, os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC))
-    return int(os.pread(_statm[1], 256, 0).split()[5]) * PAGE_BYTES
+    return os.pread(_statm[1], 256, 0).split()
+
+
+def data_segment_bytes() -> int:
+    """What RLIMIT_DATA counts (heap and private writable mappings), from statm's data
+    field, which also holds the main thread's stack (~132 KB, which the limit does not
+    count): a fifth of the time of opening and parsing /proc/self/status, and a step
+    samples it twice."""
+    return int(_statm_fields()[5]) * PAGE_BYTES
 
 
 def descendants(pid: int) -> list[int]:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import torch.distributed as dist
@@ -81,25 +82,18 @@ class EmulationState:
 
 
 def _real_allreduce(state: EmulationState, bucket):
-    """The real all-reduce's future and how to read the averaged bucket from its value.
-    Uncompressed: torch's allreduce_hook without its own Python callback (the hook's
-    callback below is then the only one on gloo's thread); fp16/bf16: torch's hooks."""
+    """The real all-reduce's future, and how to read the averaged bucket from its value
+    (None: the value is the bucket). Uncompressed: torch's allreduce_hook without its own
+    Python callback (the hook's callback below is then the only one on gloo's thread);
+    fp16/bf16: torch's hooks."""
     if state.compression is None:
         group = state.process_group if state.process_group is not None else dist.group.WORLD
         buffer = bucket.buffer()
         buffer.div_(group.size())
         work = dist.all_reduce(buffer, group=group, async_op=True)
-        return work.get_future(), _first
+        return work.get_future(), itemgetter(0)  # the work's value: [the bucket]
     hook = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}
-    return hook[state.compression](state.process_group, bucket), _itself
-
-
-def _first(value):
-    return value[0]
-
-
-def _itself(value):
-    return value
+    return hook[state.compression](state.process_group, bucket), None
 
 
 def _emulation_hook(state: EmulationState, bucket):
@@ -118,7 +112,7 @@ def _emulation_hook(state: EmulationState, bucket):
     real_future, averaged = _real_allreduce(state, bucket)
 
     def hold_until_modelled(future):
-        value = averaged(future.value())
+        value = future.value() if averaged is None else averaged(future.value())
         done = time.perf_counter()
         delay = max(0.0, deadline - done)
         # Count a wait once where it overlaps the previous bucket's (the link was busy).

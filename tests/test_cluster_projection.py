@@ -13,6 +13,8 @@ from raysim.config import ConfigError
 from raysim.plan.collectives import Topology, allreduce_cost, ring_seconds, tree_seconds
 from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
 from raysim.plan.step_model import (
+    OVERLAP_CONTENTION,
+    TORCH_DDP_OVERHEAD_S_PER_GB,
     Workload,
     bytes_ready_fraction,
     compute_done_at,
@@ -150,7 +152,7 @@ def run_cli(*args):
                           capture_output=True, text=True, cwd=ROOT)  # fmt: skip
 
 
-def test_project_a_model_without_a_run(tmp_path):
+def test_project_a_model_without_a_run(tmp_path, resnet50):
     out = tmp_path / "p.json"
     done = run_cli("--model", "resnet50", "--batch-size", "64", "--step-time-ms", "180",
                    "--gpus-per-node", "8", "--intra", "nvlink", "--network", "ib_hdr",
@@ -163,6 +165,10 @@ def test_project_a_model_without_a_run(tmp_path):
         assert row["efficiency"] == pytest.approx(row["samples_per_s"] / linear)
         assert row["step_s_overlap"] >= 0.180 and row["comm_s"] > 0
     assert "given: --step-time-ms" in done.stdout and "FLOPs" in done.stdout
+    overhead_ms = TORCH_DDP_OVERHEAD_S_PER_GB * sum(resnet50.buckets_bytes) / 1e9 * 1e3
+    said = (f"backward runs 1/(1 + {OVERLAP_CONTENTION:g}) as fast while an all-reduce runs "
+            f"beside it; DDP's own overhead {overhead_ms:.1f} ms per step")  # fmt: skip
+    assert said in done.stdout
 
 
 @pytest.mark.parametrize(

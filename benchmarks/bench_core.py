@@ -10,6 +10,8 @@ Measures, on the digits set, each repeat in this order (so the setups alternate)
              settings raysim's plan picks (its bucket size; not in --quick)
   ddp-2-defaults  the same with DDP's defaults (what a user would run; not in --quick)
   raysim-4   raysim, 4 simulated nodes × batch 8 (global 32)
+  raysim-4-gloo  the same with gloo's all-reduce over loopback TCP instead of the one
+             through shared memory (--no-shared-memory-allreduce; --only limit)
   ddp-4      plain torch.distributed DDP, gloo, 4 processes × batch 8, 1 thread each,
              with raysim's DDP settings
   ddp-4-defaults  the same with DDP's defaults
@@ -29,8 +31,8 @@ each raysim/DDP pair DDP first, and --repeats must be 1 or even, so each order r
 as often as the other and a drift within a repeat favours neither. Every rate is the
 same for raysim and plain DDP: all ranks' samples over the slowest rank's time.
 --quick (tiny sizes) is for the test; --only data measures the data paths alone;
---only limit measures raysim-4 against serial-4 alone (issue 19's same-work target, at
-any --image-size), their order alternating between repeats.
+--only limit measures raysim-4, raysim-4-gloo and serial-4 alone (issue 19's same-work
+target, at any --image-size), their order reversed every second repeat.
 """
 
 from __future__ import annotations
@@ -269,13 +271,13 @@ def single_process(batch: int, image_size: int, epochs: int, max_steps: int | No
 
 
 def raysim_run(nodes: int, batch: int, image_size: int, epochs: int, max_steps: int | None,
-               run_dir: str) -> dict:  # fmt: skip
+               run_dir: str, *flags: str) -> dict:  # fmt: skip
     """A fresh `raysim run` process, so start-up is measured from the command's start."""
     name = f"bench-{nodes}-{int(time.time())}"
     command = [
         sys.executable, "-m", "raysim.cli", "run", "--num-nodes", str(nodes),
         "--batch-size", str(batch), "--num-epochs", str(epochs), "--image-size",
-        str(image_size), "--device", "cpu", "--run-dir", run_dir, "--run-name", name,
+        str(image_size), "--device", "cpu", "--run-dir", run_dir, "--run-name", name, *flags,
     ]  # fmt: skip
     if max_steps is not None:
         command += ["--max-steps-per-epoch", str(max_steps)]
@@ -319,6 +321,9 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
     if only == "limit":
         runs = {
             "raysim-4": lambda: raysim_run(4, 8, *args, run_dir),
+            "raysim-4-gloo": lambda: raysim_run(
+                4, 8, *args, run_dir, "--no-shared-memory-allreduce"
+            ),
             "serial-4": lambda: in_fresh_process(serial_same_work, 4, 8, *args),
         }
         order = list(runs)[::-1] if flip else list(runs)
@@ -344,6 +349,8 @@ RATIOS = (
     ("raysim-2", "ddp-2-defaults"),
     ("raysim-4", "ddp-4-defaults"),
     ("raysim-4", "serial-4"),
+    ("raysim-4-gloo", "serial-4"),
+    ("raysim-4", "raysim-4-gloo"),
     ("ddp-4", "serial-4"),
     ("raysim-4", "single-32"),
     ("raysim-1", "single-32"),
@@ -401,7 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--only",
         choices=["data", "limit"],
-        help="the data paths alone, or raysim-4 against serial-4 alone",
+        help="the data paths alone, or raysim-4 (shared memory and gloo) against serial-4",
     )
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)

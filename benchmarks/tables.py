@@ -335,15 +335,23 @@ def core_ratios(data: dict) -> str:
 
 def core_limit(data: dict) -> str:
     """raysim at 4 nodes against one process doing their work, at one image size."""
+    setups = (("raysim-4", "raysim, 4 nodes × batch 8"),
+              ("raysim-4-gloo", "raysim, the same over gloo (`--no-shared-memory-allreduce`)"),
+              ("serial-4", "one process, the same work (the limit)"))  # fmt: skip
     rows = [
         [label, median_span(data[key]["steady_samples_per_s"], data[key]["min"],
                             data[key]["max"], 0)]
-        for key, label in (("raysim-4", "raysim, 4 nodes × batch 8"),
-                           ("serial-4", "one process, the same work (the limit)"))
+        for key, label in setups if key in data
     ]  # fmt: skip
     ratio = data["ratios"]["raysim-4 / serial-4"]
     rows.append(["raysim / the limit, paired", f"**{num(ratio['median'], 2)}** "
                  f"({span(ratio['min'], ratio['max'], 2)}): {verdict(ratio, 0.95)}"])  # fmt: skip
+    for pair, label in (("raysim-4-gloo / serial-4", "raysim over gloo / the limit, paired"),
+                        ("raysim-4 / raysim-4-gloo", "shared memory / gloo, paired")):  # fmt: skip
+        if pair in data["ratios"]:
+            ratio = data["ratios"][pair]
+            figure = f"{num(ratio['median'], 2)} ({span(ratio['min'], ratio['max'], 2)})"
+            rows.append([label, figure])
     size = data["settings"]["image_size"]
     return table([f"{size} px, {len(data['raysim-4']['repeats'])} repeats", "steady samples/s, "
                   "median (min–max)"], rows)  # fmt: skip

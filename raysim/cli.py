@@ -73,7 +73,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) 
             group.add_argument(flag, dest=key, type=yaml.safe_load, default=None,
                                metavar="YAML", help="a YAML value, e.g. '{1: 2.0}'")  # fmt: skip
         elif scalar is bool:
-            group.add_argument(flag, dest=key, action="store_true", default=None)
+            group.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None)
         else:
             group.add_argument(flag, dest=key, type=scalar, default=None, metavar=key.upper())
 

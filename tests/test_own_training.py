@@ -102,13 +102,14 @@ def test_a_users_cnn_gets_steps_model_facts_and_its_own_train_config(shared_ray,
     assert len(shares) == len(model["ddp_buckets_bytes"]) and shares[-1] == pytest.approx(1.0)
     assert all(0 <= share <= 1 for share in shares)
     assert result.summary["samples_per_s"] > 0 and result.summary["step_time_s"] > 0
+    assert result.summary["allreduce"] == "shared memory"
 
 
 def test_a_slow_network_adds_at_least_the_modelled_time_for_that_models_bytes(
     shared_ray, tiny_config
 ):
     """The transformer's gradients over 1 GbE, against loopback, side by side."""
-    steps = {}
+    steps, paths = {}, {}
     for network in ("loopback", "1gbe"):
         cfg = tiny_config(num_nodes=2, run_name=network, network=network, num_epochs=1,
                           max_steps_per_epoch=6, batch_size=4, learning_rate=1e-3,
@@ -117,6 +118,8 @@ def test_a_slow_network_adds_at_least_the_modelled_time_for_that_models_bytes(
         steps[network] = min(r["step_time_s"] for r in rank_lines(read_lines(
             result.run_dir / "metrics.jsonl")))  # fmt: skip
         model = result.summary["model"]
+        paths[network] = result.summary["allreduce"]
+    assert paths == {"loopback": "shared memory", "1gbe": "gloo"}
     modelled = allreduce_seconds(model["gradient_bytes"], 2, PRESETS["1gbe"])
     assert model["name"] == "TinyLM"
     assert steps["1gbe"] - steps["loopback"] >= 0.5 * modelled, (steps, modelled)

@@ -142,6 +142,24 @@ def test_ddp_keeps_its_buckets_where_overlap_matters(overrides, hardware):
     assert plan.ddp_bucket_mb is None and plan.ddp_kwargs == {}
 
 
+@pytest.mark.parametrize(
+    ("overrides", "hardware", "tried"),
+    [
+        ({}, CPU_HOST, True),
+        ({"address": "auto"}, CPU_HOST, True),  # taken only if the workers share a host
+        ({"shared_memory_allreduce": False}, CPU_HOST, False),
+        ({"network": "1gbe"}, CPU_HOST, False),  # gloo's asynchronous all-reduce overlaps
+        ({"grad_compression": "bf16"}, CPU_HOST, False),
+        ({}, ONE_GPU, False),  # CUDA tensors: NCCL, or gloo on a shared card
+    ],
+)
+def test_the_shared_memory_allreduce_is_tried_for_cpu_nodes_with_no_wire(
+    overrides, hardware, tried
+):
+    plan = make_plan(load_config(num_nodes=4, **overrides), hardware)
+    assert plan.host_allreduce is tried
+
+
 def test_an_explicit_bucket_size_wins():
     plan = make_plan(load_config(num_nodes=4, network="1gbe", ddp_bucket_mb=25), CPU_HOST)
     assert plan.ddp_kwargs == {"bucket_cap_mb": 25, "gradient_as_bucket_view": True}

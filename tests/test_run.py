@@ -36,6 +36,7 @@ def test_four_nodes_train_in_lockstep_and_learn(shared_ray, tiny_config):
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["final_test_accuracy"] == result.final_test_accuracy
     assert summary["environment"]["backend"] == "gloo"
+    assert summary["allreduce"] == "shared memory", "4 nodes on this host, no network emulated"
     assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["num_nodes"] == 4
     check_tensorboard_matches_metrics(result)
     check_startup_adds_up(summary)

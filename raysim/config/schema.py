@@ -107,6 +107,10 @@ class ExperimentConfig:
     ddp_bucket_mb: float | None = None
     """DDP's gradient bucket size in MB; None lets the plan choose (raysim.plan.ddp_bucket_mb):
     one bucket for the whole model where the nodes share this host's cores, else DDP's 25."""
+    shared_memory_allreduce: bool = True
+    """Average the gradients through shared memory where every node's process is on this
+    host (CPU, no network emulated, no compression); false: gloo's all-reduce over
+    loopback TCP."""
     measure_steps: bool = True
     """raysim's measurements of every step (time, samples, data wait, every bucket's
     all-reduce, model facts); off only to measure what they cost."""

@@ -62,6 +62,9 @@ class ResourcePlan:
     """multi_node: what each simulated node's Ray node declares (CPU, GPU and custom)."""
     ddp_bucket_mb: float | None = None
     """DDP's gradient bucket size; None: DDP's defaults."""
+    host_allreduce: bool = False
+    """Try the all-reduce through shared memory (taken if every rank can map every other's
+    memory, raysim.worker.host_allreduce); False: gloo's, or NCCL's on a GPU."""
 
     @property
     def ddp_kwargs(self) -> dict[str, float | bool]:
@@ -141,6 +144,13 @@ def ddp_bucket_mb(cfg: ExperimentConfig, device_kind: str) -> float | None:
     return None
 
 
+def host_allreduce(cfg: ExperimentConfig, device_kind: str) -> bool:
+    """Shared memory for the gradients where the nodes may share this host: CPU tensors,
+    and no modelled link or compression whose hook needs gloo's asynchronous all-reduce
+    (it overlaps backward; the shared-memory one runs on the training thread)."""
+    return cfg.shared_memory_allreduce and device_kind == "cpu" and not models_the_wire(cfg)
+
+
 def models_the_wire(cfg: ExperimentConfig) -> bool:
     """Whether DDP needs the emulation hook: a modelled link delay or a real compression."""
     return not cfg.network.is_loopback or cfg.grad_compression is not None
@@ -201,4 +211,5 @@ def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
         min_workers=cfg.min_nodes,
         node_resources=node_resources,
         ddp_bucket_mb=ddp_bucket_mb(cfg, device_kind),
+        host_allreduce=host_allreduce(cfg, device_kind),
     )

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from raysim.config.network import NetworkSpec
 from raysim.plan.comm_model import allreduce_seconds, compressed_bytes
+from raysim.worker.host_allreduce import HostAllreduce
 
 
 @dataclass
@@ -72,6 +74,9 @@ class EmulationState:
     compression: str | None = None
     process_group: Any = None
     """None: the default process group."""
+    host: HostAllreduce | None = None
+    """Where the ranks share this host and nothing is compressed: the all-reduce through
+    shared memory, instead of gloo's."""
     link_free_at: float = 0.0
     """perf_counter time the modelled link finishes its last bucket (buckets queue on it)."""
     on_ready: Callable[[int, float], None] | None = None
@@ -83,9 +88,13 @@ class EmulationState:
 
 def _real_allreduce(state: EmulationState, bucket):
     """The real all-reduce's future, and how to read the averaged bucket from its value
-    (None: the value is the bucket). Uncompressed: torch's allreduce_hook without its own
-    Python callback (the hook's callback below is then the only one on gloo's thread);
-    fp16/bf16: torch's hooks."""
+    (None: the value is the bucket). Through shared memory: done before it returns.
+    Uncompressed over gloo: torch's allreduce_hook without its own Python callback (the
+    hook's callback below is then the only one on gloo's thread); fp16/bf16: torch's hooks."""
+    if state.host is not None:
+        done: torch.futures.Future = torch.futures.Future()
+        done.set_result(state.host.allreduce(bucket))
+        return done, None
     if state.compression is None:
         group = state.process_group if state.process_group is not None else dist.group.WORLD
         buffer = bucket.buffer()
@@ -133,21 +142,25 @@ def make_emulation_hook(
     compression: str | None = None,
     *,
     process_group: Any = None,
+    host: HostAllreduce | None = None,
     on_ready: Callable[[int, float], None] | None = None,
     on_done: Callable[[float, float, float, int, float], None] | None = None,
 ) -> tuple[EmulationState, Any]:
     """(state, hook) for ddp_model.register_comm_hook(state, hook).
 
-    The hook runs the real all-reduce (as torch's allreduce_hook does, or its fp16/bf16 compress
-    hook), then completes the bucket's future no earlier than the modelled time for the
-    bucket's bytes over world_size nodes on spec, queued behind earlier buckets on the
-    same modelled link. Real time (hook call to real all-reduce done, which includes
-    waiting for the process group's threads), modelled time and the added sleep go to
-    stats.
+    The hook runs the real all-reduce (through host's shared memory where given, else as
+    torch's allreduce_hook does, or its fp16/bf16 compress hook), then completes the
+    bucket's future no earlier than the modelled time for the bucket's bytes over
+    world_size nodes on spec, queued behind earlier buckets on the same modelled link.
+    Real time (hook call to real all-reduce done, which includes waiting for the process
+    group's threads or the peers), modelled time and the added sleep go to stats.
     """
     if world_size < 1:
         raise ValueError(f"world_size: {world_size!r} must be at least 1")
+    if host is not None and compression is not None:
+        raise ValueError("the shared-memory all-reduce does not compress: pass host=None")
     state = EmulationState(
-        spec, world_size, stats, compression, process_group, on_ready=on_ready, on_done=on_done
-    )
+        spec, world_size, stats, compression, process_group, host, on_ready=on_ready,
+        on_done=on_done,
+    )  # fmt: skip
     return state, _emulation_hook

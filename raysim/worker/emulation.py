@@ -7,7 +7,8 @@ compute (backward taken as twice the forward), so its gradients arrive late and
 the others wait for it, as DDP's barrier makes them on a real cluster. Both are set
 up on the prepared model, so any training function gets them. With peers the hook is
 always there: it measures every bucket's all-reduce (the wait by which stragglers are
-found, and when DDP handed each bucket over), and adds nothing on loopback.
+found, and when DDP handed each bucket over), and adds nothing on loopback; where the
+nodes share this host it averages through shared memory (host_allreduce.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from raysim.config.schema import ExperimentConfig
 from raysim.plan.resources import models_the_wire
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
+from raysim.worker.host_allreduce import HostAllreduce
 from raysim.worker.tracer import StepTracer
 
 BACKWARD_TO_FORWARD = 2.0
@@ -36,6 +38,8 @@ class Emulation:
     sleep_s: float = 0.0
     on_straggle: Callable[[float, float], None] | None = None
     """Told each straggler sleep's start and end (the tracer)."""
+    host_allreduce: bool = False
+    """The gradients are averaged through shared memory (raysim.worker.host_allreduce)."""
     _forward_start: float = 0.0
 
     @property
@@ -62,7 +66,7 @@ class Emulation:
             if self.on_straggle is not None:
                 self.on_straggle(start, time.perf_counter())
 
-    def take(self, steps: int) -> dict[str, float]:
+    def take(self, steps: int) -> dict[str, float | bool]:
         """Per optimizer step since the last take (one report), then start again from zero."""
         per_step = max(steps, 1)
         figures = {"straggler_sleep_s_per_step": self.sleep_s / per_step}
@@ -70,6 +74,7 @@ class Emulation:
         if self.comm is not None:
             comm = self.comm.take()
             figures.update(
+                shared_memory_allreduce=self.host_allreduce,
                 modelled_comm_s_per_step=comm["modelled_comm_s"] / per_step,
                 allreduce_wait_s_per_step=comm["real_comm_s"] / per_step,
                 added_comm_delay_s_per_step=comm["added_delay_s"] / per_step,
@@ -84,8 +89,13 @@ def set_up_emulation(
     world_size: int,
     on_bucket_ready: Callable[[int, float], None] | None = None,
     tracer: StepTracer | None = None,
+    *,
+    host_allreduce: bool = False,
+    on_shared_bytes: Callable[[int], None] | None = None,
 ) -> Emulation:
-    """Stragglers on the model's training forwards; the comm hook where it has peers."""
+    """Stragglers on the model's training forwards; the comm hook where it has peers (it
+    all-reduces through shared memory where host_allreduce and every rank can map every
+    other's memory)."""
     emulation = Emulation(
         slowdown=cfg.stragglers.get(rank, 1.0),
         jitter=cfg.jitter,
@@ -95,11 +105,14 @@ def set_up_emulation(
     if emulation.straggles:
         model.register_forward_pre_hook(emulation.before_forward)
         model.register_forward_hook(emulation.after_forward)
-    emulates_comm = models_the_wire(cfg) or emulation.straggles
-    if world_size > 1 and (cfg.measure_steps or emulates_comm):
+    if world_size < 2:
+        return emulation
+    host = HostAllreduce.probe(on_shared_bytes=on_shared_bytes) if host_allreduce else None
+    emulation.host_allreduce = host is not None
+    if cfg.measure_steps or models_the_wire(cfg) or emulation.straggles or host is not None:
         emulation.comm = CommStats()
         state, hook = make_emulation_hook(
-            cfg.network, world_size, emulation.comm, cfg.grad_compression,
+            cfg.network, world_size, emulation.comm, cfg.grad_compression, host=host,
             on_ready=on_bucket_ready, on_done=None if tracer is None else tracer.bucket_done,
         )  # fmt: skip
         model.register_comm_hook(state, hook)

@@ -49,14 +49,30 @@ class MemoryGuard:
 
     peak_bytes: int = 0
     """Most memory above the baseline seen at a step boundary this epoch."""
+    enforced: bool = False
+    """The CPU budget is the process's RLIMIT_DATA."""
+    shared_bytes: int = 0
+    """This node's gradient buckets in shared memory (the host all-reduce): outside the data
+    segment, so charged here, and taken off the data limit."""
 
     def used_bytes(self) -> int:
-        """Memory charged to the budget now (CUDA: allocated by PyTorch; CPU: data growth)."""
+        """Memory charged to the budget now (CUDA: allocated by PyTorch; CPU: data growth
+        and the node's own buckets in shared memory)."""
         if self.device_kind == "cuda":
             import torch
 
             return torch.cuda.memory_allocated()
-        return max(data_segment_bytes() - self.baseline_data_bytes, 0)
+        return max(data_segment_bytes() - self.baseline_data_bytes, 0) + self.shared_bytes
+
+    def hold_shared(self, total_bytes: int) -> None:
+        """The node's buckets in shared memory are now total_bytes: the budget covers them
+        as it covered them in the data segment they left."""
+        change = total_bytes - self.shared_bytes
+        self.shared_bytes = total_bytes
+        if self.enforced:
+            soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+            if soft != resource.RLIM_INFINITY:
+                resource.setrlimit(resource.RLIMIT_DATA, (max(soft - change, 0), hard))
 
     def sample(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.used_bytes())
@@ -99,7 +115,9 @@ def enforce_cpu_budget(
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
-    return MemoryGuard(rank, budget_bytes, memory_fraction, device_memory_bytes, baseline, "cpu")
+    return MemoryGuard(
+        rank, budget_bytes, memory_fraction, device_memory_bytes, baseline, "cpu", enforced=True
+    )
 
 
 def release_cpu_budget() -> None:

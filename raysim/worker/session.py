@@ -160,7 +160,7 @@ class NodeSession:
         tracer = StepTracer(ctx.config.trace_steps) if measures and ctx.config.trace_steps else None
         self.emulation = set_up_emulation(
             model, ctx.config, ctx.rank, ctx.world_size, facts.bucket_ready if measures else None,
-            tracer,
+            tracer, host_allreduce=ctx.plan.host_allreduce, on_shared_bytes=self.shared_bytes,
         )  # fmt: skip
         if measures:
             self.facts = facts
@@ -177,6 +177,11 @@ class NodeSession:
                 self.meter.on_step_end.append(profiler.step_done)
         self.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
         return loader
+
+    def shared_bytes(self, total_bytes: int) -> None:
+        """The host all-reduce moved this node's buckets into shared memory: still its own."""
+        if self.guard is not None:
+            self.guard.hold_shared(total_bytes)
 
     def export(self, metrics: dict[str, Any]) -> None:
         """Set the Ray gauges for the figures this report has."""

@@ -1,0 +1,141 @@
+"""The all-reduce through shared memory, in real gloo process groups on this host."""
+
+from __future__ import annotations
+
+import resource
+import socket
+
+import pytest
+import torch
+from torch import nn
+
+from raysim.config.network import parse_network
+from raysim.units import MB
+from raysim.worker.comm_hook import CommStats, make_emulation_hook
+from raysim.worker.host_allreduce import HostAllreduce
+from raysim.worker.memory import enforce_cpu_budget
+
+WORLD = 3  # chunks of unequal size: 1000 × 1000 + 1000 values do not divide by 3
+STEPS = 3
+
+
+def _loss(model: nn.Module, rank: int, step: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1000 * step + rank)
+    x, y = torch.randn(16, 1000, generator=generator), torch.randn(16, 1000, generator=generator)
+    return nn.functional.mse_loss(model(x), y)
+
+
+def _expected_grads(module: nn.Module, step: int) -> list[torch.Tensor]:
+    """The mean of every rank's local gradient, computed here without communication."""
+    grads = [torch.zeros_like(p) for p in module.parameters()]
+    for rank in range(WORLD):
+        module.zero_grad()
+        _loss(module, rank, step).backward()
+        for total, p in zip(grads, module.parameters(), strict=True):
+            total += p.grad / WORLD
+    module.zero_grad()
+    return grads
+
+
+def _train(rank: int, ddp_kwargs: dict, shared: list[int]) -> dict:
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1000, 1000), nn.Linear(1000, 1000))
+    reference = nn.Sequential(nn.Linear(1000, 1000), nn.Linear(1000, 1000))
+    ddp = DistributedDataParallel(model, **ddp_kwargs)
+    host = HostAllreduce.probe(on_shared_bytes=shared.append)
+    assert host is not None, "every rank is a process on this host"
+    stats = CommStats()
+    ddp.register_comm_hook(*make_emulation_hook(parse_network(None), WORLD, stats, host=host))
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    out: dict = {"max_grad_error": 0.0, "grads": [], "buckets": []}
+    for step in range(STEPS):
+        reference.load_state_dict(model.state_dict())
+        expected = _expected_grads(reference, step)
+        optimizer.zero_grad()
+        _loss(ddp, rank, step).backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        out["grads"].append(grads)
+        out["buckets"].append(stats.take()["buckets"])
+        optimizer.step()
+        error = max(
+            ((g - e).abs().max() / e.abs().max()).item()
+            for g, e in zip(grads, expected, strict=True)
+        )
+        out["max_grad_error"] = max(out["max_grad_error"], error)
+    out["grads_shared"] = [p.grad.is_shared() for p in model.parameters()]
+    return out
+
+
+def _worker(rank: int, port: int, result_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    address = f"tcp://127.0.0.1:{port}"
+    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=WORLD)
+    try:
+        guard = enforce_cpu_budget(rank, 2000 * MB, 0.2, 10 * 1024 * MB)
+        limit_before = resource.getrlimit(resource.RLIMIT_DATA)[0]
+        one: list[int] = []
+        plans = {"bucket_cap_mb": 250, "gradient_as_bucket_view": True}  # nodes on one host
+        results = {
+            "one_bucket": _train(rank, plans, one),
+            "two_buckets": _train(rank, {"bucket_cap_mb": 3}, []),
+        }
+        guard.hold_shared(one[-1])
+        results["shared_bytes"] = one
+        results["limit_drop"] = limit_before - resource.getrlimit(resource.RLIMIT_DATA)[0]
+        results["guard_shared"] = guard.shared_bytes
+    finally:
+        dist.destroy_process_group()
+    torch.save(results, f"{result_dir}/rank{rank}.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    import torch.multiprocessing as mp
+
+    result_dir = tmp_path_factory.mktemp("host_allreduce")
+    mp.spawn(_worker, args=(_free_port(), str(result_dir)), nprocs=WORLD, join=True)
+    return [torch.load(result_dir / f"rank{r}.pt") for r in range(WORLD)]
+
+
+GRADIENT_BYTES = 2 * (1000 * 1000 + 1000) * 4
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("layout", ["one_bucket", "two_buckets"])
+def test_gradients_are_every_ranks_mean_and_the_same_bits_on_every_rank(ranks, layout):
+    for rank in ranks:
+        assert rank[layout]["max_grad_error"] < 1e-5
+    for step in range(STEPS):
+        first = ranks[0][layout]["grads"][step]
+        for other in ranks[1:]:
+            for a, b in zip(first, other[layout]["grads"][step], strict=True):
+                assert torch.equal(a, b), f"{layout}: step {step} differs between ranks"
+
+
+@pytest.mark.timeout(180)
+def test_buckets_move_into_shared_memory_with_the_gradients_as_their_views(ranks):
+    for rank in ranks:
+        assert rank["one_bucket"]["grads_shared"] == [True] * 4
+        assert rank["one_bucket"]["buckets"] == [1] * STEPS
+        # 1 MB buckets: DDP's first step has one bucket, its rebuild after it two or more
+        assert rank["two_buckets"]["buckets"][0] == 1
+        assert rank["two_buckets"]["buckets"][-1] >= 2
+
+
+@pytest.mark.timeout(180)
+def test_the_memory_guard_charges_the_shared_bucket_and_lowers_the_data_limit(ranks):
+    for rank in ranks:
+        # shared at the first step, then again after DDP rebuilt its bucket: the same size
+        assert rank["shared_bytes"] == [GRADIENT_BYTES, GRADIENT_BYTES]
+        assert rank["guard_shared"] == GRADIENT_BYTES
+        assert rank["limit_drop"] == GRADIENT_BYTES

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import resource
-import socket
 
 import pytest
 import torch
@@ -14,27 +13,10 @@ from raysim.units import MB
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
 from raysim.worker.host_allreduce import HostAllreduce
 from raysim.worker.memory import enforce_cpu_budget
+from tests.gloo_ranks import local_loss, mean_local_grads, run_ranks
 
 WORLD = 3  # chunks of unequal size: 1000 × 1000 + 1000 values do not divide by 3
 STEPS = 3
-
-
-def _loss(model: nn.Module, rank: int, step: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(1000 * step + rank)
-    x, y = torch.randn(16, 1000, generator=generator), torch.randn(16, 1000, generator=generator)
-    return nn.functional.mse_loss(model(x), y)
-
-
-def _expected_grads(module: nn.Module, step: int) -> list[torch.Tensor]:
-    """The mean of every rank's local gradient, computed here without communication."""
-    grads = [torch.zeros_like(p) for p in module.parameters()]
-    for rank in range(WORLD):
-        module.zero_grad()
-        _loss(module, rank, step).backward()
-        for total, p in zip(grads, module.parameters(), strict=True):
-            total += p.grad / WORLD
-    module.zero_grad()
-    return grads
 
 
 def _train(rank: int, ddp_kwargs: dict, shared: list[int]) -> dict:
@@ -52,9 +34,9 @@ def _train(rank: int, ddp_kwargs: dict, shared: list[int]) -> dict:
     out: dict = {"max_grad_error": 0.0, "grads": [], "buckets": []}
     for step in range(STEPS):
         reference.load_state_dict(model.state_dict())
-        expected = _expected_grads(reference, step)
+        expected = mean_local_grads(reference, step, WORLD)
         optimizer.zero_grad()
-        _loss(ddp, rank, step).backward()
+        local_loss(ddp, rank, step).backward()
         grads = [p.grad.clone() for p in model.parameters()]
         out["grads"].append(grads)
         out["buckets"].append(stats.take()["buckets"])
@@ -68,12 +50,12 @@ def _train(rank: int, ddp_kwargs: dict, shared: list[int]) -> dict:
     return out
 
 
-def _worker(rank: int, port: int, result_dir: str) -> None:
+def _worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     address = f"tcp://127.0.0.1:{port}"
-    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
     try:
         guard = enforce_cpu_budget(rank, 2000 * MB, 0.2, 10 * 1024 * MB)
         limit_before = resource.getrlimit(resource.RLIMIT_DATA)[0]
@@ -92,19 +74,9 @@ def _worker(rank: int, port: int, result_dir: str) -> None:
     torch.save(results, f"{result_dir}/rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    import torch.multiprocessing as mp
-
-    result_dir = tmp_path_factory.mktemp("host_allreduce")
-    mp.spawn(_worker, args=(_free_port(), str(result_dir)), nprocs=WORLD, join=True)
-    return [torch.load(result_dir / f"rank{r}.pt") for r in range(WORLD)]
+    return run_ranks(_worker, WORLD, tmp_path_factory.mktemp("host_allreduce"))
 
 
 GRADIENT_BYTES = 2 * (1000 * 1000 + 1000) * 4

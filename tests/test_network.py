@@ -1,5 +1,4 @@
 import math
-import socket
 import time
 
 import pytest
@@ -10,6 +9,7 @@ from raysim.config import ConfigError
 from raysim.config.network import PRESETS, NetworkSpec, parse_compression, parse_network
 from raysim.plan.comm_model import allreduce_seconds, bucket_sizes, compressed_bytes
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
+from tests.gloo_ranks import local_loss, mean_local_grads, run_ranks
 
 MB = 10**6
 
@@ -124,28 +124,6 @@ SLOW = {"name": "slow", "bandwidth_gbps": 0.1, "latency_us": 100}
 STEPS = 3
 
 
-def _inputs(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1000 * step + rank)
-    return torch.randn(16, 1000, generator=generator), torch.randn(16, 1000, generator=generator)
-
-
-def _loss(model: nn.Module, rank: int, step: int) -> torch.Tensor:
-    x, y = _inputs(rank, step)
-    return nn.functional.mse_loss(model(x), y)
-
-
-def _expected_grads(module: nn.Module, step: int, world_size: int) -> list[torch.Tensor]:
-    """The mean of every rank's local gradient, computed here without communication."""
-    grads = [torch.zeros_like(p) for p in module.parameters()]
-    for rank in range(world_size):
-        module.zero_grad()
-        _loss(module, rank, step).backward()
-        for total, p in zip(grads, module.parameters(), strict=True):
-            total += p.grad / world_size
-    module.zero_grad()
-    return grads
-
-
 def _train(rank: int, world_size: int, compression: str | None) -> dict:
     from torch.nn.parallel import DistributedDataParallel
 
@@ -161,10 +139,10 @@ def _train(rank: int, world_size: int, compression: str | None) -> dict:
     out: dict = {"step_s": [], "stats": [], "max_grad_error": 0.0}  # relative
     for step in range(STEPS):
         reference.load_state_dict(model.state_dict())
-        expected = _expected_grads(reference, step, world_size)
+        expected = mean_local_grads(reference, step, world_size)
         optimizer.zero_grad()
         t0 = time.perf_counter()
-        _loss(ddp, rank, step).backward()
+        local_loss(ddp, rank, step).backward()
         grads = [p.grad.clone() for p in model.parameters()]
         optimizer.step()
         out["step_s"].append(time.perf_counter() - t0)
@@ -215,19 +193,9 @@ def _worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
     torch.save(results, f"{result_dir}/rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory):
-    import torch.multiprocessing as mp
-
-    result_dir = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, _free_port(), str(result_dir)), nprocs=2, join=True)
-    return [torch.load(result_dir / f"rank{r}.pt") for r in range(2)]
+    return run_ranks(_worker, 2, tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.timeout(120)

@@ -1,6 +1,7 @@
 """The model facts' gradient-ready hooks and the memory sample, without Ray: what they
 record, and that they stop costing anything once they have recorded it."""
 
+import mmap
 import os
 import time
 
@@ -56,6 +57,12 @@ def test_the_gradient_hooks_record_their_steps_then_are_removed():
     assert facts._default_ready_times == {} and facts._ready_times == []
 
 
+def _private_mapping(nbytes: int) -> mmap.mmap:
+    """New private writable memory, which the data segment counts. Not a bytearray: malloc
+    may hand that a free block left in the heap by earlier tests, which is counted already."""
+    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
 def test_the_memory_sample_follows_the_data_segment():
     """statm's data field: VmData plus the main stack; it grows with an allocation and
     reads the child's own figure after a fork."""
@@ -65,15 +72,15 @@ def test_the_memory_sample_follows_the_data_segment():
     stack = int(fields["VmStk"].split()[0]) * 1024
     assert data_segment_bytes() - vm_data == pytest.approx(stack, abs=256 * 1024)
     before = data_segment_bytes()
-    block = bytearray(64 * 2**20)
+    block = _private_mapping(64 * 2**20)
     assert 60 * 2**20 < data_segment_bytes() - before < 70 * 2**20
-    del block
+    block.close()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child allocates; the parent's figure must not see it
-        child_block = bytearray(32 * 2**20)
+        child_block = _private_mapping(32 * 2**20)
         os.write(write, str(data_segment_bytes()).encode())
-        del child_block
+        child_block.close()
         os._exit(0)
     os.waitpid(pid, 0)
     assert int(os.read(read, 64)) - data_segment_bytes() > 24 * 2**20

@@ -1,5 +1,6 @@
 import io
 import json
+import re
 
 import pytest
 
@@ -118,6 +119,14 @@ def test_summary_table_shows_each_node(tmp_path):
     table = summary_table(summary, tmp_path)
     assert "final test accuracy" in table and "0.7500" in table
     assert "node-1" in table and "12.5 s" in table
+    assert "all-reduce" not in table, "these reports say nothing of it"
+    records = [{**r, "shared_memory_allreduce": True} if r.get("kind") == "rank" else r
+               for r in _records(2)]  # fmt: skip
+    summary = {**summarize(records, {"process_start": 0.0}), "wall_time_s": 12.5}
+    assert summary["allreduce"] == "shared memory"
+    assert re.search(r"all-reduce\s+shared memory", summary_table(summary, tmp_path))
+    records[0]["shared_memory_allreduce"] = False  # one rank over gloo: the run was not all
+    assert summarize(records, {"process_start": 0.0})["allreduce"] == "gloo"
 
 
 def test_a_lost_node_keeps_its_name_when_ranks_move(tmp_path):

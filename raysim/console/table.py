@@ -68,6 +68,8 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
             ["wall time", f"{summary['wall_time_s']:.1f} s"],
             ["ranks hold equal weights", "yes" if summary["checksums_match"] else "NO"],
         ]
+    if "allreduce" in summary:
+        run_rows.append(["all-reduce", summary["allreduce"]])
     run_rows.append(["run directory", str(run_dir)])
     node_rows = [
         ["node", "rank", "samples/s", "step time", "peak RSS", "memory peak", "budget", "headroom"]

@@ -74,6 +74,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def is_running(pid: int) -> bool:
+    """Whether the process exists and has not ended (a zombie, ended but not yet reaped by
+    its parent, has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def command_line(pid: int) -> list[str]:
     """A process's arguments, from /proc; [] once it has ended."""
     try:

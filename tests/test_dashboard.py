@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from raysim.cluster.local import dashboard_banner, dashboard_kwargs
-from raysim.cluster.standing import processes_of
 from raysim.rundir import read_lines
+from tests.ray_nodes import processes_naming
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"  # Debian's; CI installs none, and the browser check is skipped
@@ -146,7 +146,7 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
     finally:
         ended = raysim_cli("down", env=env)
     assert ended.returncode == 0 and state["address"] in ended.stdout
-    assert processes_of(state["temp_dir"]) == [], "down ends every process of the cluster"
+    assert processes_naming(state["temp_dir"]) == [], "down ends every process of the cluster"
     assert not (tmp_path / "home" / "cluster.json").exists()
 
 

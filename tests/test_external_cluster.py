@@ -1,8 +1,9 @@
 """The same experiment on an existing Ray cluster, joined by address.
 
-The cluster is a separate `ray start` head plus a second node, with their own temp
-dir; the test ends exactly those processes (found by that temp dir), never a
-broad `ray stop`, which would also end the suite's shared Ray.
+The cluster is a separate `ray start --block` head plus a second node, with their own
+temp dir; the test ends exactly those processes (each `ray start` by its pid, and the
+processes below it), never a broad `ray stop`, which would also end the suite's shared
+Ray.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from raysim.cluster import free_port
-from raysim.cluster.standing import end_processes, processes_of
+from raysim.cluster.standing import end_tree, start_ray_node
 from raysim.rundir import read_lines
+from tests.ray_nodes import processes_naming
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-RAY = str(Path(sys.executable).with_name("ray"))
 # Ray 2.60's `ray start` turns token authentication on; a process joining by address
 # sends the token (~/.ray/auth_token) only in token mode, as a user must set it too.
 TOKEN_MODE = {**os.environ, "RAY_AUTH_MODE": "token"}
@@ -39,19 +40,21 @@ def external_cluster():
         "--num-cpus=1", "--num-gpus=0", '--resources={"raysim_device": 10000}',
         "--disable-usage-stats",
     ]  # fmt: skip
+    nodes = []
     try:
-        subprocess.run(
-            [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+        nodes.append(start_ray_node(
+            ["--head", f"--port={port}", "--node-ip-address=127.0.0.1",
              f"--temp-dir={temp_dir}", "--include-dashboard=false", *common],
-            check=True, capture_output=True, text=True, env=env, timeout=120,
-        )  # fmt: skip
-        subprocess.run(
-            [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common],
-            check=True, capture_output=True, text=True, env=env, timeout=120,
-        )  # fmt: skip
+            Path(temp_dir) / "head.log", env, timeout_s=120,
+        ))  # fmt: skip
+        nodes.append(start_ray_node(
+            [f"--address={address}", "--node-ip-address=127.0.0.1", *common],
+            Path(temp_dir) / "second.log", env, timeout_s=120,
+        ))  # fmt: skip
         yield address, temp_dir
     finally:
-        end_processes(temp_dir)
+        for node in reversed(nodes):
+            end_tree(node)
 
 
 def ask_cluster(address: str, expression: str):
@@ -84,7 +87,7 @@ def test_runs_on_an_existing_two_node_cluster(external_cluster, tmp_path):
     ranks = [r for r in read_lines(tmp_path / "ext" / "metrics.jsonl") if r["kind"] == "rank"]
     assert {r["rank"] for r in ranks} == {0, 1}
     assert {r["ray_node_id"] for r in ranks} == node_ids, "one simulated node per Ray node"
-    assert processes_of(temp_dir), "the cluster outlives the run: raysim only joined it"
+    assert processes_naming(temp_dir), "the cluster outlives the run: raysim only joined it"
     # Every driver connection is a job: the node listing, the run, and this question.
     drivers = ask_cluster(address, "len(ray._private.state.jobs())")
     assert drivers == 3, f"{drivers - 2} connections for one run; raysim should join once"
@@ -93,20 +96,19 @@ def test_runs_on_an_existing_two_node_cluster(external_cluster, tmp_path):
 def test_a_cluster_without_the_device_resource_is_a_clear_error(tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="rsx", dir="/tmp")
     port = free_port()
+    head = start_ray_node(
+        ["--head", f"--port={port}", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
+         "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats"],
+        Path(temp_dir) / "head.log", TOKEN_MODE, timeout_s=120,
+    )  # fmt: skip
     try:
-        subprocess.run(
-            [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-             f"--temp-dir={temp_dir}", "--include-dashboard=false", "--num-cpus=2",
-             "--disable-usage-stats"],
-            check=True, capture_output=True, text=True, timeout=120, env=TOKEN_MODE,
-        )  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "raysim.cli", "run", "--address", f"127.0.0.1:{port}",
              "--num-nodes", "2", "--device", "cpu", "--run-dir", str(tmp_path)],
             cwd=ROOT, capture_output=True, text=True, timeout=200, env=TOKEN_MODE,
         )  # fmt: skip
     finally:
-        end_processes(temp_dir)
+        end_tree(head)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "raysim_device" in done.stderr and "ray start --head --resources" in done.stderr
 

@@ -3,8 +3,9 @@
 `ray start --head` with raysim's device resource, the dashboard on loopback and Ray
 Train's run tracking, so several runs (`raysim run --address auto`) share one cluster
 and one dashboard, and no run pays Ray's cold start. Its facts are kept in
-$RAYSIM_HOME/cluster.json (default ~/.raysim); `down` ends exactly the processes
-started for it, found by the cluster's own temp dir, never every Ray on the host.
+$RAYSIM_HOME/cluster.json (default ~/.raysim). `ray start --block` runs in a session of
+its own and stays the parent of the node's processes, so `down` ends exactly what `up`
+started: that pid and the processes below it, never every Ray on the host.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from raysim.cluster.env import ClusterError, check_port_free, free_port
 from raysim.plan.resources import DEVICE_RESOURCE, DEVICE_UNITS
+from raysim.procfs import descendants, is_running
 from raysim.rundir import raysim_home
 
 STATE_FILE = "cluster.json"
@@ -34,8 +36,10 @@ class StandingCluster:
     dashboard_url: str
     metrics_url: str
     temp_dir: str
-    """Ray's temp dir for this cluster: logs, and how `down` finds its processes."""
+    """Ray's temp dir for this cluster: its logs."""
     cpus: int
+    pid: int = 0
+    """`ray start --block`'s: the cluster's processes are it and those below it."""
 
 
 def read_state() -> StandingCluster | None:
@@ -44,35 +48,46 @@ def read_state() -> StandingCluster | None:
     if not path.exists():
         return None
     state = StandingCluster(**json.loads(path.read_text()))
-    return state if processes_of(state.temp_dir) else None
+    return state if is_running(state.pid) else None
 
 
-def processes_of(temp_dir: str) -> list[int]:
-    """Pids whose command line names this cluster's temp dir: GCS, raylet, agents, workers."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:  # ended meanwhile
-            continue
-        if temp_dir in cmdline:
-            pids.append(int(entry.name))
-    return pids
+READY = "Ray runtime started."
+"""What `ray start` prints once the node is up."""
 
 
-def end_processes(temp_dir: str, grace_s: float = 10.0) -> int:
-    """SIGTERM the cluster's processes, SIGKILL what is left after the grace period."""
-    started = processes_of(temp_dir)
-    for pid in started:
-        _signal(pid, signal.SIGTERM)
+def start_ray_node(args: list[str], log_path: Path, env: dict[str, str] | None = None,
+                   timeout_s: float = 300) -> int:  # fmt: skip
+    """`ray start ARGS --block` in a session of its own, its output to log_path; its pid
+    once Ray says the node started. The node's processes are that pid and those below it."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [ray_command(), "start", *args, "--block"], stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while READY not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            end_tree(process.pid)
+            tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-8:])
+            raise ClusterError([f"`ray start` failed (exit {process.poll()}):\n{tail}"])
+        time.sleep(0.2)
+    return process.pid
+
+
+def end_tree(pid: int, grace_s: float = 10.0) -> int:
+    """SIGTERM a process raysim started and every process below it, SIGKILL what is left
+    after the grace period; how many there were. The tree is read before the first
+    signal: a child whose parent ends moves to init and is no longer found below it."""
+    tree = [pid, *descendants(pid)]
+    for member in tree:
+        _signal(member, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while processes_of(temp_dir) and time.monotonic() < deadline:
+    while any(is_running(member) for member in tree) and time.monotonic() < deadline:
         time.sleep(0.5)
-    for pid in processes_of(temp_dir):
-        _signal(pid, signal.SIGKILL)
-    return len(started)
+    for member in tree:
+        if is_running(member):
+            _signal(member, signal.SIGKILL)
+    return len(tree)
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -107,25 +122,22 @@ def up(cpus: int | None = None, dashboard_port: int = 8265) -> StandingCluster:
         "RAY_TRAIN_ENABLE_STATE_TRACKING": "1",
         "RAY_metrics_report_interval_ms": "2000",  # metrics show within seconds
     }
-    started = subprocess.run(
-        [ray_command(), "start", "--head", f"--port={gcs_port}",
-         "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", f"--num-cpus={cpus}",
+    pid = start_ray_node(
+        ["--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
+         f"--temp-dir={temp_dir}", f"--num-cpus={cpus}",
          f"--resources={json.dumps({DEVICE_RESOURCE: DEVICE_UNITS})}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard_port}", f"--metrics-export-port={metrics_port}",
          "--disable-usage-stats"],
-        capture_output=True, text=True, env=env, timeout=300,
+        Path(temp_dir) / "ray_start.log", env,
     )  # fmt: skip
-    if started.returncode != 0:
-        end_processes(temp_dir)
-        tail = "\n".join(started.stderr.strip().splitlines()[-8:])
-        raise ClusterError([f"`ray start` failed (exit {started.returncode}):\n{tail}"])
     state = StandingCluster(
         address=f"127.0.0.1:{gcs_port}",
         dashboard_url=f"http://127.0.0.1:{dashboard_port}",
         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
         temp_dir=temp_dir,
         cpus=cpus,
+        pid=pid,
     )
     raysim_home().mkdir(parents=True, exist_ok=True)
     (raysim_home() / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
@@ -138,6 +150,6 @@ def down() -> StandingCluster | None:
     if not path.exists():
         return None
     state = StandingCluster(**json.loads(path.read_text()))
-    end_processes(state.temp_dir)
+    end_tree(state.pid)
     path.unlink()
     return state

@@ -301,6 +301,12 @@ def steady(rates: list[float]) -> float:
     return statistics.median(rates[1:] or rates)
 
 
+def in_order(runs: dict, flip: bool) -> dict:
+    """Each setup's result, run in the listed order, or in reverse with `flip`."""
+    order = list(runs)[::-1] if flip else list(runs)
+    return {setup: runs[setup]() for setup in order}
+
+
 def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
             only: str | None, folder: tuple[int, int, int], quick: bool,
             flip: bool = False) -> dict:  # fmt: skip
@@ -315,8 +321,7 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
             f"ddp-{nodes}": lambda: plain_ddp(nodes, *args, raysim_ddp_kwargs(nodes)),
             f"ddp-{nodes}-defaults": lambda: plain_ddp(nodes, *args, {}),
         }
-        order = list(runs)[::-1] if flip else list(runs)
-        return {setup: runs[setup]() for setup in order}
+        return in_order(runs, flip)
 
     if only == "limit":
         runs = {
@@ -326,8 +331,7 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
             ),
             "serial-4": lambda: in_fresh_process(serial_same_work, 4, 8, *args),
         }
-        order = list(runs)[::-1] if flip else list(runs)
-        return {setup: runs[setup]() for setup in order}
+        return in_order(runs, flip)
     results = {}
     if only is None:
         results = {"raysim-1": raysim_run(1, 32, *args, run_dir)}

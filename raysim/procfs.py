@@ -11,11 +11,16 @@ from pathlib import Path
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
+def _stat_fields(process: str | int) -> list[str]:
+    """/proc/<process>/stat after the command name (which may hold spaces and brackets):
+    state, parent, ..., start time at index 19. OSError once the process has ended."""
+    return Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_start_unix() -> float:
     """When this command started (not when raysim was imported); now where /proc is absent."""
     try:
-        with open("/proc/self/stat") as stat_file:
-            start_ticks = int(stat_file.read().rsplit(")", 1)[1].split()[19])
+        start_ticks = int(_stat_fields("self")[19])
         with open("/proc/stat") as stat_file:
             boot = next(int(line.split()[1]) for line in stat_file if line.startswith("btime"))
         return boot + start_ticks / os.sysconf("SC_CLK_TCK")
@@ -62,7 +67,7 @@ def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(_stat_fields(entry.name)[1])
         except (OSError, ValueError, IndexError):  # ended meanwhile
             continue
         children.setdefault(parent, []).append(int(entry.name))
@@ -78,7 +83,7 @@ def is_running(pid: int) -> bool:
     """Whether the process exists and has not ended (a zombie, ended but not yet reaped by
     its parent, has)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = _stat_fields(pid)[0]
     except (OSError, IndexError):
         return False
     return state != "Z"

@@ -43,10 +43,12 @@ RAYSIM_KEYS = frozenset(
         "step_time_s", "samples_per_s", "data_wait_s_per_step", "slowest_rank", "wall_time_s",
         "cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "nvml_device_used_bytes",
         "nvml_device_total_bytes", "nvml_gpu_utilization_pct", "nvml_process_used_bytes",
-        "startup", "memory_baseline_bytes",
+        "startup", "memory_baseline_bytes", "shared_memory_allreduce",
     }
 )  # fmt: skip
 """What raysim itself writes in the metrics lines; every other key is the function's own."""
+ALLREDUCE_KEY = "shared_memory_allreduce"
+"""The report's key for whether the node's gradients were averaged through shared memory."""
 STARTUP_KEY = "startup"
 """The report's key for a node's start-up marks (raysim.worker.startup), sent once."""
 TRACE_KEY = "trace_spans"

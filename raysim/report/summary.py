@@ -6,10 +6,7 @@ import statistics
 from typing import Any
 
 from raysim.report.startup import first_marks_per_rank, startup_breakdown
-from raysim.rundir import STARTUP_KEY, epoch_lines, rank_lines
-
-SHARED_KEY = "shared_memory_allreduce"
-"""Each rank's report: whether its gradients were averaged through shared memory."""
+from raysim.rundir import ALLREDUCE_KEY, STARTUP_KEY, epoch_lines, rank_lines
 
 
 def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
@@ -88,7 +85,7 @@ def summarize(records: list[dict[str, Any]], driver_marks: dict[str, float]) -> 
     facts = [r["model"] for r in rank_lines(records) if "model" in r]
     if facts:
         summary["model"] = facts[-1]
-    paths = {r[SHARED_KEY] for r in rank_lines(records) if SHARED_KEY in r}
+    paths = {r[ALLREDUCE_KEY] for r in rank_lines(records) if ALLREDUCE_KEY in r}
     if paths:  # every rank's every report: shared memory only if all said so
         summary["allreduce"] = "shared memory" if paths == {True} else "gloo"
     if "test_accuracy" not in epochs[-1]:  # a user's function: its own metrics only

@@ -22,6 +22,7 @@ import torch
 
 from raysim.config.schema import ExperimentConfig
 from raysim.plan.resources import models_the_wire
+from raysim.rundir import ALLREDUCE_KEY
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
 from raysim.worker.host_allreduce import HostAllreduce
 from raysim.worker.tracer import StepTracer
@@ -73,8 +74,8 @@ class Emulation:
         self.sleep_s = 0.0
         if self.comm is not None:
             comm = self.comm.take()
+            figures[ALLREDUCE_KEY] = self.host_allreduce
             figures.update(
-                shared_memory_allreduce=self.host_allreduce,
                 modelled_comm_s_per_step=comm["modelled_comm_s"] / per_step,
                 allreduce_wait_s_per_step=comm["real_comm_s"] / per_step,
                 added_comm_delay_s_per_step=comm["added_delay_s"] / per_step,

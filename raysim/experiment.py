@@ -24,12 +24,13 @@ from raysim.cluster import (
     joined,
     scoped_env,
 )
+from raysim.cluster.train_helpers import cluster_is_this_host, lean_torch_trainer, run_helpers
 from raysim.config import ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, make_board, node_lost_line, summary_table
 from raysim.failures import RunFailedError, failure_message
 from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.plan.memory_floor import state_floor_problem
-from raysim.procfs import process_start_unix
+from raysim.procfs import process_start_unix, ran_other_programs
 from raysim.record import MetricsRecorder
 from raysim.record.mlflow_tracking import MlflowRun, tracked, tracker_for
 from raysim.report.summary import summarize
@@ -107,11 +108,11 @@ def _train(
     """Ray Train's fit() of the training function on the planned workers (marks: the
     driver's start-up marks, fit_start added)."""
     import ray.train  # ~3 s of imports: not before a run starts
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
     if train_fn is not None:
         ship_by_value(train_fn)
-    trainer = TorchTrainer(
+    trainer = lean_torch_trainer()(  # without the helper actors raysim does not use
         train_loop_per_worker=run_node,
         train_loop_config={
             "experiment": cfg,
@@ -137,7 +138,7 @@ def _train(
     if marks is not None:
         marks.mark("fit_start")
     try:
-        with worker_start_timeout(cfg.worker_start_timeout_s):
+        with worker_start_timeout(cfg.worker_start_timeout_s), run_helpers(cluster_is_this_host()):
             trainer.fit()
     except ray.train.TrainingFailedError as err:
         message = failure_message(err) + _recovery_hint(cfg, run_dir)
@@ -194,7 +195,8 @@ def run(
     marks = StartupMarks()
     if not _imports_awaited:  # a later run in this process (a sweep, a notebook) did not
         _imports_awaited = True
-        marks.mark("process_start", process_start_unix())
+        if not ran_other_programs():  # else the start is a shell's: timed from here
+            marks.mark("process_start", process_start_unix())
     marks.mark("run_start")
     if out == "stdout":
         out = sys.stdout  # looked up now: a redirected or captured stdout is honoured

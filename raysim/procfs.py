@@ -28,6 +28,15 @@ def process_start_unix() -> float:
         return time.time()
 
 
+def ran_other_programs() -> bool:
+    """Whether this process ran other programs before Python, so its start time is theirs:
+    a shell that execs its last command (`bash -c "pip install ... && raysim run"`) waited
+    for the others, and their CPU time is its children's. Python's start-up and raysim's
+    imports start no child."""
+    times = os.times()
+    return times.children_user + times.children_system > 0
+
+
 def process_rss_bytes() -> int:
     """Resident set size now, from /proc where it exists (Linux), else the peak."""
     try:

@@ -21,6 +21,7 @@ import pytest
 from raysim.cluster.local import dashboard_banner, dashboard_kwargs
 from raysim.rundir import read_lines
 from tests.ray_nodes import processes_naming
+from tests.test_train_helpers import check_run_actors
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"  # Debian's; CI installs none, and the browser check is skipped
@@ -138,6 +139,7 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
         actors = get(f"{url}/api/v0/actors?limit=200", token)["data"]["result"]["result"]
         controllers = [a for a in actors if a["class_name"] == "TrainController"]
         assert len(controllers) == 1 and controllers[0]["state"] == "DEAD"
+        check_run_actors([a["class_name"] for a in actors if a["state"] == "DEAD"], nodes=2)
         if shutil.which(CHROMIUM):  # the Actors page in a real browser, as a user sees it
             screens = docs_script()
             with screens.TokenProxy(url, token) as proxy:

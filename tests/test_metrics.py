@@ -1,6 +1,9 @@
 import io
 import json
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -106,6 +109,20 @@ def test_startup_stages_end_when_the_slowest_node_passes_them():
     later = summarize(records, {k: v for k, v in driver.items() if k != "process_start"})
     assert later["time_to_first_step_s"] == pytest.approx(22.0)
     assert len(later["startup"]["stages"]) == 8
+
+
+def test_a_command_a_shell_execs_after_others_is_told_apart():
+    """`bash -c "pip install ... && raysim run"` execs raysim in the shell's process, whose
+    start is the shell's: such a run is timed from raysim.run, not from the pip install."""
+    probe = [sys.executable, "-c", "from raysim.procfs import ran_other_programs; "
+             "print(ran_other_programs())"]  # fmt: skip
+    busy = f"{shlex.quote(sys.executable)} -c 'sum(range(3 * 10**7))'"
+
+    def answer(command: list[str]) -> str:
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    assert answer(probe) == "False\n"
+    assert answer(["bash", "-c", f"{busy} && exec {shlex.join(probe)}"]) == "True\n"
 
 
 def test_summary_of_a_failed_run_without_epochs():

@@ -7,6 +7,7 @@ import yaml
 
 import raysim
 from raysim.rundir import read_lines
+from tests.test_train_helpers import actors_started, check_run_actors
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +18,9 @@ def ranks_by_epoch(run_dir):
 
 
 def test_four_nodes_train_in_lockstep_and_learn(shared_ray, tiny_config):
-    result = raysim.run(tiny_config(num_nodes=4), out=None)
+    with actors_started() as actors:
+        result = raysim.run(tiny_config(num_nodes=4), out=None)
+    check_run_actors(actors, nodes=4)
     ranks = ranks_by_epoch(result.run_dir)
     assert set(ranks) == {(e, r) for e in (1, 2) for r in range(4)}
     for epoch in (1, 2):

@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from examples.custom_train_loop import train_fn  # noqa: E402
 from tests.test_run import check_startup_adds_up  # noqa: E402
+from tests.test_train_helpers import actors_started, check_run_actors  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,9 @@ def test_custom_function_runs_at_one_and_four_nodes(shared_ray, tiny_config):
             num_nodes=nodes, num_epochs=2, batch_size=32, learning_rate=1e-2,
             gpu_fraction=0.25, memory_fraction=0.25, run_name=f"n{nodes}",
         )  # fmt: skip
-        results[nodes] = raysim.run(cfg, train_fn=train_fn, out=None)
+        with actors_started() as actors:
+            results[nodes] = raysim.run(cfg, train_fn=train_fn, out=None)
+        check_run_actors(actors, nodes)
     four = results[4]
     ranks = [r for r in read_lines(four.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
     assert {(r["epoch"], r["rank"]) for r in ranks} == {(e, r) for e in (1, 2) for r in range(4)}

@@ -1,0 +1,95 @@
+"""Ray Train's per-run helper actors: the ones a raysim run starts, and the ones it leaves out.
+
+Besides its controller and one worker per node, Ray Train 2.60 starts helper actors for
+every run, each a Python process of its own that costs ~2 CPU-seconds to start, on the
+way to the first step (4 nodes on 2 cores: BENCHMARKS.md, start-up). raysim leaves out:
+
+- DatasetManager (DatasetsCallback): serves Ray Data shards; raysim passes the trainer
+  no Ray Datasets.
+- PlacementGroupCleaner: a detached actor that removes the worker group's placement
+  group if the controller dies while the driver lives on; raysim's driver does that
+  itself after fit() (placement_groups_released). Where the driver dies, Ray removes the
+  job's placement groups with it.
+- PreemptionWatcher: polls Ray for drained nodes (a spot instance's preemption, an
+  autoscaler's scale-down); left out where every node of the cluster is this host, whose
+  loss ends the run anyway (watches_preemption).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterable, Iterator
+
+from raysim.cluster.env import scoped_env
+
+LEFT_OUT_CALLBACKS = frozenset({"DatasetsCallback", "PlacementGroupCleanerCallback"})
+"""Ray Train's default callbacks that start the helpers raysim leaves out, by class name:
+a Ray that renames one runs the helper again, which a test notices."""
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+"""Read by Ray Train's controller; the trainer passes it on from the driver's environment."""
+
+
+def watches_preemption(node_addresses: Iterable[str], driver_address: str) -> bool:
+    """Whether a run needs Ray Train's preemption watcher: only where a node other than
+    the driver's host can be drained."""
+    return any(address != driver_address for address in node_addresses)
+
+
+def cluster_is_this_host() -> bool:
+    """Every live node of the connected Ray is the driver's host (loopback included)."""
+    import ray
+
+    here = ray.util.get_node_ip_address()
+    live = [node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]]
+    return not watches_preemption(live, here)
+
+
+@functools.cache
+def lean_torch_trainer() -> type:
+    """TorchTrainer without the default callbacks in LEFT_OUT_CALLBACKS (built on first
+    use: importing Ray Train costs ~3 s)."""
+    from ray.train.torch import TorchTrainer
+
+    class LeanTorchTrainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            return [cb for cb in callbacks if type(cb).__name__ not in LEFT_OUT_CALLBACKS]
+
+    return LeanTorchTrainer
+
+
+@contextlib.contextmanager
+def run_helpers(cluster_is_local: bool) -> Iterator[None]:
+    """For one fit(): the preemption watcher off on a one-host cluster (unless the user set
+    it), and the placement groups the fit left behind released afterwards."""
+    watcher_off = cluster_is_local and PREEMPTION_WATCHER_ENV not in os.environ
+    settings = {PREEMPTION_WATCHER_ENV: "0"} if watcher_off else {}
+    with scoped_env(settings), placement_groups_released():
+        yield
+
+
+@contextlib.contextmanager
+def placement_groups_released() -> Iterator[None]:
+    """Remove this job's placement groups made during the block and still held: Ray Train
+    removes its worker group's own, unless its controller died, and a held one keeps the
+    next run in this process from its resources."""
+    import ray
+    from ray.util.placement_group import (
+        PlacementGroup,
+        placement_group_table,
+        remove_placement_group,
+    )
+
+    job = ray.get_runtime_context().get_job_id()
+    before = set(placement_group_table())
+    try:
+        yield
+    finally:
+        for group_id, info in placement_group_table().items():
+            # A placement group's ID ends with its job's (Ray's PlacementGroupID.of(job)):
+            # other jobs' groups on a shared cluster are left alone.
+            if group_id in before or not group_id.endswith(job) or info["state"] == "REMOVED":
+                continue
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(group_id)))

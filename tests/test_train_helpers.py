@@ -1,0 +1,107 @@
+"""Ray Train's helper actors: the ones a run starts, and the ones raysim leaves out."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from raysim.cluster.train_helpers import (
+    PREEMPTION_WATCHER_ENV,
+    placement_groups_released,
+    run_helpers,
+    watches_preemption,
+)
+
+LEFT_OUT = {"DatasetManager", "PlacementGroupCleaner", "PreemptionWatcher"}
+
+
+@contextlib.contextmanager
+def actors_started() -> Iterator[list[str]]:
+    """The class names of the actors created in the block, from Ray's actor table."""
+    import ray
+
+    before = set(ray._private.state.actors())
+    names: list[str] = []
+    yield names
+    after = ray._private.state.actors()
+    names.extend(sorted(a["ActorClassName"] for key, a in after.items() if key not in before))
+
+
+def check_run_actors(names: list[str], nodes: int) -> None:
+    """A run's controller, workers and barrier, and none of the helpers raysim leaves out."""
+    assert names.count("RayTrainWorker") == nodes, names
+    assert {"TrainController", "SynchronizationActor"} <= set(names), names
+    assert not LEFT_OUT & set(names), names
+
+
+def test_only_a_node_on_another_host_is_watched_for_preemption():
+    assert not watches_preemption(["127.0.0.1"] * 5, "127.0.0.1")
+    assert not watches_preemption([], "10.0.0.2")
+    assert watches_preemption(["10.0.0.2", "10.0.0.3"], "10.0.0.2")
+
+
+def test_the_watcher_is_off_on_one_host_unless_the_user_set_it(shared_ray, monkeypatch):
+    monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
+    with run_helpers(cluster_is_local=True):
+        assert os.environ[PREEMPTION_WATCHER_ENV] == "0"
+    assert PREEMPTION_WATCHER_ENV not in os.environ
+    with run_helpers(cluster_is_local=False):
+        assert PREEMPTION_WATCHER_ENV not in os.environ
+    monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "1")
+    with run_helpers(cluster_is_local=True):
+        assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
+
+
+OTHER_JOB = """
+import sys, ray
+from ray.util.placement_group import placement_group
+ray.init(address=sys.argv[1], log_to_driver=False)
+group = placement_group([{"CPU": 0.01}])
+ray.get(group.ready())
+print(group.id.hex(), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_group_a_dead_controller_left_is_released_and_no_other(shared_ray):
+    """What Ray Train's PlacementGroupCleaner did: a group whose creator died without
+    removing it is held while the job lives; raysim removes it after the fit. A group made
+    before the fit, or by another job on the same cluster, is not the run's."""
+    import ray
+    from ray.util.placement_group import (
+        placement_group,
+        placement_group_table,
+        remove_placement_group,
+    )
+
+    @ray.remote(num_cpus=0)
+    class Controller:
+        def reserve(self) -> str:
+            group = placement_group([{"CPU": 0.01}])
+            ray.get(group.ready())
+            return group.id.hex()
+
+    before = placement_group([{"CPU": 0.01}])
+    ray.get(before.ready())
+    address = ray.get_runtime_context().gcs_address
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_JOB, address],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with placement_groups_released():
+            controller = Controller.remote()
+            left = ray.get(controller.reserve.remote())
+            ray.kill(controller)  # dies without removing its group
+            theirs = other.stdout.readline().strip()
+            assert placement_group_table()[left]["state"] == "CREATED", "Ray keeps it"
+        table = placement_group_table()
+        assert table[left]["state"] == "REMOVED"
+        assert table[before.id.hex()]["state"] == "CREATED"
+        assert table[theirs]["state"] == "CREATED", "another job's group is left alone"
+    finally:
+        other.communicate("done\n", timeout=60)
+        remove_placement_group(before)

@@ -64,7 +64,7 @@ BENCHMARKS = (
                 ("--quick", "--only", "limit", "--out", "{out}"),
                 (f"bench_core_limit_{px}px.json",)) for px in (32, 16)),
     Benchmark("startup", "bench_startup.py",
-              ("--nodes", "4", "--repeats", "2", "--out", "{out}/bench_startup.json"),
+              ("--nodes", "4", "--repeats", "3", "--out", "{out}/bench_startup.json"),
               ("--nodes", "2", "--repeats", "1", "--parts", "cold",
                "--out", "{out}/bench_startup.json"),
               ("bench_startup.json",)),

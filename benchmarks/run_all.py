@@ -41,13 +41,22 @@ class Benchmark:
     needs_gpu: bool = False
 
 
-def ab_run(name: str, result: str, before: str, after: str, repeats: int) -> Benchmark:
-    """bench_ab.py between two commits: 4 nodes × 3 epochs (quick: 2 × 2 epochs of 3 steps)."""
+def ab_run(
+    name: str,
+    result: str,
+    before: str,
+    after: str,
+    repeats: int,
+    epochs: int = 3,
+    extra: tuple[str, ...] = (),
+) -> Benchmark:
+    """bench_ab.py between two commits: 4 nodes × 3 epochs unless told (quick: 2 × 2
+    epochs of 3 steps)."""
     trees = ("--tree", "before={before}", "--tree", "after={after}")
     return Benchmark(
         name, "bench_ab.py",
-        (*trees, "--nodes", "4", "--epochs", "3", "--repeats", str(repeats),
-         "--out", f"{{out}}/{result}"),
+        (*trees, "--nodes", "4", "--epochs", str(epochs), "--repeats", str(repeats),
+         "--out", f"{{out}}/{result}", *(("--", *extra) if extra else ())),
         (*trees, "--nodes", "2", "--epochs", "2", "--repeats", "1", "--out", f"{{out}}/{result}",
          "--", "--max-steps-per-epoch", "3"),
         (result,), trees={"before": before, "after": after},
@@ -117,6 +126,9 @@ BENCHMARKS = (
                "--out", "{out}/bench_cli_start.json"),
               ("bench_cli_start.json",), trees={"before": "ccc5223", "after": "41a9c4b"}),
     ab_run("buckets-ab", "bench_ab_buckets.json", "51c236a", "e56e64a", repeats=3),
+    # start-up: Ray Train's helper actors left out (0e25999), 1 epoch of 3 steps a run
+    ab_run("helpers-ab", "bench_ab_helpers.json", "deb86d7", "0e25999", repeats=5, epochs=1,
+           extra=("--max-steps-per-epoch", "3")),
 )  # fmt: skip
 
 

@@ -691,6 +691,21 @@ def readme_main_job(data: dict) -> str:
     return table(header, [row])
 
 
+def ab_helpers(data: dict) -> str:
+    """The time to the first step before and after, paired by repeat."""
+    before, after = (data["results"][tree] for tree in ("before", "after"))
+    paired = after["first_step_minus_before_s"]
+    row = [
+        f"`raysim run`, {data['settings']['nodes']} nodes ({len(before['runs'])} repeats)",
+        each([r["first_step_s"] for r in before["runs"]], 1, " s"),
+        each([r["first_step_s"] for r in after["runs"]], 1, " s"),
+        f"{signed(paired['median'], 2)} s ({signed(paired['min'], 1)} to "
+        f"{signed(paired['max'], 1)})",
+    ]
+    header = ["time to the first step", "with the helpers", "without", "paired, median (range)"]
+    return table(header, [row])
+
+
 Renderer = Callable[[dict], str]
 BLOCKS: dict[str, tuple[str, Renderer]] = {
     "cli_start": ("bench_cli_start.json", cli_start),
@@ -705,6 +720,7 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "core_limit_32": ("bench_core_limit_32px.json", core_limit),
     "core_limit_16": ("bench_core_limit_16px.json", core_limit),
     "ab_buckets": ("bench_ab_buckets.json", ab_buckets),
+    "ab_helpers": ("bench_ab_helpers.json", ab_helpers),
     "readme_main_job": ("readme_main_job.json", readme_main_job),
     "core_data": ("bench_core_data.json", core_data),
     "core_data_cache": ("bench_core_data.json", cache_costs),

@@ -1,8 +1,8 @@
 """Ray Train's per-run helper actors: the ones a raysim run starts, and the ones it leaves out.
 
 Besides its controller and one worker per node, Ray Train 2.60 starts helper actors for
-every run, each a Python process of its own that costs ~2 CPU-seconds to start, on the
-way to the first step (4 nodes on 2 cores: BENCHMARKS.md, start-up). raysim leaves out:
+every run, each a Python process of its own that imports Ray while the workers start on
+the same cores (leaving them out: BENCHMARKS.md, start-up). raysim leaves out:
 
 - DatasetManager (DatasetsCallback): serves Ray Data shards; raysim passes the trainer
   no Ray Datasets.

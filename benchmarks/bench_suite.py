@@ -4,7 +4,7 @@
 
 Runs `python -m pytest -m "not slow" tests` and `python -m pytest tests` (README's
 command, the one CI runs) one after the other, each a fresh process, and keeps what
-pytest reports of each (passed, failed, skipped, seconds) and the slowest tests.
+pytest reports of each (passed, failed, skipped, seconds), the tests that failed and the slowest.
 --quick: one small test file for each, to check the harness.
 """
 
@@ -25,10 +25,11 @@ TIERS = {"fast": ["-m", "not slow", "tests"], "full": ["tests"]}
 QUICK_TIERS = {"fast": ["-m", "not slow", "tests/test_plan.py"], "full": ["tests/test_plan.py"]}
 OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?)")
 SLOWEST = re.compile(r"^\s*([\d.]+)s (call|setup|teardown)\s+(\S+)", re.MULTILINE)
+FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 
 
 def run_tier(args: list[str]) -> dict:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
                "--durations=10", *args]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -42,6 +43,7 @@ def run_tier(args: list[str]) -> dict:
         "seconds": seconds,
         "counts": counts,
         "pytest_summary": summary,
+        "failed": FAILED.findall(done.stdout),
         "slowest": [
             {"seconds": float(s), "phase": phase, "test": test}
             for s, phase, test in SLOWEST.findall(done.stdout)

@@ -45,13 +45,13 @@ def test_only_a_node_on_another_host_is_watched_for_preemption():
 
 def test_the_watcher_is_off_on_one_host_unless_the_user_set_it(shared_ray, monkeypatch):
     monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
-    with run_helpers(cluster_is_local=True):
+    with run_helpers(cluster_is_this_host=True):
         assert os.environ[PREEMPTION_WATCHER_ENV] == "0"
     assert PREEMPTION_WATCHER_ENV not in os.environ
-    with run_helpers(cluster_is_local=False):
+    with run_helpers(cluster_is_this_host=False):
         assert PREEMPTION_WATCHER_ENV not in os.environ
     monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "1")
-    with run_helpers(cluster_is_local=True):
+    with run_helpers(cluster_is_this_host=True):
         assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
 
 

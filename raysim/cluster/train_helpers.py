@@ -61,10 +61,10 @@ def lean_torch_trainer() -> type:
 
 
 @contextlib.contextmanager
-def run_helpers(cluster_is_local: bool) -> Iterator[None]:
+def run_helpers(cluster_is_this_host: bool) -> Iterator[None]:
     """For one fit(): the preemption watcher off on a one-host cluster (unless the user set
     it), and the placement groups the fit left behind released afterwards."""
-    watcher_off = cluster_is_local and PREEMPTION_WATCHER_ENV not in os.environ
+    watcher_off = cluster_is_this_host and PREEMPTION_WATCHER_ENV not in os.environ
     settings = {PREEMPTION_WATCHER_ENV: "0"} if watcher_off else {}
     with scoped_env(settings), placement_groups_released():
         yield
@@ -87,7 +87,10 @@ def placement_groups_released() -> Iterator[None]:
     try:
         yield
     finally:
-        for group_id, info in placement_group_table().items():
+        # A cluster that went down with the fit holds nothing, and asking it would hide
+        # the fit's own error.
+        held = placement_group_table() if ray.is_initialized() else {}
+        for group_id, info in held.items():
             # A placement group's ID ends with its job's (Ray's PlacementGroupID.of(job)):
             # other jobs' groups on a shared cluster are left alone.
             if group_id in before or not group_id.endswith(job) or info["state"] == "REMOVED":

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.builtin import resnet18_experiment
-from raysim.builtin.data import check_data
-from raysim.builtin.model import check_weights, parameter_count
+from raysim.builtin.checks import check_data, check_weights, decodes_images, parameter_count
 from raysim.cluster import (
     NodeLossWatcher,
     SimCluster,
@@ -30,8 +28,8 @@ from raysim.console import ProgressFollower, make_board, node_lost_line, summary
 from raysim.failures import RunFailedError, failure_message
 from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.plan.memory_floor import state_floor_problem
+from raysim.preload import ImportsAhead
 from raysim.procfs import process_start_unix, ran_other_programs
-from raysim.record import MetricsRecorder
 from raysim.record.mlflow_tracking import MlflowRun, tracked, tracker_for
 from raysim.report.summary import summarize
 from raysim.rundir import (
@@ -44,7 +42,6 @@ from raysim.rundir import (
     read_metrics,
     train_run_name,
 )
-from raysim.worker.entry import run_node
 from raysim.worker.startup import StartupMarks
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
@@ -107,8 +104,12 @@ def _train(
 ) -> None:
     """Ray Train's fit() of the training function on the planned workers (marks: the
     driver's start-up marks, fit_start added)."""
-    import ray.train  # ~3 s of imports: not before a run starts
+    import ray.train
     from ray.train.torch import TorchConfig
+
+    from raysim.builtin import resnet18_experiment
+    from raysim.record import MetricsRecorder
+    from raysim.worker.entry import run_node
 
     if train_fn is not None:
         ship_by_value(train_fn)
@@ -177,6 +178,10 @@ def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
 _imports_awaited = False
 """Whether a run in this process has counted the process's start-up in its start-up."""
 
+TRAINING_STACK = ("ray.train", "ray.train.torch", "raysim.record.recorder", "raysim.worker.entry")
+"""What the driver needs for Ray Train's fit(), imported while the checks run and Ray
+starts (the built-in experiment's loop too, where it is the one trained)."""
+
 
 def run(
     cfg: ExperimentConfig,
@@ -200,9 +205,13 @@ def run(
     marks.mark("run_start")
     if out == "stdout":
         out = sys.stdout  # looked up now: a redirected or captured stdout is honoured
-    tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
-    with joined(cfg.address, cfg.verbose), tracked(tracker):
-        return _run(cfg, train_fn, out, resume, marks, tracker)
+    imports = ImportsAhead(TRAINING_STACK + (("raysim.builtin.loop",) if train_fn is None else ()))
+    try:
+        tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
+        with joined(cfg.address, cfg.verbose), tracked(tracker):
+            return _run(cfg, train_fn, out, resume, marks, imports, tracker)
+    finally:
+        imports.wait()  # a failed check leaves no import running behind the error
 
 
 def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
@@ -219,20 +228,30 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
         raise PlanError([problem])
 
 
+def checks_before_ray(
+    cfg: ExperimentConfig, plan: ResourcePlan, builtin: bool, imports: ImportsAhead
+) -> None:
+    """What would fail every node alike, told before Ray starts."""
+    if builtin:
+        check_state_fits(cfg, plan)
+        check_weights(cfg.weights_path)
+    if decodes_images(cfg):  # decoding imports torch: not while the thread does
+        imports.wait()
+    check_data(cfg, raysim_home() / "cache")
+
+
 def _run(
     cfg: ExperimentConfig,
     train_fn: Callable[[dict], None] | None,
     out: TextIO | None,
     resume: bool,
     marks: StartupMarks,
+    imports: ImportsAhead,
     tracker: MlflowRun | None = None,
 ) -> RunResult:
     hw = hardware_for(cfg)
     plan = make_plan(cfg, hw)
-    if train_fn is None:
-        check_state_fits(cfg, plan)
-        check_weights(cfg.weights_path)
-    check_data(cfg, raysim_home() / "cache")
+    checks_before_ray(cfg, plan, train_fn is None, imports)
     run_dir = (
         (Path(cfg.run_dir) / str(cfg.run_name)).resolve()
         if resume
@@ -269,6 +288,7 @@ def _run(
                 if plan.multi_node
                 else contextlib.nullcontext()
             )
+            imports.wait()
             with node_loss:
                 _train(cfg, plan, run_dir, train_fn, follower.board, tracker, marks)
     except RunFailedError as err:

@@ -6,11 +6,11 @@ from PIL import Image
 from torchvision import transforms
 
 import raysim
+from raysim.builtin.checks import check_data
 from raysim.builtin.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     DataError,
-    check_data,
     digit_scans,
     digits,
     eval_loader,

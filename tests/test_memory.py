@@ -5,7 +5,8 @@ import multiprocessing
 import pytest
 
 import raysim
-from raysim.builtin.model import build_model, parameter_count
+from raysim.builtin.checks import parameter_count
+from raysim.builtin.model import build_model
 from raysim.fit import HEADROOM, format_fit, plan_memory, search_largest
 from raysim.plan import Hardware, PlanError, make_plan
 from raysim.plan.memory_floor import state_floor_problem, training_state_bytes

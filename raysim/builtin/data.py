@@ -57,12 +57,6 @@ def load_data(cfg: ExperimentConfig, cache: Path) -> DataSplits:
     return synthetic(cfg.synthetic_samples, cfg.num_classes, cfg.image_size)
 
 
-def check_data(cfg: ExperimentConfig, cache: Path) -> None:
-    """Fail on a bad data set before Ray starts; for imagefolder, build the decoded cache."""
-    if cfg.dataset == "imagefolder":
-        image_folder(Path(cfg.data_dir), cfg.image_size, cache)
-
-
 def digit_scans() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits (images 8×8 in 0..16, labels), read from the file it ships:
     importing scikit-learn costs each worker ~1 s of CPU before its first step."""
@@ -202,7 +196,7 @@ def _cached_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 images [N,3,side,side], labels [N]), memory-mapped from the cache.
 
-    The driver builds it in check_data; a worker whose disk lacks it builds it the same way.
+    The driver builds it in checks.check_data; a worker whose disk lacks it builds it the same way.
     The file appears whole or not at all (temp file + rename), so concurrent builders and
     readers never see half a file, and a failed decode leaves nothing behind.
     """

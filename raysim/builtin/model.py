@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from raysim.builtin.checks import check_weights
+
 
 def build_model(num_classes: int, weights_path: str | None = None) -> nn.Module:
     """torchvision ResNet18; optional start weights from a local file, never a download."""
@@ -17,16 +19,6 @@ def build_model(num_classes: int, weights_path: str | None = None) -> nn.Module:
     if weights_path is not None:
         load_weights(model, Path(weights_path))
     return model
-
-
-RESNET18_BACKBONE_PARAMETERS = 11_176_512
-"""torchvision's ResNet18 without its classifier (tests/test_memory.py counts the real one)."""
-
-
-def parameter_count(num_classes: int) -> int:
-    """The built-in model's parameters without building it: torchvision's import alone
-    costs the driver ~1 s before every run."""
-    return RESNET18_BACKBONE_PARAMETERS + 513 * num_classes  # fc: 512 weights + a bias each
 
 
 def adam(model: nn.Module, learning_rate: float) -> torch.optim.Adam:
@@ -51,14 +43,6 @@ def checkpoint_stages(model: nn.Module) -> nn.Module:
 
         stage.forward = forward
     return model
-
-
-def check_weights(weights_path: str | None) -> None:
-    """Before Ray starts: a weights file that is not there fails every node alike."""
-    if weights_path is not None and not Path(weights_path).is_file():
-        raise FileNotFoundError(
-            f"weights_path {weights_path} does not exist; give a local .pth file (state dict)"
-        )
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from raysim.cluster.join import join
 from raysim.config.schema import ExperimentConfig
 from raysim.plan.resources import Hardware
 
+CUDA_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/proc/driver/nvidia")
+"""Where an NVIDIA driver shows itself on Linux (/dev/dxg: WSL2's GPU); without one of
+them CUDA cannot start."""
+
+
+def cuda_may_be_present(device_files: tuple[str, ...] = CUDA_DEVICE_FILES) -> bool:
+    """False only where CUDA certainly cannot start: Linux without an NVIDIA driver. Asking
+    torch costs its import (~2 s of CPU), which a machine with no GPU then need not pay
+    before Ray starts."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(path) for path in device_files)
+
 
 def detect_hardware() -> Hardware:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not cuda_may_be_present():
+        return Hardware(num_cpus=cpus or 1)
     import torch
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if not torch.cuda.is_available():
         return Hardware(num_cpus=cpus or 1)
     props = torch.cuda.get_device_properties(0)

@@ -17,24 +17,24 @@ The built-in ResNet18 experiment (raysim.builtin) is written on these calls only
 A plain `ray.train.report` call works too.
 """
 
-from raysim.config.schema import ExperimentConfig
-from raysim.worker.session import (
-    NodeContext,
-    context,
-    inject_faults,
-    prepare,
-    progress,
-    report,
-    sample_memory,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ExperimentConfig",
-    "NodeContext",
-    "context",
-    "inject_faults",
-    "prepare",
-    "progress",
-    "report",
-    "sample_memory",
-]
+import importlib
+from typing import Any
+
+from raysim.config.schema import ExperimentConfig
+
+_SESSION = ("NodeContext", "context", "inject_faults", "prepare", "progress", "report",
+            "sample_memory")  # fmt: skip
+"""Loaded on first use (they need torch): the driver imports raysim.worker's start-up
+marks before torch is imported."""
+
+__all__ = ["ExperimentConfig", *_SESSION]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SESSION:
+        value = getattr(importlib.import_module("raysim.worker.session"), name)
+        globals()[name] = value  # looked up once: a loop calls these every step
+        return value
+    raise AttributeError(f"module 'raysim.worker' has no attribute {name!r}")

@@ -35,8 +35,8 @@ from raysim.worker.model_facts import (
 )
 from raysim.worker.nvml import nvml_metrics
 from raysim.worker.profiler import NodeProfiler
-from raysim.worker.progress import StepPoster
 from raysim.worker.startup import StartupMarks
+from raysim.worker.step_posts import StepPoster
 from raysim.worker.tracer import StepTracer
 
 

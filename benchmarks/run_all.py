@@ -129,6 +129,9 @@ BENCHMARKS = (
     # start-up: Ray Train's helper actors left out (0e25999), 1 epoch of 3 steps a run
     ab_run("helpers-ab", "bench_ab_helpers.json", "deb86d7", "0e25999", repeats=5, epochs=1,
            extra=("--max-steps-per-epoch", "3")),
+    # start-up: the driver's imports on a thread while Ray starts (65455f8)
+    ab_run("preload-ab", "bench_ab_preload.json", "a1138da", "65455f8", repeats=5, epochs=1,
+           extra=("--max-steps-per-epoch", "3")),
 )  # fmt: skip
 
 

@@ -691,19 +691,23 @@ def readme_main_job(data: dict) -> str:
     return table(header, [row])
 
 
-def ab_helpers(data: dict) -> str:
-    """The time to the first step before and after, paired by repeat."""
-    before, after = (data["results"][tree] for tree in ("before", "after"))
-    paired = after["first_step_minus_before_s"]
-    row = [
-        f"`raysim run`, {data['settings']['nodes']} nodes ({len(before['runs'])} repeats)",
-        each([r["first_step_s"] for r in before["runs"]], 1, " s"),
-        each([r["first_step_s"] for r in after["runs"]], 1, " s"),
-        f"{signed(paired['median'], 2)} s ({signed(paired['min'], 1)} to "
-        f"{signed(paired['max'], 1)})",
-    ]
-    header = ["time to the first step", "with the helpers", "without", "paired, median (range)"]
-    return table(header, [row])
+def ab_first_step(before_label: str, after_label: str) -> Callable[[dict], str]:
+    """The time to the first step before and after a change, paired by repeat."""
+
+    def render(data: dict) -> str:
+        before, after = (data["results"][tree] for tree in ("before", "after"))
+        paired = after["first_step_minus_before_s"]
+        row = [
+            f"`raysim run`, {data['settings']['nodes']} nodes ({len(before['runs'])} repeats)",
+            each([r["first_step_s"] for r in before["runs"]], 1, " s"),
+            each([r["first_step_s"] for r in after["runs"]], 1, " s"),
+            f"{signed(paired['median'], 2)} s ({signed(paired['min'], 1)} to "
+            f"{signed(paired['max'], 1)})",
+        ]
+        header = ["time to the first step", before_label, after_label, "paired, median (range)"]
+        return table(header, [row])
+
+    return render
 
 
 Renderer = Callable[[dict], str]
@@ -720,7 +724,11 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
     "core_limit_32": ("bench_core_limit_32px.json", core_limit),
     "core_limit_16": ("bench_core_limit_16px.json", core_limit),
     "ab_buckets": ("bench_ab_buckets.json", ab_buckets),
-    "ab_helpers": ("bench_ab_helpers.json", ab_helpers),
+    "ab_helpers": ("bench_ab_helpers.json", ab_first_step("with the helpers", "without")),
+    "ab_preload": (
+        "bench_ab_preload.json",
+        ab_first_step("imports, then Ray's start", "imports during Ray's start"),
+    ),
     "readme_main_job": ("readme_main_job.json", readme_main_job),
     "core_data": ("bench_core_data.json", core_data),
     "core_data_cache": ("bench_core_data.json", cache_costs),

@@ -321,8 +321,17 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+class FlagParser(argparse.ArgumentParser):
+    """argparse without abbreviated flags: `--num-node 4` is a typo to be told, not
+    `--num-nodes 4` (its subcommands' parsers are of this class too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raysim", description=__doc__.splitlines()[0])
+    parser = FlagParser(prog="raysim", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run one experiment on the simulated cluster")
     run_parser.add_argument("--config", help="YAML config file (see configs/)")

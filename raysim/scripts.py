@@ -3,10 +3,9 @@ their flags, on top of a shipped YAML config, through the same run as `raysim ru
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
-from raysim.cli import add_config_flags, guarded, run_command
+from raysim.cli import FlagParser, add_config_flags, guarded, run_command
 
 
 def example_main(
@@ -21,7 +20,7 @@ def example_main(
     With mode_configs, --mode picks the YAML (launcher.py --mode single|distributed);
     single mode (or single_node) always means one node.
     """
-    parser = argparse.ArgumentParser(description=description)
+    parser = FlagParser(description=description)
     if mode_configs:
         parser.add_argument("--mode", choices=sorted(mode_configs), required=True)
     parser.add_argument("--config", default=None, help=f"YAML config (default {default_config})")

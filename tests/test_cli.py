@@ -76,6 +76,16 @@ def test_config_typo_is_one_clear_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    "command", [("-m", "raysim.cli", "run"), ("examples/launcher.py", "--mode", "single")]
+)
+def test_an_abbreviated_flag_is_told_not_taken(command):
+    done = run_script(*command, "--num-node", "4", "--print-config")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --num-node 4" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_unwritable_run_dir_is_reported(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -6,10 +6,12 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 from raysim.cluster.train_helpers import (
     PREEMPTION_WATCHER_ENV,
+    coordinator_started,
     placement_groups_released,
     run_helpers,
     watches_preemption,
@@ -53,6 +55,30 @@ def test_the_watcher_is_off_on_one_host_unless_the_user_set_it(shared_ray, monke
     monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "1")
     with run_helpers(cluster_is_this_host=True):
         assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
+
+
+def test_the_autoscaling_coordinator_is_started_before_the_controller_asks(shared_ray):
+    """The actor Ray Train's controller asks for its workers' resources, by its name."""
+    import ray
+
+    def coordinator():
+        return ray.get_actor("AutoscalingCoordinator", namespace="AutoscalingCoordinator")
+
+    with contextlib.suppress(ValueError):  # one per cluster: an earlier run's, if any
+        ray.kill(coordinator(), no_restart=True)
+    for _ in range(300):  # its name is free once Ray has it dead
+        try:
+            coordinator()
+        except ValueError:
+            break
+        time.sleep(0.1)
+    with actors_started() as names:
+        assert coordinator_started()
+        ray.get(coordinator().__ray_ready__.remote(), timeout=120)
+    assert names == ["_AutoscalingCoordinatorActor"]
+    with actors_started() as names:  # found, not started again
+        assert coordinator_started()
+    assert names == []
 
 
 OTHER_JOB = """

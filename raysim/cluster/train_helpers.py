@@ -13,6 +13,12 @@ the same cores (leaving them out: BENCHMARKS.md, start-up). raysim leaves out:
 - PreemptionWatcher: polls Ray for drained nodes (a spot instance's preemption, an
   autoscaler's scale-down); left out where every node of the cluster is this host, whose
   loss ends the run anyway (watches_preemption).
+
+One it starts sooner: Ray Train's controller, once started, asks its AutoscalingCoordinator
+(a detached actor, one per cluster) for the workers' resources and waits for the answer
+before it starts any worker; on a new cluster that wait is the coordinator's start. The
+driver starts the coordinator before fit() (coordinator_started), so it starts while the
+controller does, on the core the controller leaves idle.
 """
 
 from __future__ import annotations
@@ -60,12 +66,27 @@ def lean_torch_trainer() -> type:
     return LeanTorchTrainer
 
 
+def coordinator_started() -> bool:
+    """Start (or find) Ray Train's AutoscalingCoordinator without waiting for it; False where
+    this Ray has none by that name (the controller then starts whatever it uses)."""
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+    except ImportError:
+        return False
+    get_or_create_autoscaling_coordinator()
+    return True
+
+
 @contextlib.contextmanager
 def run_helpers(cluster_is_this_host: bool) -> Iterator[None]:
-    """For one fit(): the preemption watcher off on a one-host cluster (unless the user set
-    it), and the placement groups the fit left behind released afterwards."""
+    """For one fit(): the autoscaling coordinator started, the preemption watcher off on a
+    one-host cluster (unless the user set it), and the placement groups the fit left behind
+    released afterwards."""
     watcher_off = cluster_is_this_host and PREEMPTION_WATCHER_ENV not in os.environ
     settings = {PREEMPTION_WATCHER_ENV: "0"} if watcher_off else {}
+    coordinator_started()
     with scoped_env(settings), placement_groups_released():
         yield
 

@@ -132,6 +132,9 @@ BENCHMARKS = (
     # start-up: the driver's imports on a thread while Ray starts (65455f8)
     ab_run("preload-ab", "bench_ab_preload.json", "a1138da", "65455f8", repeats=5, epochs=1,
            extra=("--max-steps-per-epoch", "3")),
+    # start-up: the AutoscalingCoordinator started by the driver before fit()
+    ab_run("coordinator-ab", "bench_ab_coordinator.json", "5a2f715", "75a8b8d", repeats=5,
+           epochs=1, extra=("--max-steps-per-epoch", "3")),
 )  # fmt: skip
 
 

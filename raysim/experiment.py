@@ -205,9 +205,9 @@ def run(
     marks.mark("run_start")
     if out == "stdout":
         out = sys.stdout  # looked up now: a redirected or captured stdout is honoured
+    tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
     imports = ImportsAhead(TRAINING_STACK + (("raysim.builtin.loop",) if train_fn is None else ()))
     try:
-        tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
         with joined(cfg.address, cfg.verbose), tracked(tracker):
             return _run(cfg, train_fn, out, resume, marks, imports, tracker)
     finally:
@@ -258,7 +258,8 @@ def _run(
         else create_run_dir(cfg.run_dir, cfg.run_name, cfg.num_nodes)
     )
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
-    if tracker is not None:  # the MLflow run opens before Ray starts
+    if tracker is not None:  # the MLflow run opens before Ray starts, and imports MLflow's
+        imports.wait()  # modules: not while the thread imports
         tracker.start(cfg.to_dict(), run_dir, resume)
     if out is not None:
         print(

@@ -729,6 +729,10 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
         "bench_ab_preload.json",
         ab_first_step("imports, then Ray's start", "imports during Ray's start"),
     ),
+    "ab_coordinator": (
+        "bench_ab_coordinator.json",
+        ab_first_step("coordinator started by the controller", "by the driver, before fit()"),
+    ),
     "readme_main_job": ("readme_main_job.json", readme_main_job),
     "core_data": ("bench_core_data.json", core_data),
     "core_data_cache": ("bench_core_data.json", cache_costs),

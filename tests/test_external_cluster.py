@@ -2,8 +2,8 @@
 
 The cluster is a separate `ray start --block` head plus a second node, with their own
 temp dir; the test ends exactly those processes (each `ray start` by its pid, and the
-processes below it), never a broad `ray stop`, which would also end the suite's shared
-Ray.
+processes below it), never Ray's own stop-everything command, which would also end the
+suite's shared Ray.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from raysim.cluster import (
 from raysim.cluster.train_helpers import cluster_is_this_host, lean_torch_trainer, run_helpers
 from raysim.config import ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, make_board, node_lost_line, summary_table
-from raysim.failures import RunFailedError, failure_message
+from raysim.failures import NodeMemory, RunFailedError, failure_message
 from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
 from raysim.plan.memory_floor import state_floor_problem
 from raysim.preload import ImportsAhead
@@ -38,6 +38,7 @@ from raysim.rundir import (
     SUMMARY_FILE,
     create_run_dir,
     epoch_lines,
+    node_memory_path,
     raysim_home,
     read_metrics,
     train_run_name,
@@ -142,8 +143,27 @@ def _train(
         with worker_start_timeout(cfg.worker_start_timeout_s), run_helpers(cluster_is_this_host()):
             trainer.fit()
     except ray.train.TrainingFailedError as err:
-        message = failure_message(err) + _recovery_hint(cfg, run_dir)
+        message = failure_message(err, node_memory(run_dir, failed_ranks(err)))
+        message += _recovery_hint(cfg, run_dir)
         raise RunFailedError(message) from None
+
+
+def failed_ranks(error: Exception) -> list[int]:
+    return list(getattr(error, "worker_failures", None) or {})
+
+
+def node_memory(run_dir: Path, ranks: list[int]) -> dict[int, NodeMemory]:
+    """What the failed nodes' memory watches last wrote (only a process that died leaves
+    one)."""
+    seen = {}
+    for rank in ranks:
+        try:
+            memory = NodeMemory.parse(node_memory_path(run_dir, rank).read_text())
+        except OSError:
+            continue
+        if memory is not None:
+            seen[rank] = memory
+    return seen
 
 
 def worker_start_timeout(seconds: float | None):

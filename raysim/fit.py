@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from raysim.cluster import SimCluster
 from raysim.config import ExperimentConfig, replace
 from raysim.experiment import check_state_fits, run
-from raysim.failures import RunFailedError
+from raysim.failures import PARTITION_TEXT, RunFailedError
 from raysim.plan import ResourcePlan, max_nodes_per_device
 from raysim.units import MB, gib
 
@@ -28,7 +28,6 @@ MAX_BATCH = 65_536
 HEADROOM = 0.10
 """A batch fits only with this share of the budget to spare: near the edge the same batch
 peaks a few per cent apart from run to run, and a plan must still hold when it is rerun."""
-OOM_TEXT = "ran out of its memory partition"
 
 
 @dataclass
@@ -85,7 +84,7 @@ class _TrialRunner:
             fits = peak <= (1 - HEADROOM) * self.plan.memory_budget_bytes
             trial = Trial(batch, fits, False, peak)
         except RunFailedError as err:
-            if OOM_TEXT not in str(err):
+            if PARTITION_TEXT not in str(err):
                 raise
             trial = Trial(batch, False, True, self.plan.memory_budget_bytes)
         self.trials.append(trial)

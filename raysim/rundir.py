@@ -28,6 +28,9 @@ PROFILE_DIR = "profile"
 """torch.profiler's trace of each node (profile_steps), one file per node."""
 FAULTS_DIR = "faults"
 """Markers of injected faults that fired (each fires once per run)."""
+NODE_MEMORY_DIR = "node_memory"
+"""Each node's training memory, rewritten while its CPU partition is enforced and removed
+when the node ends: what a process that died at its partition's limit leaves behind."""
 MLFLOW_STORE_DIR = "mlruns"
 """The MLflow file store of a run tracked with the default tracking.mlflow.uri."""
 MLFLOW_RUN_FILE = "mlflow.json"
@@ -54,6 +57,10 @@ STARTUP_KEY = "startup"
 TRACE_KEY = "trace_spans"
 """The report's key for the spans traced on a node since its last report: the recorder
 takes it out of the report into trace.json, so metrics lines never hold it."""
+
+
+def node_memory_path(run_dir: str | Path, rank: int) -> Path:
+    return Path(run_dir) / NODE_MEMORY_DIR / f"rank-{rank}.txt"
 
 
 def raysim_home() -> Path:

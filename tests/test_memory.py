@@ -7,10 +7,11 @@ import pytest
 import raysim
 from raysim.builtin.checks import parameter_count
 from raysim.builtin.model import build_model
+from raysim.failures import PARTITION_TEXT, NodeMemory, failure_message
 from raysim.fit import HEADROOM, format_fit, plan_memory, search_largest
 from raysim.plan import Hardware, PlanError, make_plan
 from raysim.plan.memory_floor import state_floor_problem, training_state_bytes
-from raysim.rundir import read_lines
+from raysim.rundir import NODE_MEMORY_DIR, read_lines
 from raysim.worker.memory import enforce_cpu_budget, is_out_of_memory
 
 MB = 1e6
@@ -179,3 +180,70 @@ def test_fit_result_holds_at_the_boundary(shared_ray, tiny_config):
                         image_size=32, num_epochs=1, max_steps_per_epoch=3, run_name="over"),
             out=None,
         )  # fmt: skip
+
+
+class _Failed(Exception):
+    """What Ray Train raises when workers fail: their errors by rank."""
+
+    def __init__(self, worker_failures):
+        super().__init__("training failed")
+        self.worker_failures = worker_failures
+
+
+def test_a_death_is_blamed_on_the_partition_only_when_the_watch_saw_it_full():
+    died = {0: RuntimeError("A worker health check failed."), 1: RuntimeError("boom")}
+    budget = 268 * 2**20
+    full = NodeMemory(budget, budget + 2**20, budget)
+    assert NodeMemory.parse(full.line().decode()) == full
+    assert len(full.line()) == NodeMemory.LINE_BYTES
+    message = failure_message(_Failed(died), {0: full})
+    section = message.split("--- node-0 (rank 0) ---\n")[1]
+    assert section.startswith(f"node-0 (rank 0) {PARTITION_TEXT}: its process died holding 282 MB")
+    assert "Fix: a smaller batch_size" in section
+    half = NodeMemory(budget // 2, budget // 2, budget)
+    for memory in ({0: half}, {}, {1: full}):  # too little in use, no watch, not the one died
+        section = failure_message(_Failed(died), memory).split("--- node-0 (rank 0) ---\n")[1]
+        assert section.startswith("its worker process died (crash, kill")
+    assert NodeMemory.parse("") is None and NodeMemory.parse("1 2") is None
+
+
+def _fill_then_die(config):
+    """A process that dies with `fill` of its budget held: as when an allocation fails in
+    a thread that cannot raise it."""
+    import os
+    import signal
+    import time
+
+    import torch
+
+    import raysim.worker
+
+    raysim.worker.prepare(torch.nn.Linear(4, 2))
+    budget = raysim.worker.context().memory_budget_bytes
+    held = bytearray(int(config["train_config"]["fill"] * budget))
+    time.sleep(0.3)  # the watch samples every 20 ms
+    assert held
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_at_its_partition_is_told_as_running_out(shared_ray, tiny_config):
+    cfg = tiny_config(
+        memory_fraction=0.025, num_epochs=1, run_name="full", train_config={"fill": 0.97}
+    )
+    with pytest.raises(raysim.RunFailedError) as full:
+        raysim.run(cfg, train_fn=_fill_then_die, out=None)
+    message = str(full.value)
+    assert f"node-0 (rank 0) {PARTITION_TEXT}: its process died holding " in message
+    held_mb = int(message.split("its process died holding ")[1].split(" MB")[0])
+    assert 0.97 * 268 <= held_mb <= 268 + 2, message
+    cfg = tiny_config(
+        memory_fraction=0.025, num_epochs=1, run_name="half", train_config={"fill": 0.5}
+    )
+    with pytest.raises(raysim.RunFailedError) as half:
+        raysim.run(cfg, train_fn=_fill_then_die, out=None)
+    assert PARTITION_TEXT not in str(half.value)
+    assert "its worker process died (crash, kill" in str(half.value)
+    # a node that ends in its own time takes its watch's file with it
+    ok = raysim.run(tiny_config(num_epochs=1, max_steps_per_epoch=2, run_name="ok"), out=None)
+    assert list((ok.run_dir / NODE_MEMORY_DIR).iterdir()) == []

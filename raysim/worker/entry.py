@@ -36,3 +36,5 @@ def run_node(loop_config: dict) -> None:
         )
         headline = "".join(traceback.format_exception_only(shown)).strip()
         raise NodeError(f"{headline}\n\n{traceback.format_exc().rstrip()}") from None
+    finally:
+        current_session().end()

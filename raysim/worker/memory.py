@@ -8,10 +8,13 @@ the budget, so the allocation that crosses it fails inside torch. The baseline
 (Python, torch, Ray's worker, the model) is not charged to the budget, because a
 Ray worker alone holds ~2.4 GB of virtual data space before it trains anything
 (memory_baseline_bytes: 2410–2418 MB per node in README's main job).
-The limit is the whole process's: at it, an allocation in one of gloo's or Ray's
-threads can fail too, which ends the process instead of raising the clear error,
-so a budget below the model's training state (which could only fail) is refused
-before Ray starts (raysim.plan.memory_floor).
+The limit is the whole process's: at it, an allocation in one of gloo's, Ray's or
+oneDNN's threads can fail too, which ends the process instead of raising the clear
+error (seen in 2 of 4 runs at batch 384, 32 px, 268 MB). So a budget below the model's
+training state (which could only fail) is refused before Ray starts
+(raysim.plan.memory_floor), and a watch keeps the partition's use on disk, from which
+the driver tells a process that died at the limit as having run out of it
+(raysim.worker.memory_watch).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import resource
 from dataclasses import dataclass
 
 from raysim.config.schema import ExperimentConfig
+from raysim.failures import PARTITION_FIX, PARTITION_TEXT
 from raysim.plan.resources import ResourcePlan
 from raysim.procfs import data_segment_bytes
 from raysim.units import MB, gib
@@ -95,13 +99,12 @@ class MemoryGuard:
             release_cpu_budget()  # let the error path allocate
         grown = max(self.peak_bytes, self.used_bytes())
         return SimulatedOutOfMemoryError(
-            f"node-{self.rank} (rank {self.rank}) ran out of its memory partition: budget "
+            f"node-{self.rank} (rank {self.rank}) {PARTITION_TEXT}: budget "
             f"{self.budget_bytes / MB:.0f} MB (memory_fraction {self.memory_fraction:.2f} × "
             f"{gib(self.device_memory_bytes)} device), training memory reached "
             f"{grown / MB:.0f} MB above the {self.baseline_data_bytes / MB:.0f} MB "
             f"baseline when an allocation failed ({str(error).splitlines()[0][:160]}). "
-            "Fix: a smaller batch_size, a larger memory_fraction (fewer nodes then fit), "
-            "fewer nodes, or mixed precision"
+            + PARTITION_FIX
         )
 
 

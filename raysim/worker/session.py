@@ -23,10 +23,11 @@ from raysim.errors import is_number
 from raysim.plan.memory_floor import optimizer_moments, state_floor_problem
 from raysim.plan.resources import NODE_LABEL, ResourcePlan
 from raysim.procfs import peak_rss_bytes, process_rss_bytes
-from raysim.rundir import PROFILE_DIR, STARTUP_KEY, TRACE_KEY, raysim_home
+from raysim.rundir import PROFILE_DIR, STARTUP_KEY, TRACE_KEY, node_memory_path, raysim_home
 from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
 from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
+from raysim.worker.memory_watch import MemoryWatch
 from raysim.worker.meter import MeasuredLoader, StepMeter
 from raysim.worker.model_facts import (
     ModelFacts,
@@ -95,6 +96,8 @@ class NodeSession:
     poster: StepPoster | None = None
     """Posts steps to the driver's progress bar, when it draws one."""
     startup: StartupMarks = field(default_factory=StartupMarks)
+    memory_watch: MemoryWatch | None = None
+    """Keeps the enforced CPU partition's use on disk, for a process that dies at it."""
 
     @property
     def holds_a_budget(self) -> bool:
@@ -176,7 +179,16 @@ class NodeSession:
                 )
                 self.meter.on_step_end.append(profiler.step_done)
         self.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
+        self.end()
+        if self.guard is not None and self.guard.enforced:
+            self.memory_watch = MemoryWatch(self.guard, node_memory_path(ctx.run_dir, ctx.rank))
         return loader
+
+    def end(self) -> None:
+        """The node's function returned or raised."""
+        if self.memory_watch is not None:
+            self.memory_watch.close()
+            self.memory_watch = None
 
     def shared_bytes(self, total_bytes: int) -> None:
         """The host all-reduce moved this node's buckets into shared memory: still its own."""

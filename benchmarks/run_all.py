@@ -135,6 +135,9 @@ BENCHMARKS = (
     # start-up: the AutoscalingCoordinator started by the driver before fit()
     ab_run("coordinator-ab", "bench_ab_coordinator.json", "5a2f715", "75a8b8d", repeats=5,
            epochs=1, extra=("--max-steps-per-epoch", "3")),
+    # start-up: each worker's imports on a thread from its creation (0a83cd7)
+    ab_run("imports-ahead-ab", "bench_ab_imports_ahead.json", "2daaf97", "0a83cd7", repeats=5,
+           epochs=1, extra=("--max-steps-per-epoch", "3")),
 )  # fmt: skip
 
 

@@ -22,12 +22,7 @@ from raysim.cluster import (
     joined,
     scoped_env,
 )
-from raysim.cluster.train_helpers import (
-    cluster_is_this_host,
-    imports_ahead_callback,
-    lean_torch_trainer,
-    run_helpers,
-)
+from raysim.cluster.train_helpers import cluster_is_this_host, lean_torch_trainer, run_helpers
 from raysim.config import ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, make_board, node_lost_line, summary_table
 from raysim.failures import NodeMemory, RunFailedError, failure_message
@@ -116,11 +111,9 @@ def _train(
     from raysim.builtin import resnet18_experiment
     from raysim.record import MetricsRecorder
     from raysim.worker.entry import run_node
-    from raysim.worker.imports_ahead import BUILTIN_STACK, NODE_STACK, start_imports
 
     if train_fn is not None:
         ship_by_value(train_fn)
-    node_stack = NODE_STACK + (BUILTIN_STACK if train_fn is None else ())
     trainer = lean_torch_trainer()(  # without the helper actors raysim does not use
         train_loop_per_worker=run_node,
         train_loop_config={
@@ -139,10 +132,7 @@ def _train(
         run_config=ray.train.RunConfig(
             name=train_run_name(run_dir),
             storage_path=str(run_dir),
-            callbacks=[
-                MetricsRecorder(run_dir, time.time(), cfg.to_dict(), tracker),
-                imports_ahead_callback()(start_imports, node_stack),
-            ],
+            callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict(), tracker)],
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep),
         ),

@@ -51,7 +51,7 @@ def check_startup_adds_up(summary):
     stages = {s["stage"]: s["seconds"] for s in summary["startup"]["stages"]}
     assert list(stages)[-6:] == [
         "Ray Train: controller, worker group, process group",
-        "node set-up: the imports begun ahead, threads, device, memory cap",
+        "node set-up: threads, device, memory cap",
         "the function: data and model built",
         "prepare: DDP wraps the model, hooks",
         "the first batch",

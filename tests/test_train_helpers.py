@@ -131,31 +131,3 @@ def test_a_group_a_dead_controller_left_is_released_and_no_other(shared_ray):
     finally:
         other.communicate("done\n", timeout=60)
         remove_placement_group(before)
-
-
-def _modules_at_first_line(config):
-    """Which of the node's heavy imports are done when the function starts."""
-    import json
-    import threading
-
-    import raysim.worker
-
-    ctx = raysim.worker.context()
-    seen = {name: name in sys.modules for name in ("torch._dynamo", "torchvision")}
-    seen["thread alive"] = any(t.name == "raysim-imports-ahead" for t in threading.enumerate())
-    (ctx.run_dir / f"modules-{ctx.rank}.json").write_text(json.dumps(seen))
-
-
-def test_each_worker_imports_what_ddp_needs_before_its_function_starts(shared_ray, tiny_config):
-    """Begun as the worker group's actors exist (before the process group), done before the
-    function's first line: torch._dynamo, which DDP's constructor imports; torchvision only
-    for the built-in experiment."""
-    import json
-
-    import raysim
-
-    cfg = tiny_config(num_nodes=2, num_epochs=1, run_name="first-line")
-    result = raysim.run(cfg, train_fn=_modules_at_first_line, out=None)
-    for rank in (0, 1):
-        seen = json.loads((result.run_dir / f"modules-{rank}.json").read_text())
-        assert seen == {"torch._dynamo": True, "torchvision": False, "thread alive": False}

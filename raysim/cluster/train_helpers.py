@@ -19,10 +19,6 @@ One it starts sooner: Ray Train's controller, once started, asks its Autoscaling
 before it starts any worker; on a new cluster that wait is the coordinator's start. The
 driver starts the coordinator before fit() (coordinator_started), so it starts while the
 controller does, on the core the controller leaves idle.
-
-And one it adds: a callback that, as soon as the worker group's actors exist, starts each
-worker's imports on a thread (raysim.worker.imports_ahead), while Ray Train goes on to set
-up their train context and process group.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from raysim.cluster.env import scoped_env
 
@@ -68,25 +64,6 @@ def lean_torch_trainer() -> type:
             return [cb for cb in callbacks if type(cb).__name__ not in LEFT_OUT_CALLBACKS]
 
     return LeanTorchTrainer
-
-
-@functools.cache
-def imports_ahead_callback() -> type:
-    """A Ray Train callback that runs `start(modules)` on each worker as soon as the worker
-    group's actors exist, before their train context and process group are set up."""
-    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
-
-    class WorkerImportsAhead(WorkerGroupCallback):
-        def __init__(self, start: Callable[[tuple[str, ...]], None], modules: tuple[str, ...]):
-            self._start = start
-            self._modules = modules
-
-        def before_init_train_context(self, workers: list) -> dict:
-            for worker in workers:  # not awaited: start returns once its thread has started
-                worker.execute_async(self._start, self._modules)
-            return {}
-
-    return WorkerImportsAhead
 
 
 def coordinator_started() -> bool:

@@ -13,11 +13,7 @@ STAGES = (
     ("run_start", "cluster_ready", "driver: checks, run directory, Ray up or joined"),
     ("cluster_ready", "fit_start", "driver: Ray Train imported, trainer built"),
     ("fit_start", "node_start", "Ray Train: controller, worker group, process group"),
-    (
-        "node_start",
-        "node_ready",
-        "node set-up: the imports begun ahead, threads, device, memory cap",
-    ),
+    ("node_start", "node_ready", "node set-up: threads, device, memory cap"),
     ("node_ready", "prepare_start", "the function: data and model built"),
     ("prepare_start", "prepare_end", "prepare: DDP wraps the model, hooks"),
     ("prepare_end", "first_step_start", "the first batch"),

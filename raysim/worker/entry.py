@@ -7,7 +7,6 @@ import traceback
 from pathlib import Path
 
 from raysim.config.schema import ExperimentConfig
-from raysim.worker.imports_ahead import wait_for_imports
 from raysim.worker.memory import SimulatedOutOfMemoryError, is_out_of_memory
 from raysim.worker.session import current_session, start
 
@@ -22,7 +21,6 @@ def run_node(loop_config: dict) -> None:
     built-in experiment or the user's), called with the config as a dict. Running out of
     the node's memory partition is explained, whatever function it happened in."""
     called = time.time()
-    wait_for_imports()
     cfg: ExperimentConfig = loop_config["experiment"]
     start(
         cfg, loop_config["plan"], Path(loop_config["run_dir"]), loop_config["progress_board"],

@@ -379,6 +379,22 @@ def imports(data: dict) -> str:
     return table(header, rows)
 
 
+def node_work(data: dict) -> str:
+    medians, repeats = data["median_cpu_s"], data["repeats"]
+    rows = [
+        [piece, f"{seconds:.2f} CPU-s",
+         span(min(r[piece] for r in repeats), max(r[piece] for r in repeats), 2, " CPU-s")]
+        for piece, seconds in medians.items()
+    ]  # fmt: skip
+    nodes, cores = data["settings"]["nodes"], data["cores"]
+    rows.append(["a node, in all", f"{data['median_total_cpu_s']:.2f} CPU-s", ""])
+    rows.append([f"{nodes} nodes on {cores} cores, at the least",
+                 f"{data['wall_floor_s']:.2f} s of wall time", ""])  # fmt: skip
+    header = [f"from the first line to the first step's end ({len(repeats)} fresh interpreters)",
+              "median", "min–max"]  # fmt: skip
+    return table(header, rows)
+
+
 def ab_buckets(data: dict) -> str:
     """bench_ab.py pairs the trees' runs by repeat; this older file lacks the ratios."""
     before, after = (data["results"][tree]["runs"] for tree in ("before", "after"))
@@ -733,6 +749,11 @@ BLOCKS: dict[str, tuple[str, Renderer]] = {
         "bench_ab_coordinator.json",
         ab_first_step("coordinator started by the controller", "by the driver, before fit()"),
     ),
+    "ab_imports_ahead": (
+        "bench_ab_imports_ahead.json",
+        ab_first_step("imports after the first line", "begun at the worker's creation"),
+    ),
+    "node_work": ("bench_node_work.json", node_work),
     "readme_main_job": ("readme_main_job.json", readme_main_job),
     "core_data": ("bench_core_data.json", core_data),
     "core_data_cache": ("bench_core_data.json", cache_costs),

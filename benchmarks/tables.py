@@ -367,13 +367,18 @@ IMPORT_LABELS = {
 }
 
 
-def imports(data: dict) -> str:
-    medians, repeats = data["median_cumulative_s"], data["repeats"]
-    rows = [
-        [label, f"{medians[module]:.2f} s",
-         span(min(r[module] for r in repeats), max(r[module] for r in repeats), 2, " s")]
-        for module, label in IMPORT_LABELS.items()
+def median_rows(labels: dict[str, str], medians: dict, repeats: list[dict], unit: str) -> list:
+    """A row per key of labels: its label, its median and its min–max over the repeats."""
+    return [
+        [label, f"{medians[key]:.2f}{unit}",
+         span(min(r[key] for r in repeats), max(r[key] for r in repeats), 2, unit)]
+        for key, label in labels.items()
     ]  # fmt: skip
+
+
+def imports(data: dict) -> str:
+    repeats = data["repeats"]
+    rows = median_rows(IMPORT_LABELS, data["median_cumulative_s"], repeats, " s")
     header = [f"import, in a node's order ({len(repeats)} fresh interpreters)",
               "adds (median)", "min–max"]  # fmt: skip
     return table(header, rows)
@@ -381,11 +386,7 @@ def imports(data: dict) -> str:
 
 def node_work(data: dict) -> str:
     medians, repeats = data["median_cpu_s"], data["repeats"]
-    rows = [
-        [piece, f"{seconds:.2f} CPU-s",
-         span(min(r[piece] for r in repeats), max(r[piece] for r in repeats), 2, " CPU-s")]
-        for piece, seconds in medians.items()
-    ]  # fmt: skip
+    rows = median_rows({piece: piece for piece in medians}, medians, repeats, " CPU-s")
     nodes, cores = data["settings"]["nodes"], data["cores"]
     rows.append(["a node, in all", f"{data['median_total_cpu_s']:.2f} CPU-s", ""])
     rows.append([f"{nodes} nodes on {cores} cores, at the least",

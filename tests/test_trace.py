@@ -75,8 +75,11 @@ def assert_lanes_do_not_overlap(events: list[dict]) -> None:
             assert before["ts"] + before["dur"] <= after["ts"] + 1.0, (lane, before, after)
 
 
-def assert_steps_are_tiled(events: list[dict], epochs: list[int], traced: int) -> None:
-    """Every node has every traced step, and its compute spans add up to the step."""
+def assert_steps_are_tiled(
+    events: list[dict], epochs: list[int], traced: int, untraced_us: float = 0.0
+) -> None:
+    """Every node has every traced step, and its compute spans add up to the step, but for
+    untraced_us of code outside the hooks (a user's loss and zero_grad)."""
     names, steps, phases = node_names(events), steps_of(events), phases_of(events)
     assert sorted(names.values()) == [f"node {i}" for i in range(len(names))]
     for pid in names:
@@ -90,7 +93,8 @@ def assert_steps_are_tiled(events: list[dict], epochs: list[int], traced: int) -
                     assert span["ts"] - 1 <= p["ts"] <= p["ts"] + p["dur"] <= span["ts"] + span[
                         "dur"] + 1  # fmt: skip
                 total = sum(p["dur"] for p in compute)
-                assert total == pytest.approx(span["dur"], rel=0.05), (pid, epoch, step)
+                assert total == pytest.approx(span["dur"], rel=0.05, abs=untraced_us), (
+                    pid, epoch, step)  # fmt: skip
     assert_lanes_do_not_overlap(events)
 
 
@@ -296,7 +300,9 @@ def test_a_users_function_through_prepare_gets_a_trace(shared_ray, tmp_path):
     )  # fmt: skip
     run_dir = raysim.run(cfg, train_fn=own_fn, out=None).run_dir
     events = events_of(run_dir)
-    assert_steps_are_tiled(events, epochs=[1, 2], traced=2)
+    # Its loss and zero_grad run outside the hooks: 1.1 ms of a 21 ms step once, in the
+    # full suite on 2 cores.
+    assert_steps_are_tiled(events, epochs=[1, 2], traced=2, untraced_us=3000)
     assert sorted({k[2] for k in steps_of(events)}) == [1, 2], "only the first 2 steps"
     assert {e["name"] for e in events if e.get("cat") == "comm"} == {"all-reduce"}
 

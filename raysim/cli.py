@@ -35,7 +35,7 @@ from raysim.plan import make_plan
 from raysim.plan.collectives import ALGORITHMS, Topology
 from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, parse_link
 from raysim.plan.step_model import project_scaling
-from raysim.report import ReportError, compare
+from raysim.report import compare
 from raysim.report.projection import (
     cluster_rows_json,
     describe_inputs,
@@ -46,6 +46,7 @@ from raysim.report.projection import (
 )
 from raysim.report.runs import load_run
 from raysim.report.timeline import draw_timeline, parse_steps
+from raysim.rundir import RunDirError
 
 
 def _scalar_type(type_hint: Any) -> Any:
@@ -446,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors the user can fix. A DataError can only come from a loaded raysim.builtin.data,
     so a config error is reported without importing torch for it."""
-    errors: tuple[type[Exception], ...] = (ConfigError, ReportError, FileNotFoundError)
+    errors: tuple[type[Exception], ...] = (ConfigError, RunDirError, FileNotFoundError)
     data = sys.modules.get("raysim.builtin.data")
     return errors if data is None else (*errors, data.DataError)
 

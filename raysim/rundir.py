@@ -100,6 +100,33 @@ def train_run_name(run_dir: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", run_dir.name)
 
 
+class RunDirError(ValueError):
+    """A run directory's file that cannot be read back; the message names it and the fix."""
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write a whole file or leave the old one: a kill mid-write must not tear it, so the
+    text goes to a temporary file beside it that then replaces it in one rename."""
+    text = json.dumps(data, indent=2)
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of the run directory, or a RunDirError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunDirError(
+            f"{path} is not valid JSON ({err.msg}, line {err.lineno}); the run was stopped "
+            "while writing it: re-run it, or remove the file to read the rest of the run"
+        ) from None
+
+
 def append_lines(path: Path, records: list[dict[str, Any]]) -> None:
     """Append and flush at once, so a crash later loses no line written before it."""
     with path.open("a") as log:
@@ -109,13 +136,20 @@ def append_lines(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
-    """All complete records; a torn last line (crash mid-write) is skipped."""
+    """All complete records. A torn last line (a crash mid-write, or a line still being
+    appended) is skipped; a bad line before it is corruption, told as a RunDirError."""
+    lines = path.read_text().splitlines()
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, 1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            if number == len(lines):
+                break
+            raise RunDirError(
+                f"{path} line {number} is not a JSON record (corrupt or edited by hand); "
+                "remove or repair that line to read the run"
+            ) from None
     return records
 
 

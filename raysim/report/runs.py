@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,16 @@ import yaml
 from raysim.rundir import (
     CONFIG_FILE,
     SUMMARY_FILE,
+    RunDirError,
     epoch_lines,
     is_run_dir,
     rank_lines,
+    read_json,
     read_metrics,
 )
 
 
-class ReportError(ValueError):
+class ReportError(RunDirError):
     """A path that is not a run directory, or nothing to compare."""
 
 
@@ -69,15 +70,33 @@ def load_run(path: str | Path) -> RunRecord:
     run_dir = run_dir_of(path)
     summary_path = run_dir / SUMMARY_FILE
     summary = (
-        json.loads(summary_path.read_text())
+        read_json(summary_path)
         if summary_path.is_file()
         else {"status": "incomplete", "error": "no summary.json: the run did not finish"}
     )
     records = read_metrics(run_dir)
     return RunRecord(
         run_dir=run_dir,
-        config=yaml.safe_load((run_dir / CONFIG_FILE).read_text()),
+        config=run_config(run_dir / CONFIG_FILE),
         summary=summary,
         epochs=epoch_lines(records),
         ranks=rank_lines(records),
     )
+
+
+def run_config(path: Path) -> dict[str, Any]:
+    """The run's resolved config, or a ReportError: a run directory always has a mapping."""
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        config = None
+        problem = f"is not YAML{where}"
+    else:
+        problem = "does not hold a config mapping"
+    if not isinstance(config, dict):
+        raise ReportError(
+            f"{path} {problem}; restore the file `raysim run` wrote there, or re-run the run"
+        )
+    return config

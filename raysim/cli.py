@@ -313,9 +313,10 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_trace(args: argparse.Namespace) -> int:
     steps = parse_steps(args.steps) if args.steps else None
-    timeline = draw_timeline(args.run_dir, args.out, args.epoch, steps)
+    out = args.out or os.path.join(args.run_dir, "timeline.png")
+    timeline = draw_timeline(args.run_dir, out, args.epoch, steps)
     print(
-        f"timeline: {args.out} ({len(timeline.lanes)} nodes, epoch {timeline.epoch}, steps "
+        f"timeline: {out} ({len(timeline.lanes)} nodes, epoch {timeline.epoch}, steps "
         f"{', '.join(map(str, timeline.steps))}); all traced steps: {args.run_dir}/trace.json "
         "in ui.perfetto.dev or chrome://tracing"
     )
@@ -439,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace_parser.add_argument(
         "--steps", help="steps after the epoch's start, e.g. 2, 1-3 or 1,3 (default: first 3)"
     )
-    trace_parser.add_argument("--out", default="timeline.png", help="default timeline.png")
+    trace_parser.add_argument(
+        "--out", help="the PNG to write; default: timeline.png in the run directory"
+    )
     trace_parser.set_defaults(handler=_cmd_trace)
     return parser
 

@@ -12,13 +12,22 @@ from raysim.units import MB, figure
 def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
     head = f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  "
     if "test_accuracy" in epoch:  # the built-in experiment
-        return head + (
-            f"loss {epoch['train_loss']:.4f}  acc {epoch['train_accuracy']:.3f}  "
-            f"test acc {epoch['test_accuracy']:.3f}  {epoch['epoch_time_s']:.1f} s  "
-            f"{epoch['samples_per_s']:.0f} samples/s  "
-            f"peak RSS {epoch['peak_rss_bytes'] / MB:.0f} MB"
-        )
-    return head + "  ".join([*raysim_columns(epoch), *own_figures(epoch)[:8]])
+        columns = [
+            f"loss {epoch['train_loss']:.4f}  acc {epoch['train_accuracy']:.3f}",
+            f"test acc {epoch['test_accuracy']:.3f}  {epoch['epoch_time_s']:.1f} s",
+            f"{epoch['samples_per_s']:.0f} samples/s",
+            f"peak RSS {epoch['peak_rss_bytes'] / MB:.0f} MB",
+        ]
+        return head + "  ".join([*columns, *slowest_node(epoch)])
+    columns = [*raysim_columns(epoch), *slowest_node(epoch), *own_figures(epoch)[:8]]
+    return head + "  ".join(columns)
+
+
+def slowest_node(epoch: dict[str, Any]) -> list[str]:
+    """The node the others waited for (the one that waited least in the all-reduce): known
+    only where there are peers and the ranks measured their waits."""
+    rank = epoch.get("slowest_rank")
+    return [] if rank is None else [f"slowest node-{rank}"]
 
 
 def raysim_columns(record: dict[str, Any]) -> list[str]:

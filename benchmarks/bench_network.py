@@ -22,7 +22,7 @@ from common import provenance
 import raysim
 from raysim.builtin.model import build_model
 from raysim.config import parse_network
-from raysim.plan.comm_model import bucket_sizes
+from raysim.projection.comm_model import bucket_sizes
 from raysim.report.projection import project
 from raysim.rundir import rank_lines, read_lines
 

@@ -32,9 +32,9 @@ from raysim.config import (
 )
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
-from raysim.plan.collectives import ALGORITHMS, Topology
-from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, parse_link
-from raysim.plan.step_model import project_scaling
+from raysim.projection.collectives import ALGORITHMS, Topology
+from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, parse_link
+from raysim.projection.step_model import project_scaling
 from raysim.report import ReportError, compare
 from raysim.report.projection import (
     cluster_rows_json,

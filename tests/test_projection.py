@@ -3,7 +3,7 @@ import math
 import pytest
 
 from raysim.config import PRESETS, ConfigError, NetworkSpec
-from raysim.plan.comm_model import allreduce_seconds
+from raysim.projection.comm_model import allreduce_seconds
 from raysim.report.projection import (
     DEFAULT_NODES,
     format_table,

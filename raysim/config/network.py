@@ -2,7 +2,7 @@
 
 Presets name real links (bandwidth per direction per node, in Gbit/s as vendors
 quote them, and a per-message latency); a mapping describes any other. The cost
-model that turns a link into seconds is raysim.plan.comm_model.
+model that turns a link into seconds is raysim.projection.comm_model.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Onto real clusters (`raysim project`, compare/sweep --target): a run's own model facts
 and measured step, or a torchvision model's FLOPs and a given step, fed to
-raysim.plan.step_model over raysim.plan.collectives' NCCL cost model with calibrated
+raysim.projection.step_model over raysim.projection.collectives' NCCL cost model with calibrated
 links; every input is labelled with where it came from.
 
 `project` is the emulation's own flat model (one link, alpha-beta, one node per GPU),
@@ -22,10 +22,10 @@ from typing import Any
 
 from raysim.config.network import NetworkSpec
 from raysim.errors import ConfigError, did_you_mean
-from raysim.plan.collectives import Topology
-from raysim.plan.comm_model import allreduce_seconds, compressed_bytes
-from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
-from raysim.plan.step_model import (
+from raysim.projection.collectives import Topology
+from raysim.projection.comm_model import allreduce_seconds, compressed_bytes
+from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
+from raysim.projection.step_model import (
     OVERLAP_CONTENTION,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     ProjectedStep,
@@ -101,7 +101,7 @@ def project(
     backward_share: float = BACKWARD_SHARE,
     compression: str | None = None,
 ) -> list[ProjectionRow]:
-    """One row per node count; bucket_bytes in DDP order (raysim.plan.comm_model.bucket_sizes)."""
+    """One row per node count; bucket_bytes in DDP order (comm_model.bucket_sizes)."""
     problems = _problems(compute_s, bucket_bytes, batch_per_node, nodes, backward_share)
     if problems:
         raise ConfigError(problems)
@@ -267,7 +267,7 @@ def run_workload(run: RunRecord, step_time_ms: float | None = None) -> Workload:
 
 def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
     """A torchvision model without a run: buckets and FLOP-based readiness on the meta device."""
-    from raysim.report.model_profile import torchvision_profile
+    from raysim.projection.model_profile import torchvision_profile
 
     profile = torchvision_profile(name)
     return Workload(

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raysim.errors import ConfigError
-from raysim.plan.collectives import Topology, allreduce_cost
+from raysim.projection.collectives import Topology, allreduce_cost
 
 OVERLAP_CONTENTION = 0.519
 """How much an all-reduce beside backward slows it: backward runs 1/(1 + this) as fast

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from raysim.errors import ConfigError, did_you_mean
-from raysim.plan.comm_model import bucket_layout
+from raysim.projection.comm_model import bucket_layout
 
 BACKWARD_TO_FORWARD_FLOPS = 2.0
 NATIVE_SIZE = {"inception_v3": 299}

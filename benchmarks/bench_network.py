@@ -23,7 +23,7 @@ import raysim
 from raysim.builtin.model import build_model
 from raysim.config import parse_network
 from raysim.projection.comm_model import bucket_sizes
-from raysim.report.projection import project
+from raysim.projection.flat import project
 from raysim.rundir import rank_lines, read_lines
 
 

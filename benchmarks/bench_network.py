@@ -22,8 +22,8 @@ from common import provenance
 import raysim
 from raysim.builtin.model import build_model
 from raysim.config import parse_network
-from raysim.plan.comm_model import bucket_sizes
-from raysim.report.projection import project
+from raysim.projection.comm_model import bucket_sizes
+from raysim.projection.flat import project
 from raysim.rundir import rank_lines, read_lines
 
 

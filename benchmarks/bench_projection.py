@@ -5,8 +5,8 @@
 Each point is a published data-parallel training measurement that states the model,
 batch per GPU, GPUs per machine and interconnect, with a one-GPU step or throughput
 beside the scaled ones (sources in POINTS). The projection gets only what a user would
-give it: the model (buckets and FLOP-based readiness from raysim.report.model_profile),
-the batch, the one-GPU step and the links' presets (raysim.plan.links, calibrated from
+give it: the model (buckets and FLOP-based readiness from raysim.projection.model_profile),
+the batch, the one-GPU step and the links' presets (raysim.projection.links, calibrated from
 nccl-tests, not from these points). Two constants are fitted here, each on one point
 (`calibration`): how much an all-reduce beside backward slows it (on Horovod's ResNet-101
 over 25 GbE, whose all-reduces an unslowed backward would hide), then PyTorch DDP's
@@ -25,15 +25,15 @@ from pathlib import Path
 import torch
 from common import provenance
 
-from raysim.plan.collectives import Topology
-from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS
-from raysim.plan.step_model import (
+from raysim.projection.collectives import Topology
+from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS
+from raysim.projection.model_profile import ModelProfile, profile_model, torchvision_profile
+from raysim.projection.step_model import (
     OVERLAP_CONTENTION,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     Workload,
     project_step,
 )
-from raysim.report.model_profile import ModelProfile, profile_model, torchvision_profile
 
 DLPERF = "Oneflow-Inc/DLPerf NVIDIADeepLearningExamples/PyTorch/{}/README.md"
 DLPERF_CLUSTER = (

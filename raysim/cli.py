@@ -32,16 +32,15 @@ from raysim.config import (
 )
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
-from raysim.plan.collectives import ALGORITHMS, Topology
-from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, parse_link
-from raysim.plan.step_model import project_scaling
+from raysim.projection.collectives import ALGORITHMS, Topology
+from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, parse_link
+from raysim.projection.step_model import project_scaling
+from raysim.projection.target import parse_target
 from raysim.report import compare
 from raysim.report.projection import (
     cluster_rows_json,
     describe_inputs,
     format_cluster_table,
-    model_workload,
-    parse_target,
     run_workload,
 )
 from raysim.report.runs import load_run
@@ -281,6 +280,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
             work = dataclasses.replace(work, batch_per_gpu=args.batch_size)
         title = f"{run.name} projected onto machines of {args.gpus_per_node} GPU(s)"
     else:
+        from raysim.projection.model_profile import model_workload  # torch: only when asked
+
         work = model_workload(args.model, args.batch_size, args.step_time_ms)
         title = f"{args.model} projected onto machines of {args.gpus_per_node} GPU(s)"
     rows = project_scaling(work, topology, args.nodes)
@@ -407,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     project_parser.add_argument(
         "--network", default="10gbe",
-        help=f"link between machines: {', '.join(NETWORK_LINKS)}, "
-        "or '{bandwidth_gbps: achieved, latency_us: ...}'",
+        help=f"link between machines: {', '.join(NETWORK_LINKS)} (raysim run's names, here "
+        "at what an all-reduce achieves), or '{bandwidth_gbps: achieved, latency_us: ...}'",
     )  # fmt: skip
     project_parser.add_argument("--nics-per-node", type=int, default=1, help="default 1")
     project_parser.add_argument(

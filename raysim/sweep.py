@@ -15,8 +15,8 @@ from raysim.config import ConfigError, ExperimentConfig, dump_yaml, replace
 from raysim.experiment import run
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
+from raysim.projection.target import Target
 from raysim.report import compare
-from raysim.report.projection import Target
 from raysim.rundir import CONFIG_FILE, SUMMARY_FILE
 
 

@@ -1,5 +1,5 @@
-"""The projection to real clusters (raysim.plan.links, collectives, step_model and
-raysim.report.model_profile): each mechanism on its own, pure and Ray-free, and the check
+"""The projection to real clusters (raysim.projection: links, collectives, step_model and
+model_profile): each mechanism on its own, pure and Ray-free, and the check
 against published measurements (benchmarks/bench_projection.py) as kept."""
 
 import json
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from raysim.config import ConfigError
-from raysim.plan.collectives import Topology, allreduce_cost, ring_seconds, tree_seconds
-from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
-from raysim.plan.step_model import (
+from raysim.projection.collectives import Topology, allreduce_cost, ring_seconds, tree_seconds
+from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
+from raysim.projection.model_profile import torchvision_profile
+from raysim.projection.step_model import (
     OVERLAP_CONTENTION,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     Workload,
@@ -23,7 +24,6 @@ from raysim.plan.step_model import (
     project_step,
     regrid_ready_fraction,
 )
-from raysim.report.model_profile import torchvision_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1_000_000
@@ -46,7 +46,7 @@ def work(profile, step_s=0.2, batch=32, overhead=0.0):
 def test_every_preset_names_its_source_and_runs_below_line_rate():
     for link in [*INTRA_LINKS.values(), *NETWORK_LINKS.values()]:
         assert link.source and "(" in link.source, link.name
-        assert link.busbw_gbs < link.line_rate_gbs, f"{link.name} is used as if line rate"
+        assert link.busbw_gbs < link.line_rate_gbps / 8, f"{link.name} is used as if line rate"
 
 
 def test_one_gpu_is_perfectly_efficient(resnet50):

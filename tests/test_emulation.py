@@ -5,7 +5,7 @@ import pytest
 import raysim
 from raysim.builtin.model import build_model
 from raysim.config import PRESETS
-from raysim.plan.comm_model import allreduce_seconds, bucket_sizes
+from raysim.projection.comm_model import allreduce_seconds, bucket_sizes
 from raysim.rundir import read_lines
 
 pytestmark = pytest.mark.slow

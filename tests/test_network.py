@@ -7,7 +7,8 @@ from torch import nn
 
 from raysim.config import ConfigError
 from raysim.config.network import PRESETS, NetworkSpec, parse_compression, parse_network
-from raysim.plan.comm_model import allreduce_seconds, bucket_sizes, compressed_bytes
+from raysim.projection.comm_model import allreduce_seconds, bucket_sizes, compressed_bytes
+from raysim.projection.links import LINKS, NETWORK_LINKS, parse_link
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
 from tests.gloo_ranks import local_loss, mean_local_grads, run_ranks
 
@@ -25,6 +26,27 @@ def test_none_is_loopback_and_presets_parse_by_name():
     assert math.isclose(parse_network("25gbe").bytes_per_second, 3.125e9)
     assert all(spec.name == name for name, spec in PRESETS.items())
     assert not any(spec.is_loopback for name, spec in PRESETS.items() if name != "loopback")
+
+
+def test_one_name_is_one_link_for_run_and_project():
+    # raysim run reads a link's line rate and message latency, raysim project what an
+    # all-reduce achieves on the same entry: both stated, neither read as the other.
+    for name, spec in PRESETS.items():
+        link = LINKS[name]
+        assert (spec.bandwidth_gbps, spec.latency_us) == (
+            link.line_rate_gbps,
+            link.message_latency_us,
+        )
+        if name in NETWORK_LINKS:
+            assert parse_link(name, "--network", NETWORK_LINKS) is link
+            assert link.busbw_gbs < link.line_rate_gbps / 8
+    assert (PRESETS["10gbe"].bandwidth_gbps, NETWORK_LINKS["10gbe"].busbw_gbs) == (10, 0.68)
+    with pytest.raises(ConfigError, match="'roce100' is a link only `raysim project` models"):
+        parse_network("roce100")
+    with pytest.raises(ConfigError, match="'loopback' is the emulation's alone.*use one of 1gbe"):
+        parse_link("loopback", "--network", NETWORK_LINKS)
+    with pytest.raises(ConfigError, match="'nvlink' is a link inside a machine"):
+        parse_link("nvlink", "--network", NETWORK_LINKS)
 
 
 def test_dict_parses_with_ring_by_default():

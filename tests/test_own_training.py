@@ -15,9 +15,9 @@ import raysim
 from raysim import worker
 from raysim.cli import main
 from raysim.config import PRESETS
-from raysim.plan.collectives import Topology, allreduce_cost
-from raysim.plan.comm_model import allreduce_seconds
-from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS
+from raysim.projection.collectives import Topology, allreduce_cost
+from raysim.projection.comm_model import allreduce_seconds
+from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS
 from raysim.rundir import rank_lines, read_lines
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,14 +3,10 @@ import math
 import pytest
 
 from raysim.config import PRESETS, ConfigError, NetworkSpec
-from raysim.plan.comm_model import allreduce_seconds
-from raysim.report.projection import (
-    DEFAULT_NODES,
-    format_table,
-    overlapped_step_seconds,
-    project,
-    ready_shares,
-)
+from raysim.projection.comm_model import allreduce_seconds
+from raysim.projection.flat import DEFAULT_NODES, project
+from raysim.projection.step_model import bytes_ready_fraction, overlapped_step_seconds
+from raysim.report.projection import format_table
 
 # ResNet18 (10 classes) in DDP's default buckets: raysim.network.bucket_sizes.
 RESNET18_BUCKETS = [9_461_800, 26_494_976, 8_769_792]
@@ -48,8 +44,8 @@ def test_one_node_and_loopback_scale_perfectly():
 
 def test_overlap_hides_early_buckets_behind_backward():
     # Two equal buckets; backward 0.6 s, the first ready half-way, comm 0.2 s each.
-    ready = ready_shares([100, 100])
-    assert ready == [0.5, 1.0]
+    ready = bytes_ready_fraction([100, 100])
+    assert ready == (0.5, 1.0)
     assert math.isclose(overlapped_step_seconds(0.9, [0.2, 0.2], 2 / 3, ready), 1.1)
     # A slow link queues them: first ready at 0.6, then 0.5 + 0.5 back to back (not 0.9 + 1.0).
     assert math.isclose(overlapped_step_seconds(0.9, [0.5, 0.5], 2 / 3, ready), 1.6)

@@ -1,8 +1,10 @@
 """The `network` and `grad_compression` keys: which link the emulation models.
 
-Presets name real links (bandwidth per direction per node, in Gbit/s as vendors
-quote them, and a per-message latency); a mapping describes any other. The cost
-model that turns a link into seconds is raysim.plan.comm_model.
+Presets are the links of raysim.projection.links' one table that state a per-message
+latency, read at their line rate (Gbit/s per direction per node, as vendors quote it):
+the same names `raysim project` reads, there at what an all-reduce achieves. A mapping
+describes any other link. The cost model that turns a link into seconds is
+raysim.projection.comm_model.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from raysim.errors import ConfigError, did_you_mean, is_number
+from raysim.projection.comm_model import COMPRESSIONS
+from raysim.projection.links import EMULATED_LINKS, LINKS
 
 ALGORITHMS = ("ring", "tree")
-COMPRESSIONS = ("fp16", "bf16")
-"""Gradient compressions run by torch's stock DDP hooks; None (or 'none') sends fp32 as is."""
 
 
 @dataclass(frozen=True)
@@ -56,34 +58,21 @@ class NetworkSpec:
 
 
 PRESETS: dict[str, NetworkSpec] = {
-    # Nothing added: the simulated nodes' real shared-memory all-reduce.
-    "loopback": NetworkSpec("loopback", math.inf, 0.0, "ring"),
-    # PCIe 4.0 x16: 32 GB/s per direction.
-    "pcie4": NetworkSpec("pcie4", 256.0, 1.5, "ring"),
-    # NVLink 3 (A100): 600 GB/s per GPU counts both directions, so 300 GB/s each way.
-    "nvlink": NetworkSpec("nvlink", 2400.0, 1.0, "ring"),
-    # NVLink 4 (H100): 900 GB/s per GPU both directions, 450 GB/s each way.
-    "nvlink4": NetworkSpec("nvlink4", 3600.0, 1.0, "ring"),
-    # 1 GbE: 0.125 GB/s; TCP latency through the kernel stack.
-    "1gbe": NetworkSpec("1gbe", 1.0, 50.0, "ring"),
-    # 10 GbE: 1.25 GB/s.
-    "10gbe": NetworkSpec("10gbe", 10.0, 20.0, "ring"),
-    # 25 GbE: 3.1 GB/s.
-    "25gbe": NetworkSpec("25gbe", 25.0, 15.0, "ring"),
-    # 100 GbE: 12.5 GB/s.
-    "100gbe": NetworkSpec("100gbe", 100.0, 10.0, "ring"),
-    # InfiniBand HDR: 200 Gbit/s = 25 GB/s, RDMA latency about 1-2 us.
-    "ib_hdr": NetworkSpec("ib_hdr", 200.0, 1.5, "ring"),
-    # InfiniBand NDR: 400 Gbit/s = 50 GB/s.
-    "ib_ndr": NetworkSpec("ib_ndr", 400.0, 1.5, "ring"),
+    name: NetworkSpec(name, float(link.line_rate_gbps or 0), float(link.message_latency_us or 0))
+    for name, link in EMULATED_LINKS.items()
 }
+"""The emulation's links: each one's line rate and per-message latency, a ring all-reduce."""
 
 _DICT_KEYS = ("name", "bandwidth_gbps", "latency_us", "algorithm")
 
 
 def _preset_problem(value: str) -> str:
+    if value.strip().lower() in LINKS:
+        why = "is a link only `raysim project` models (no per-message latency stated); "
+    else:
+        why = f"is not a preset; {did_you_mean(value, PRESETS)}"
     return (
-        f"network: {value!r} is not a preset; {did_you_mean(value, PRESETS)}use one of "
+        f"network: {value!r} {why}use one of "
         f"{', '.join(PRESETS)}, "
         "or a mapping {bandwidth_gbps: ..., latency_us: ..., algorithm: ring|tree}"
     )

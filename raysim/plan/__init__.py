@@ -1,4 +1,5 @@
-"""Pure decisions from a config and the hardware: placement, backend, threads, budgets."""
+"""Pure decisions for this run from its config and the hardware: placement, backend,
+threads, budgets and the memory floor. What a real cluster would cost is raysim.projection."""
 
 from raysim.plan.resources import (
     DEVICE_RESOURCE,

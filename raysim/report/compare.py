@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from raysim.projection.target import Target
 from raysim.report.figures import compare_runs
-from raysim.report.projection import Target, project_runs
+from raysim.report.projection import project_runs
 from raysim.report.render import write_report
 from raysim.report.runs import load_run
 

@@ -1,14 +1,9 @@
-"""Predict DDP step time and scaling at real cluster sizes.
+"""A run's projection onto real clusters, and the projection's tables.
 
-Onto real clusters (`raysim project`, compare/sweep --target): a run's own model facts
-and measured step, or a torchvision model's FLOPs and a given step, fed to
-raysim.plan.step_model over raysim.plan.collectives' NCCL cost model with calibrated
-links; every input is labelled with where it came from.
-
-`project` is the emulation's own flat model (one link, alpha-beta, one node per GPU),
-which benchmarks/bench_network.py checks against emulated runs: backward is the last
-`backward_share` of compute, a bucket is ready once backward has produced its bytes,
-buckets go one at a time on one link. So compute + last bucket ≤ step ≤ compute + all.
+From a run directory (`raysim project RUN`, compare/sweep --target): the run's own model
+facts and measured step make the workload that raysim.projection.step_model prices on
+raysim.projection.collectives' NCCL cost model with calibrated links; every input is
+labelled with where it came from. The tables render either model's rows.
 """
 
 from __future__ import annotations
@@ -16,121 +11,23 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from raysim.config.network import NetworkSpec
-from raysim.errors import ConfigError, did_you_mean
-from raysim.plan.collectives import Topology
-from raysim.plan.comm_model import allreduce_seconds, compressed_bytes
-from raysim.plan.links import INTRA_LINKS, NETWORK_LINKS, Link, parse_link
-from raysim.plan.step_model import (
+from raysim.projection.collectives import Topology
+from raysim.projection.comm_model import compressed_bytes
+from raysim.projection.step_model import (
+    BACKWARD_TO_FORWARD,
     OVERLAP_CONTENTION,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     ProjectedStep,
     Workload,
+    assumed_backward_share,
     bytes_ready_fraction,
-    overlapped_step_seconds,
     project_step,
     regrid_ready_fraction,
 )
-from raysim.report.runs import ReportError, RunRecord, load_run
-
-DEFAULT_NODES = tuple(2**k for k in range(11))
-"""1, 2, 4, ..., 1024."""
-BACKWARD_SHARE = 2 / 3
-"""Backward is about twice the forward's cost, so about 2/3 of a step's compute."""
-
-
-@dataclass(frozen=True)
-class ProjectionRow:
-    """The predicted step at one cluster size."""
-
-    nodes: int
-    global_batch: int
-    compute_s: float
-    comm_s: float
-    """All buckets' all-reduces back to back."""
-    step_s_no_overlap: float
-    step_s_overlap: float
-    samples_per_s: float
-    """With overlap: nodes × per-node batch / step_s_overlap."""
-    samples_per_s_no_overlap: float
-    efficiency: float
-    """samples/s at N over N × samples/s at one node (with overlap); 1.0 is linear."""
-    efficiency_no_overlap: float
-
-
-def _problems(
-    compute_s: float, bucket_bytes: Sequence[int], batch: int, nodes: Sequence[int], share: float
-) -> list[str]:
-    problems = []
-    if not compute_s > 0:
-        problems.append(f"compute_s: {compute_s!r} must be > 0; measure a step first")
-    if any(b < 0 for b in bucket_bytes):
-        problems.append(f"bucket_bytes: {list(bucket_bytes)!r} has a negative size")
-    if batch < 1:
-        problems.append(f"batch_per_node: {batch!r} must be at least 1")
-    if not nodes or any(n < 1 for n in nodes):
-        problems.append(f"nodes: {list(nodes)!r} must be node counts of at least 1, e.g. 1,2,4")
-    if not 0 < share <= 1:
-        problems.append(f"backward_share: {share!r} must be in (0, 1], e.g. 2/3")
-    return problems
-
-
-def ready_shares(bucket_bytes: Sequence[int]) -> list[float]:
-    """Share of backward done when each bucket is ready: its cumulative share of the bytes."""
-    total = sum(bucket_bytes)
-    if total == 0:
-        return [1.0] * len(bucket_bytes)
-    shares, running = [], 0
-    for size in bucket_bytes:
-        running += size
-        shares.append(running / total)
-    return shares
-
-
-def project(
-    compute_s: float,
-    bucket_bytes: Sequence[int],
-    batch_per_node: int,
-    spec: NetworkSpec,
-    nodes: Sequence[int] = DEFAULT_NODES,
-    *,
-    backward_share: float = BACKWARD_SHARE,
-    compression: str | None = None,
-) -> list[ProjectionRow]:
-    """One row per node count; bucket_bytes in DDP order (raysim.plan.comm_model.bucket_sizes)."""
-    problems = _problems(compute_s, bucket_bytes, batch_per_node, nodes, backward_share)
-    if problems:
-        raise ConfigError(problems)
-    wire = [compressed_bytes(b, compression) for b in bucket_bytes]
-    ready = ready_shares(bucket_bytes)
-    single_node_rate = batch_per_node / compute_s
-    rows = []
-    for n in nodes:
-        per_bucket = [allreduce_seconds(b, n, spec) for b in wire]
-        comm = sum(per_bucket)
-        no_overlap = compute_s + comm
-        overlap = overlapped_step_seconds(compute_s, per_bucket, backward_share, ready)
-        rate, rate_no_overlap = n * batch_per_node / overlap, n * batch_per_node / no_overlap
-        rows.append(
-            ProjectionRow(
-                nodes=n,
-                global_batch=n * batch_per_node,
-                compute_s=compute_s,
-                comm_s=comm,
-                step_s_no_overlap=no_overlap,
-                step_s_overlap=overlap,
-                samples_per_s=rate,
-                samples_per_s_no_overlap=rate_no_overlap,
-                efficiency=rate / (n * single_node_rate),
-                efficiency_no_overlap=rate_no_overlap / (n * single_node_rate),
-            )
-        )
-    return rows
-
+from raysim.projection.target import Target
+from raysim.report.runs import ReportError, RunRecord
 
 _COLUMNS = (
     ("nodes", "{:d}", lambda r: r.nodes),
@@ -145,7 +42,7 @@ _COLUMNS = (
 )
 
 
-def format_table(rows: Sequence[ProjectionRow], title: str | None = None) -> str:
+def format_table(rows: Sequence[ProjectedStep], title: str | None = None) -> str:
     """Plain-text table, one line per node count; numbers right-aligned."""
     return _format(rows, _COLUMNS, title)
 
@@ -192,19 +89,6 @@ def run_buckets(run: RunRecord) -> list[int]:
     return model["default_buckets_bytes"]
 
 
-def project_run(
-    run_dir: str | Path, spec: NetworkSpec, nodes: Sequence[int] = DEFAULT_NODES
-) -> tuple[RunRecord, list[ProjectionRow]]:
-    """A run projected onto `spec` at each node count, from its own model and step."""
-    run = load_run(run_dir)
-    buckets = run_buckets(run)
-    rows = project(
-        measured_compute_s(run), buckets, samples_per_step(run), spec, nodes,
-        compression=run.config.get("grad_compression"),
-    )  # fmt: skip
-    return run, rows
-
-
 def samples_per_step(run: RunRecord) -> int:
     """What one node trains on per optimizer step, as measured (the function may not use
     the config's batch_size, or may accumulate)."""
@@ -249,7 +133,7 @@ def run_workload(run: RunRecord, step_time_ms: float | None = None) -> Workload:
     else:
         ready, readiness = bytes_ready_fraction(buckets), "assumed: in proportion to bytes"
     backward = model.get("backward_s")
-    share = min(backward / compute, 1.0) if backward and compute > 0 else BACKWARD_SHARE
+    share = min(backward / compute, 1.0) if backward and compute > 0 else assumed_backward_share()
     gradient_gb = sum(buckets) / 1e9
     return Workload(
         step_s=step_s,
@@ -260,25 +144,9 @@ def run_workload(run: RunRecord, step_time_ms: float | None = None) -> Workload:
         ready_fraction=ready,
         backward_share=share,
         step_source=source,
-        readiness_source=readiness + ("" if backward else "; backward share assumed 2/3"),
+        readiness_source=readiness
+        + ("" if backward else f"; backward assumed {BACKWARD_TO_FORWARD:g}x forward"),
         sync_overhead_s=TORCH_DDP_OVERHEAD_S_PER_GB * gradient_gb,
-    )
-
-
-def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
-    """A torchvision model without a run: buckets and FLOP-based readiness on the meta device."""
-    from raysim.report.model_profile import torchvision_profile
-
-    profile = torchvision_profile(name)
-    return Workload(
-        step_s=step_time_ms / 1e3,
-        batch_per_gpu=batch,
-        buckets_bytes=profile.buckets_bytes,
-        ready_fraction=profile.ready_fraction,
-        backward_share=profile.backward_share,
-        step_source="given: --step-time-ms",
-        readiness_source=f"{name}'s FLOPs per layer (meta device), backward = 2x forward",
-        sync_overhead_s=TORCH_DDP_OVERHEAD_S_PER_GB * sum(profile.buckets_bytes) / 1e9,
     )
 
 
@@ -321,65 +189,6 @@ def cluster_rows_json(rows: Sequence[ProjectedStep], work: Workload) -> list[dic
          "step_source": work.step_source, "readiness_source": work.readiness_source}
         for row in rows
     ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Target:
-    """A real cluster to project runs onto: machines of `gpus_per_node` GPUs."""
-
-    gpus_per_node: int = 8
-    intra: Link = INTRA_LINKS["nvlink"]
-    network: Link = NETWORK_LINKS["100gbe"]
-    nics_per_node: int = 1
-    algorithm: str = "nccl"
-
-    def topology(self, nodes: int) -> Topology:
-        return Topology(nodes, self.gpus_per_node, self.intra, self.network,
-                        self.nics_per_node, self.algorithm)  # fmt: skip
-
-    def describe(self) -> str:
-        return (f"machines of {self.gpus_per_node} GPU(s) on {self.intra.name} inside, "
-                f"{self.network.name} between them ({self.nics_per_node} NIC(s) each)")  # fmt: skip
-
-
-TARGET_KEYS = ("gpus_per_node", "intra", "network", "nics_per_node", "algorithm")
-
-
-def parse_target(text: str) -> Target:
-    """'gpus_per_node=8,intra=nvlink,network=100gbe', a YAML mapping, or a YAML file."""
-    import yaml
-
-    path = Path(text)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        value = yaml.safe_load(path.read_text())
-    elif text.strip().startswith("{"):
-        value = yaml.safe_load(text)
-    else:
-        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ConfigError([f"--target: {text!r} is not key=value,...; e.g. "
-                               "gpus_per_node=8,intra=nvlink,network=100gbe"])  # fmt: skip
-        value = {k.strip(): yaml.safe_load(v.strip()) for k, v in pairs}
-    if not isinstance(value, dict):
-        raise ConfigError([f"--target: {text!r} must be a mapping of {', '.join(TARGET_KEYS)}"])
-    problems = [
-        f"--target: unknown key {key!r}; {did_you_mean(key, TARGET_KEYS)}valid keys: "
-        f"{', '.join(TARGET_KEYS)}"
-        for key in value
-        if key not in TARGET_KEYS
-    ]
-    for key in ("gpus_per_node", "nics_per_node"):
-        if key in value and not (isinstance(value[key], int) and value[key] >= 1):
-            problems.append(f"--target.{key}: {value[key]!r} must be a whole number >= 1")
-    if problems:
-        raise ConfigError(problems)
-    return Target(
-        gpus_per_node=value.get("gpus_per_node", 8),
-        intra=parse_link(value.get("intra", "nvlink"), "--target.intra", INTRA_LINKS),
-        network=parse_link(value.get("network", "100gbe"), "--target.network", NETWORK_LINKS),
-        nics_per_node=value.get("nics_per_node", 1),
-        algorithm=value.get("algorithm", "nccl"),
-    )
 
 
 def project_runs(

@@ -1,7 +1,7 @@
 """The DDP communication hook that makes the all-reduce take as long as the modelled link.
 
 It runs the real all-reduce (the gradients stay exact) and then holds each bucket back
-until the time raysim.plan.comm_model gives for the chosen network, so the measured
+until the time raysim.projection.comm_model gives for the chosen network, so the measured
 step time includes a realistic communication cost, overlapped with backward as DDP
 overlaps it.
 """
@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from raysim.config.network import NetworkSpec
-from raysim.plan.comm_model import allreduce_seconds, compressed_bytes
+from raysim.projection.comm_model import allreduce_seconds, compressed_bytes
 from raysim.worker.host_allreduce import HostAllreduce
 
 

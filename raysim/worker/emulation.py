@@ -3,12 +3,13 @@
 The DDP communication hook (comm_hook.py) holds each gradient bucket to the time the
 chosen network would take, and records how long every rank waited in all-reduce.
 A straggler sleeps after its forward pass, in proportion to its own measured
-compute (backward taken as twice the forward), so its gradients arrive late and
-the others wait for it, as DDP's barrier makes them on a real cluster. Both are set
-up on the prepared model, so any training function gets them. With peers the hook is
-always there: it measures every bucket's all-reduce (the wait by which stragglers are
-found, and when DDP handed each bucket over), and adds nothing on loopback; where the
-nodes share this host it averages through shared memory (host_allreduce.py).
+compute (backward taken as BACKWARD_TO_FORWARD times the forward, the projection's
+assumption), so its gradients arrive late and the others wait for it, as DDP's barrier
+makes them on a real cluster. Both are set up on the prepared model, so any training
+function gets them. With peers the hook is always there: it measures every bucket's
+all-reduce (the wait by which stragglers are found, and when DDP handed each bucket
+over), and adds nothing on loopback; where the nodes share this host it averages
+through shared memory (host_allreduce.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import torch
 
 from raysim.config.schema import ExperimentConfig
 from raysim.plan.resources import models_the_wire
+from raysim.projection.step_model import BACKWARD_TO_FORWARD
 from raysim.rundir import ALLREDUCE_KEY
 from raysim.worker.comm_hook import CommStats, make_emulation_hook
 from raysim.worker.host_allreduce import HostAllreduce
 from raysim.worker.tracer import StepTracer
-
-BACKWARD_TO_FORWARD = 2.0
 
 
 @dataclass

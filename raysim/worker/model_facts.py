@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from raysim.plan.comm_model import bucket_layout, bucket_sizes
+from raysim.projection.comm_model import bucket_layout, bucket_sizes
 
 READY_HISTORY = 50
 """Steps kept for the median of each bucket's ready share. The gradient hooks watch the

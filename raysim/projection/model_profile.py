@@ -2,11 +2,11 @@
 
 The model runs one forward on the meta device (shapes only, no memory, no weights) under
 torch's FLOP counter. Backward runs the forward's operations in reverse, each costing
-about twice its forward FLOPs (gradients of the input and of the weights), so when
-backward reaches a module, the share of it done is the share of forward FLOPs spent
-after that module's first call. A parameter's gradient is ready then (a shared weight at
-its first use, the last one backward reaches), a DDP bucket when its last parameter's
-is. So a large fully connected layer at the end of the network, many bytes and few
+about twice its forward FLOPs (BACKWARD_TO_FORWARD: gradients of the input and of the
+weights), so when backward reaches a module, the share of it done is the share of
+forward FLOPs spent after that module's first call. A parameter's gradient is ready then
+(a shared weight at its first use, the last one backward reaches), a DDP bucket when its
+last parameter's is. So a large fully connected layer at the end of the network, many bytes and few
 FLOPs, is ready early in backward, as on a real cluster.
 """
 
@@ -19,9 +19,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from raysim.errors import ConfigError, did_you_mean
-from raysim.plan.comm_model import bucket_layout
+from raysim.projection.comm_model import bucket_layout
+from raysim.projection.step_model import (
+    BACKWARD_TO_FORWARD,
+    TORCH_DDP_OVERHEAD_S_PER_GB,
+    Workload,
+    assumed_backward_share,
+)
 
-BACKWARD_TO_FORWARD_FLOPS = 2.0
 NATIVE_SIZE = {"inception_v3": 299}
 """Input sizes other than 224 among torchvision's classification models."""
 
@@ -72,7 +77,7 @@ def profile_model(
         parameters=sum(p.numel() for p in model.parameters()),
         buckets_bytes=tuple(sum(p.numel() * p.element_size() for p in b) for b in layout),
         ready_fraction=tuple(max(ready_at.get(id(p), 1.0) for p in b) for b in layout),
-        backward_share=BACKWARD_TO_FORWARD_FLOPS / (1 + BACKWARD_TO_FORWARD_FLOPS),
+        backward_share=assumed_backward_share(),
         forward_flops=int(total // max(_batch_of(example), 1)),
     )
 
@@ -104,3 +109,19 @@ def torchvision_profile(name: str) -> ModelProfile:
         model = torchvision.models.get_model(name, weights=None, **extra)
         example = torch.empty(2, 3, size, size)
     return profile_model(model, example, name)
+
+
+def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
+    """A torchvision model without a run: buckets and FLOP-based readiness on the meta device."""
+    profile = torchvision_profile(name)
+    return Workload(
+        step_s=step_time_ms / 1e3,
+        batch_per_gpu=batch,
+        buckets_bytes=profile.buckets_bytes,
+        ready_fraction=profile.ready_fraction,
+        backward_share=profile.backward_share,
+        step_source="given: --step-time-ms",
+        readiness_source=f"{name}'s FLOPs per layer (meta device), "
+        f"backward = {BACKWARD_TO_FORWARD:g}x forward",
+        sync_overhead_s=TORCH_DDP_OVERHEAD_S_PER_GB * sum(profile.buckets_bytes) / 1e9,
+    )

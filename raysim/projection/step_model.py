@@ -22,7 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raysim.errors import ConfigError
-from raysim.plan.collectives import Topology, allreduce_cost
+from raysim.projection.collectives import Topology, allreduce_cost
+
+BACKWARD_TO_FORWARD = 2.0
+"""Backward costs about twice the forward (the gradients of the input and of the weights):
+the one assumption wherever backward's share is not measured (the FLOP profile, a run
+without backward timings, the flat model, a straggler's sleep)."""
+
+
+def assumed_backward_share() -> float:
+    """Backward's share of forward + backward under BACKWARD_TO_FORWARD (2/3)."""
+    return BACKWARD_TO_FORWARD / (1 + BACKWARD_TO_FORWARD)
+
 
 OVERLAP_CONTENTION = 0.519
 """How much an all-reduce beside backward slows it: backward runs 1/(1 + this) as fast
@@ -75,23 +86,49 @@ class Workload:
 
 @dataclass(frozen=True)
 class ProjectedStep:
-    """The predicted step at one cluster size."""
+    """The predicted step at one cluster size (the cluster model's and the flat model's row)."""
 
     nodes: int
     gpus: int
     global_batch: int
     compute_s: float
+    """One GPU's step alone: forward, backward and optimizer, no communication."""
     comm_s: float
     """Every bucket's all-reduce back to back."""
     step_s_no_overlap: float
     step_s_overlap: float
     samples_per_s: float
     """With overlap: gpus × batch / step_s_overlap."""
+    samples_per_s_no_overlap: float
     efficiency: float
-    """samples/s over gpus × (batch / step_s): 1.0 is linear scaling from one GPU alone."""
+    """samples_per_s over gpus × what one GPU alone trains per second (batch / compute_s),
+    i.e. compute_s / step_s_overlap: 1.0 is linear scaling from one GPU alone."""
     efficiency_no_overlap: float
+    """The same with every all-reduce after backward: compute_s / step_s_no_overlap."""
     algorithm: str
-    """The all-reduce algorithm of the largest bucket (nccl's choice by size)."""
+    """The all-reduce algorithm of the largest bucket (nccl's choice by size); 'none' alone."""
+
+
+def projected_step(
+    gpus: int,
+    nodes: int,
+    batch: int,
+    compute_s: float,
+    comm_s: float,
+    step_s: tuple[float, float],
+    algorithm: str,
+) -> ProjectedStep:
+    """The row for `gpus` GPUs training `batch` each, step_s = (overlapped, not overlapped)."""
+    overlap, no_overlap = step_s
+    samples = gpus * batch
+    linear = samples / compute_s
+    return ProjectedStep(
+        nodes=nodes, gpus=gpus, global_batch=samples, compute_s=compute_s, comm_s=comm_s,
+        step_s_no_overlap=no_overlap, step_s_overlap=overlap,
+        samples_per_s=samples / overlap, samples_per_s_no_overlap=samples / no_overlap,
+        efficiency=samples / overlap / linear, efficiency_no_overlap=samples / no_overlap / linear,
+        algorithm=algorithm,
+    )  # fmt: skip
 
 
 def compute_done_at(
@@ -153,21 +190,10 @@ def project_step(
     overlap = overhead + overlapped_step_seconds(
         work.step_s, per_bucket, work.backward_share, work.ready_fraction, contention
     )
-    samples = topology.gpus * work.batch_per_gpu
-    linear = samples / work.step_s
-    return ProjectedStep(
-        nodes=topology.nodes,
-        gpus=topology.gpus,
-        global_batch=samples,
-        compute_s=work.step_s,
-        comm_s=comm,
-        step_s_no_overlap=no_overlap,
-        step_s_overlap=overlap,
-        samples_per_s=samples / overlap,
-        efficiency=samples / overlap / linear,
-        efficiency_no_overlap=samples / no_overlap / linear,
-        algorithm=algorithm,
-    )
+    return projected_step(
+        topology.gpus, topology.nodes, work.batch_per_gpu, work.step_s, comm,
+        (overlap, no_overlap), algorithm,
+    )  # fmt: skip
 
 
 def project_scaling(
@@ -184,7 +210,8 @@ def project_scaling(
 
 
 def bytes_ready_fraction(bucket_bytes: Sequence[int]) -> tuple[float, ...]:
-    """Readiness when nothing better is known: backward in proportion to gradient bytes."""
+    """Readiness when nothing better is known: the share of backward done when each bucket
+    is ready is its cumulative share of the gradient bytes."""
     total = sum(bucket_bytes)
     if total == 0:
         return tuple(1.0 for _ in bucket_bytes)

@@ -13,10 +13,13 @@ Pure functions: the emulation hook, the projection and the tests share them.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
-from raysim.config.network import NetworkSpec, parse_compression
+from raysim.errors import ConfigError
 from raysim.units import MIB
+
+COMPRESSIONS = ("fp16", "bf16")
+"""Gradient compressions run by torch's stock DDP hooks: each halves fp32's bytes on the wire."""
 
 DDP_BUCKET_CAP_MB = 25
 """DistributedDataParallel's default bucket cap (MiB)."""
@@ -24,7 +27,20 @@ DDP_FIRST_BUCKET_MB = 1
 """DDP's default cap for the first bucket (MiB), so the first all-reduce starts early."""
 
 
-def allreduce_seconds(nbytes: int, nodes: int, spec: NetworkSpec) -> float:
+class AlphaBetaLink(Protocol):
+    """What the alpha-beta model reads of a link (raysim.config's NetworkSpec is one)."""
+
+    @property
+    def latency_us(self) -> float: ...
+    @property
+    def bytes_per_second(self) -> float: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def is_loopback(self) -> bool: ...
+
+
+def allreduce_seconds(nbytes: int, nodes: int, spec: AlphaBetaLink) -> float:
     """Alpha-beta time of one all-reduce of nbytes over nodes (formulas in the module doc)."""
     if nodes < 1:
         raise ValueError(f"nodes: {nodes!r} must be at least 1")
@@ -42,8 +58,12 @@ def allreduce_seconds(nbytes: int, nodes: int, spec: NetworkSpec) -> float:
 
 def compressed_bytes(nbytes: int, compression: str | None) -> int:
     """Bytes on the wire for nbytes of fp32 gradients: fp16 and bf16 halve them."""
-    if parse_compression(compression) is None:
+    if compression is None or compression == "none":
         return int(nbytes)
+    if compression.lower() not in COMPRESSIONS:
+        raise ConfigError(
+            [f"grad_compression: {compression!r} is not known; use none, {', '.join(COMPRESSIONS)}"]
+        )
     return int(nbytes) // 2
 
 

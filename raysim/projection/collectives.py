@@ -1,7 +1,7 @@
 """What one all-reduce of n bytes costs on a cluster of machines with several GPUs each.
 
 The cost model is NCCL's own (src/graph/tuning.cc, Simple protocol), fed with achieved
-link bandwidths (raysim.plan.links) instead of NCCL's detected ones:
+link bandwidths (raysim.projection.links) instead of NCCL's detected ones:
 
 - ring: one ring through every GPU; its bandwidth is the slowest hop's. Inside one machine
   that is the intra link; across machines it is the machine's NICs, shared by its GPUs
@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from raysim.errors import ConfigError
-from raysim.plan.links import Link
+from raysim.projection.links import Link
 
 ALGORITHMS = ("nccl", "ring", "tree", "hierarchical")
 

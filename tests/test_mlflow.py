@@ -12,7 +12,8 @@ import yaml
 
 import raysim
 from raysim.config import ConfigError, dump_yaml, load_config
-from raysim.record.mlflow_tracking import MlflowRun, resolve_uri
+from raysim.record.trackers import RunEnd
+from raysim.record.trackers.mlflow import Mlflow, resolve_uri
 from raysim.rundir import MLFLOW_RUN_FILE, read_lines
 
 
@@ -106,11 +107,11 @@ def test_a_resumed_run_reopens_its_mlflow_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     cfg = load_config(num_epochs=2, tracking={"mlflow": {}})
-    first = MlflowRun(cfg.tracking.mlflow)
-    first.start(cfg.to_dict(), run_dir, resume=False)
-    first.end(RuntimeError("stopped"))
-    again = MlflowRun(cfg.tracking.mlflow)
-    again.start({**cfg.to_dict(), "num_epochs": 4}, run_dir, resume=True)
+    first = Mlflow(cfg.tracking.mlflow, run_dir, cfg.to_dict())
+    first.start(resume=False)
+    first.end(RunEnd(RuntimeError("stopped")))
+    again = Mlflow(cfg.tracking.mlflow, run_dir, {**cfg.to_dict(), "num_epochs": 4})
+    again.start(resume=True)
     assert again.run_id == first.run_id
     client, run = open_run(run_dir, monkeypatch)
     assert run.info.status == "RUNNING"
@@ -118,7 +119,7 @@ def test_a_resumed_run_reopens_its_mlflow_run(tmp_path, monkeypatch):
     assert run.data.tags["raysim.resumed_with"] == "num_epochs=4"
     assert run.data.tags["raysim.error"] == "RuntimeError: stopped"
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")  # raysim's own calls need no opt-in
-    again.end(None)
+    again.end(RunEnd(None))
     _, run = open_run(run_dir, monkeypatch)
     assert run.info.status == "FINISHED"
 

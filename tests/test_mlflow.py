@@ -2,6 +2,7 @@
 back with MLflow's own client."""
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,20 @@ def test_a_resumed_run_reopens_its_mlflow_run(tmp_path, monkeypatch):
     again.end(RunEnd(None))
     _, run = open_run(run_dir, monkeypatch)
     assert run.info.status == "FINISHED"
+
+
+def test_the_recorder_travels_as_plain_values_and_builds_its_trackers(tmp_path):
+    """The controller's copy builds the list from the config's settings; an MLflow run the
+    driver never opened is told once, as a notice line, and training goes on."""
+    from raysim.record.recorder import MetricsRecorder
+
+    cfg = load_config(num_nodes=2, tracking={"mlflow": {}})
+    recorder = pickle.loads(pickle.dumps(MetricsRecorder(tmp_path, 0.0, cfg.to_dict())))
+    assert [type(t).__name__ for t in recorder.trackers] == ["TensorBoard", "Mlflow"]
+    mlflow = recorder.trackers[1]
+    [notice] = mlflow.log_epoch({"epoch": 1, "report_unix": 1.0}, [])
+    assert notice["kind"] == "notice" and notice["text"].startswith("MLflow logging failed")
+    assert mlflow.log_epoch({"epoch": 2, "report_unix": 2.0}, []) == [], "told once"
 
 
 # Real runs on the shared Ray.

@@ -1,4 +1,7 @@
-"""The spine of a run: config → plan → cluster → Ray Train fit → a self-contained run dir."""
+"""The spine of a run: config → plan → cluster → Ray Train fit → a self-contained run dir.
+
+It is handed what each node runs (a NodeProgram) and holds the run's trackers as a list:
+it names neither the built-in experiment nor any tracker."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysim.builtin.checks import check_data, check_weights, decodes_images, parameter_count
 from raysim.cluster import (
     NodeLossWatcher,
     SimCluster,
@@ -25,12 +27,11 @@ from raysim.cluster import (
 from raysim.cluster.train_helpers import cluster_is_this_host, lean_torch_trainer, run_helpers
 from raysim.config import ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, make_board, node_lost_line, summary_table
+from raysim.driver_startup import DriverStartup
 from raysim.failures import NodeMemory, RunFailedError, failure_message
-from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
-from raysim.plan.memory_floor import state_floor_problem
-from raysim.preload import ImportsAhead
-from raysim.procfs import process_start_unix, ran_other_programs
-from raysim.record.mlflow_tracking import MlflowRun, tracked, tracker_for
+from raysim.node_program import NodeProgram, node_program
+from raysim.plan import Hardware, ResourcePlan, make_plan
+from raysim.record.trackers import check_trackers, trackers_for
 from raysim.report.summary import summarize
 from raysim.rundir import (
     CONFIG_FILE,
@@ -39,11 +40,9 @@ from raysim.rundir import (
     create_run_dir,
     epoch_lines,
     node_memory_path,
-    raysim_home,
     read_metrics,
     train_run_name,
 )
-from raysim.worker.startup import StartupMarks
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
@@ -82,45 +81,23 @@ def environment_facts(hw: Hardware, plan: ResourcePlan) -> dict[str, Any]:
     }
 
 
-def ship_by_value(train_fn: Callable) -> None:
-    """Ray's controller and workers unpickle the function; a module of the user's own
-    (not installed, maybe not on their path) travels with it instead of by name."""
-    from ray import cloudpickle  # Ray pickles with its own copy
-
-    module = sys.modules.get(getattr(train_fn, "__module__", "") or "")
-    if module is None or module.__name__ == "__main__":
-        return  # __main__ is pickled by value already
-    if "site-packages" not in (getattr(module, "__file__", "") or ""):
-        cloudpickle.register_pickle_by_value(module)
-
-
-def _train(
-    cfg: ExperimentConfig,
-    plan: ResourcePlan,
-    run_dir: Path,
-    train_fn: Callable | None,
-    progress_board: Any = None,
-    tracker: MlflowRun | None = None,
-    marks: StartupMarks | None = None,
-) -> None:
-    """Ray Train's fit() of the training function on the planned workers (marks: the
-    driver's start-up marks, fit_start added)."""
+def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: NodeProgram,
+             progress_board: Any):  # fmt: skip
+    """Ray Train's trainer of the program on the planned workers, recorded on its
+    controller."""
     import ray.train
     from ray.train.torch import TorchConfig
 
-    from raysim.builtin import resnet18_experiment
     from raysim.record import MetricsRecorder
     from raysim.worker.entry import run_node
 
-    if train_fn is not None:
-        ship_by_value(train_fn)
-    trainer = lean_torch_trainer()(  # without the helper actors raysim does not use
+    return lean_torch_trainer()(  # without the helper actors raysim does not use
         train_loop_per_worker=run_node,
         train_loop_config={
             "experiment": cfg,
             "plan": plan,
             "run_dir": str(run_dir),
-            "train_fn": train_fn or resnet18_experiment,
+            "train_fn": program.load(),
             "progress_board": progress_board,
         },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),
@@ -132,13 +109,20 @@ def _train(
         run_config=ray.train.RunConfig(
             name=train_run_name(run_dir),
             storage_path=str(run_dir),
-            callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict(), tracker)],
+            callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict())],
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep),
         ),
     )
-    if marks is not None:
-        marks.mark("fit_start")
+
+
+def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: NodeProgram,
+         progress_board: Any, startup: DriverStartup) -> None:  # fmt: skip
+    """Ray Train's fit(); a failed training is one RunFailedError, its nodes' story told."""
+    import ray.train
+
+    trainer = _trainer(cfg, plan, run_dir, program, progress_board)
+    startup.mark("fit_start")
     try:
         with worker_start_timeout(cfg.worker_start_timeout_s), run_helpers(cluster_is_this_host()):
             trainer.fit()
@@ -195,14 +179,6 @@ def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
     return "".join(lines)
 
 
-_imports_awaited = False
-"""Whether a run in this process has counted the process's start-up in its start-up."""
-
-TRAINING_STACK = ("ray.train", "ray.train.torch", "raysim.record.recorder", "raysim.worker.entry")
-"""What the driver needs for Ray Train's fit(), imported while the checks run and Ray
-starts (the built-in experiment's loop too, where it is the one trained)."""
-
-
 def run(
     cfg: ExperimentConfig,
     train_fn: Callable[[dict], None] | None = None,
@@ -216,71 +192,65 @@ def run(
     (default: the built-in ResNet18 experiment). resume: continue the run in cfg's run
     directory from its latest checkpoint.
     """
-    global _imports_awaited
-    marks = StartupMarks()
-    if not _imports_awaited:  # a later run in this process (a sweep, a notebook) did not
-        _imports_awaited = True
-        if not ran_other_programs():  # else the start is a shell's: timed from here
-            marks.mark("process_start", process_start_unix())
-    marks.mark("run_start")
+    startup = DriverStartup()
     if out == "stdout":
         out = sys.stdout  # looked up now: a redirected or captured stdout is honoured
-    tracker = tracker_for(cfg.tracking)  # the mlflow extra is checked before Ray starts
-    imports = ImportsAhead(TRAINING_STACK + (("raysim.builtin.loop",) if train_fn is None else ()))
+    program = node_program(train_fn)
+    check_trackers(cfg.tracking)  # the mlflow extra is checked before Ray starts
+    startup.import_ahead(program.imports)
     try:
-        with joined(cfg.address, cfg.verbose), tracked(tracker):
-            return _run(cfg, train_fn, out, resume, marks, imports, tracker)
+        with joined(cfg.address, cfg.verbose):
+            return _run(cfg, program, out, resume, startup)
     finally:
-        imports.wait()  # a failed check leaves no import running behind the error
-
-
-def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
-    """The built-in model's training state must fit the budget it is held to."""
-    if plan.device_kind == "cpu" and not cfg.enforce_memory:
-        return
-    problem = state_floor_problem(
-        parameter_count(cfg.num_classes),
-        plan.memory_budget_bytes,
-        plan.memory_fraction,
-        plan.device_memory_bytes,
-    )
-    if problem is not None:
-        raise PlanError([problem])
-
-
-def checks_before_ray(
-    cfg: ExperimentConfig, plan: ResourcePlan, builtin: bool, imports: ImportsAhead
-) -> None:
-    """What would fail every node alike, told before Ray starts."""
-    if builtin:
-        check_state_fits(cfg, plan)
-        check_weights(cfg.weights_path)
-    if decodes_images(cfg):  # decoding imports torch: not while the thread does
-        imports.wait()
-    check_data(cfg, raysim_home() / "cache")
+        startup.imports_done()  # a failed check leaves no import running behind the error
 
 
 def _run(
     cfg: ExperimentConfig,
-    train_fn: Callable[[dict], None] | None,
+    program: NodeProgram,
     out: TextIO | None,
     resume: bool,
-    marks: StartupMarks,
-    imports: ImportsAhead,
-    tracker: MlflowRun | None = None,
+    startup: DriverStartup,
 ) -> RunResult:
+    """The data path: check, plan, start the trackers, then cluster, fit and summarize;
+    the trackers end with the outcome, whatever it is."""
     hw = hardware_for(cfg)
     plan = make_plan(cfg, hw)
-    checks_before_ray(cfg, plan, train_fn is None, imports)
+    program.check(cfg, plan, startup)  # what would fail every node alike, before Ray
+    run_dir = _open_run_dir(cfg, resume)
+    trackers = trackers_for(cfg.tracking, run_dir, cfg.to_dict())
+    if trackers.starts_on_driver():  # a tracker's client imports: not while the thread does
+        startup.imports_done()
+    with trackers.running(run_dir, resume):
+        _announce(out, cfg, plan, run_dir)
+        wall_start = time.perf_counter()
+        failure = _fit_on_cluster(cfg, plan, program, run_dir, out, startup)
+        records = read_metrics(run_dir)
+        summary = summarize(records, startup.marks.marks)
+        summary.update(
+            wall_time_s=time.perf_counter() - wall_start,
+            program=program.name,
+            environment=environment_facts(hw, plan),
+            config=cfg.to_dict(),
+        )
+        _write_summary(run_dir, summary, failure, out)
+        if failure is not None:
+            raise failure
+    return RunResult(run_dir=run_dir, config=cfg, epochs=epoch_lines(records), summary=summary)
+
+
+def _open_run_dir(cfg: ExperimentConfig, resume: bool) -> Path:
+    """A new run directory (or a resumed run's own), with the config it runs."""
     run_dir = (
         (Path(cfg.run_dir) / str(cfg.run_name)).resolve()
         if resume
         else create_run_dir(cfg.run_dir, cfg.run_name, cfg.num_nodes)
     )
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
-    if tracker is not None:  # the MLflow run opens before Ray starts, and imports MLflow's
-        imports.wait()  # modules: not while the thread imports
-        tracker.start(cfg.to_dict(), run_dir, resume)
+    return run_dir
+
+
+def _announce(out: TextIO | None, cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path):
     if out is not None:
         print(
             f"raysim: {cfg.num_nodes} simulated node(s) on {plan.device_kind} "
@@ -288,44 +258,53 @@ def _run(
             file=out,
             flush=True,
         )
-    wall_start = time.perf_counter()
-    failure: RunFailedError | None = None
+
+
+def _fit_on_cluster(
+    cfg: ExperimentConfig,
+    plan: ResourcePlan,
+    program: NodeProgram,
+    run_dir: Path,
+    out: TextIO | None,
+    startup: DriverStartup,
+) -> RunFailedError | None:
+    """Start the simulated cluster, follow metrics.jsonl on the console and fit; a failed
+    run is returned, to be summarized before it is raised."""
     try:
         with (
             SimCluster(plan, cfg.address, cfg.verbose, dashboard_port_of(cfg)) as cluster,
             ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out) as follower,
         ):
-            marks.mark("cluster_ready")
+            startup.mark("cluster_ready")
             if out is not None and cluster.dashboard_url:
                 print(dashboard_banner(cluster.dashboard_url, cluster.metrics_url), file=out)
             if out is not None and out.isatty():
                 follower.board = make_board()
-            node_loss = (
-                NodeLossWatcher(
-                    run_dir,
-                    cluster.remove_node,
-                    lambda fault, log: follower.tell_before_failure(node_lost_line(fault, log)),
-                )
-                if plan.multi_node
-                else contextlib.nullcontext()
-            )
-            imports.wait()
+            node_loss = _node_loss_watch(plan, run_dir, cluster, follower)
+            startup.imports_done()  # Ray Train's fit() needs the training stack
             with node_loss:
-                _train(cfg, plan, run_dir, train_fn, follower.board, tracker, marks)
+                _fit(cfg, plan, run_dir, program, follower.board, startup)
     except RunFailedError as err:
-        failure = err
-    records = read_metrics(run_dir)
-    summary = summarize(records, marks.marks)
-    summary.update(
-        wall_time_s=time.perf_counter() - wall_start,
-        environment=environment_facts(hw, plan),
-        config=cfg.to_dict(),
+        return err
+    return None
+
+
+def _node_loss_watch(plan: ResourcePlan, run_dir: Path, cluster: SimCluster, follower: Any):
+    """Where nodes are Ray nodes, a node_loss fault removes one (told before the failure)."""
+    if not plan.multi_node:
+        return contextlib.nullcontext()
+    return NodeLossWatcher(
+        run_dir,
+        cluster.remove_node,
+        lambda fault, log: follower.tell_before_failure(node_lost_line(fault, log)),
     )
+
+
+def _write_summary(
+    run_dir: Path, summary: dict[str, Any], failure: RunFailedError | None, out: TextIO | None
+) -> None:
     if failure is not None:
         summary.update(status="failed", error=str(failure))
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     if out is not None:
         print("\n" + summary_table(summary, run_dir), file=out, flush=True)
-    if failure is not None:
-        raise failure
-    return RunResult(run_dir=run_dir, config=cfg, epochs=epoch_lines(records), summary=summary)

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 
 from raysim.cluster import SimCluster
 from raysim.config import ExperimentConfig, replace
-from raysim.experiment import check_state_fits, run
+from raysim.experiment import run
 from raysim.failures import PARTITION_TEXT, RunFailedError
+from raysim.node_program import check_state_fits
 from raysim.plan import ResourcePlan, max_nodes_per_device
 from raysim.units import MB, gib
 

@@ -2,6 +2,7 @@
 back with MLflow's own client."""
 
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,8 @@ import yaml
 
 import raysim
 from raysim.config import ConfigError, dump_yaml, load_config
-from raysim.record.mlflow_tracking import MlflowRun, resolve_uri
+from raysim.record.trackers import RunEnd
+from raysim.record.trackers.mlflow import Mlflow, resolve_uri
 from raysim.rundir import MLFLOW_RUN_FILE, read_lines
 
 
@@ -106,11 +108,11 @@ def test_a_resumed_run_reopens_its_mlflow_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     cfg = load_config(num_epochs=2, tracking={"mlflow": {}})
-    first = MlflowRun(cfg.tracking.mlflow)
-    first.start(cfg.to_dict(), run_dir, resume=False)
-    first.end(RuntimeError("stopped"))
-    again = MlflowRun(cfg.tracking.mlflow)
-    again.start({**cfg.to_dict(), "num_epochs": 4}, run_dir, resume=True)
+    first = Mlflow(cfg.tracking.mlflow, run_dir, cfg.to_dict())
+    first.start(resume=False)
+    first.end(RunEnd(RuntimeError("stopped")))
+    again = Mlflow(cfg.tracking.mlflow, run_dir, {**cfg.to_dict(), "num_epochs": 4})
+    again.start(resume=True)
     assert again.run_id == first.run_id
     client, run = open_run(run_dir, monkeypatch)
     assert run.info.status == "RUNNING"
@@ -118,9 +120,23 @@ def test_a_resumed_run_reopens_its_mlflow_run(tmp_path, monkeypatch):
     assert run.data.tags["raysim.resumed_with"] == "num_epochs=4"
     assert run.data.tags["raysim.error"] == "RuntimeError: stopped"
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")  # raysim's own calls need no opt-in
-    again.end(None)
+    again.end(RunEnd(None))
     _, run = open_run(run_dir, monkeypatch)
     assert run.info.status == "FINISHED"
+
+
+def test_the_recorder_travels_as_plain_values_and_builds_its_trackers(tmp_path):
+    """The controller's copy builds the list from the config's settings; an MLflow run the
+    driver never opened is told once, as a notice line, and training goes on."""
+    from raysim.record.recorder import MetricsRecorder
+
+    cfg = load_config(num_nodes=2, tracking={"mlflow": {}})
+    recorder = pickle.loads(pickle.dumps(MetricsRecorder(tmp_path, 0.0, cfg.to_dict())))
+    assert [type(t).__name__ for t in recorder.trackers] == ["TensorBoard", "Mlflow"]
+    mlflow = recorder.trackers[1]
+    [notice] = mlflow.log_epoch({"epoch": 1, "report_unix": 1.0}, [])
+    assert notice["kind"] == "notice" and notice["text"].startswith("MLflow logging failed")
+    assert mlflow.log_epoch({"epoch": 2, "report_unix": 2.0}, []) == [], "told once"
 
 
 # Real runs on the shared Ray.

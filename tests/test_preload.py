@@ -22,12 +22,15 @@ def test_the_drivers_checks_import_no_training_stack(tmp_path):
         from raysim.cluster import hardware_for
         from raysim.cluster.hardware import cuda_may_be_present
         from raysim.plan import make_plan
-        from raysim.record.mlflow_tracking import tracker_for
+        from raysim.node_program import node_program
+        from raysim.record.trackers import check_trackers, trackers_for
         from raysim.worker.startup import StartupMarks
         cfg = raysim.load_config(num_nodes=4, device="cpu")
         check_weights(None)
         check_data(cfg, {str(tmp_path)!r})
-        tracker_for(cfg.tracking)
+        check_trackers(cfg.tracking)
+        trackers_for(cfg.tracking, {str(tmp_path)!r}, cfg.to_dict())
+        node_program(None)
         StartupMarks().mark("run_start")
         if not cuda_may_be_present():
             make_plan(cfg, hardware_for(cfg))

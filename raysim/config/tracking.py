@@ -3,9 +3,11 @@
     tracking:
       mlflow: {uri: file:///data/mlruns, experiment: resnet-scaling}
 
-`mlflow: {}` (or `mlflow: true`) logs to a file store inside the run directory under
-the experiment "raysim"; no `mlflow` (or `mlflow: null`) logs nothing. The logging itself
-is raysim.record.mlflow_tracking, and needs the `mlflow` extra.
+Each key names a tracker and holds its settings (SETTINGS: the tracker's name -> its
+settings class). `mlflow: {}` (or `mlflow: true`) logs to a file store inside the run
+directory under the experiment "raysim"; no `mlflow` (or `mlflow: null`) logs nothing.
+TensorBoard needs no key: every run writes its event files. The trackers themselves are
+raysim.record.trackers (MLflow needs the `mlflow` extra).
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ from typing import Any
 from raysim.errors import ConfigError, did_you_mean
 
 DEFAULT_EXPERIMENT = "raysim"
-TRACKERS = ("mlflow",)
-MLFLOW_KEYS = ("uri", "experiment")
+
+
+def _unknown(where: str, key: Any, known: tuple[str, ...]) -> str:
+    hint = did_you_mean(key, known) or f"valid keys: {', '.join(known)}"
+    return f"{where}: unknown key {key!r}: {hint.strip()}"
+
+
+def _key_problems(where: str, value: dict, settings: type) -> list[str]:
+    known = tuple(f.name for f in dataclasses.fields(settings))
+    return [_unknown(where, k, known) for k in value if k not in known]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,47 +41,55 @@ class MlflowSettings:
     experiment: str = DEFAULT_EXPERIMENT
     """The MLflow experiment the run is logged under (created when missing)."""
 
+    @staticmethod
+    def problems(value: dict[str, Any]) -> list[str]:
+        """Every problem of a `tracking.mlflow` mapping as YAML gives it."""
+        problems = _key_problems("tracking.mlflow", value, MlflowSettings)
+        uri = value.get("uri")
+        if uri is not None and not (isinstance(uri, str) and uri.strip()):
+            problems.append(
+                f"tracking.mlflow.uri: {uri!r} must be a tracking URI such as "
+                "file:///data/mlruns or http://127.0.0.1:5000, or unset for a store in the "
+                "run directory"
+            )
+        experiment = value.get("experiment", DEFAULT_EXPERIMENT)
+        if not (isinstance(experiment, str) and experiment.strip()):
+            problems.append(
+                f"tracking.mlflow.experiment: {experiment!r} must be a non-empty experiment name"
+            )
+        return problems
+
+
+SETTINGS: dict[str, type] = {"mlflow": MlflowSettings}
+"""A tracker's name under `tracking:` -> its settings (a frozen dataclass of its keys, with a
+static problems(mapping) -> list of problem lines)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Tracking:
-    """Trackers a run logs to; none by default."""
+    """Trackers a run logs to besides TensorBoard; none by default (a field per SETTINGS)."""
 
     mlflow: MlflowSettings | None = None
     """None: no MLflow run."""
 
+    def chosen(self) -> dict[str, Any]:
+        """The trackers turned on, by name, with their settings."""
+        return {name: getattr(self, name) for name in SETTINGS if getattr(self, name)}
+
     def to_yaml(self) -> dict[str, Any]:
         """As the config file writes it: {} when off."""
-        if self.mlflow is None:
-            return {}
-        return {"mlflow": dataclasses.asdict(self.mlflow)}
+        return {name: dataclasses.asdict(s) for name, s in self.chosen().items()}
 
 
-def _unknown(where: str, key: Any, known: tuple[str, ...]) -> str:
-    hint = did_you_mean(key, known) or f"valid keys: {', '.join(known)}"
-    return f"{where}: unknown key {key!r}: {hint.strip()}"
-
-
-def _mlflow_problems(value: Any) -> list[str]:
+def _settings_problems(name: str, value: Any) -> list[str]:
     if value is None or isinstance(value, bool):
         return []
     if not isinstance(value, dict):
+        keys = ", ".join(f"{f.name}: ..." for f in dataclasses.fields(SETTINGS[name]))
         return [
-            f"tracking.mlflow: {value!r} must be a mapping {{uri: ..., experiment: ...}} "
-            "(or {} for a store in the run directory)"
+            f"tracking.{name}: {value!r} must be a mapping {{{keys}}} (or {{}} for its defaults)"
         ]
-    problems = [_unknown("tracking.mlflow", k, MLFLOW_KEYS) for k in value if k not in MLFLOW_KEYS]
-    uri = value.get("uri")
-    if uri is not None and not (isinstance(uri, str) and uri.strip()):
-        problems.append(
-            f"tracking.mlflow.uri: {uri!r} must be a tracking URI such as file:///data/mlruns "
-            "or http://127.0.0.1:5000, or unset for a store in the run directory"
-        )
-    experiment = value.get("experiment", DEFAULT_EXPERIMENT)
-    if not (isinstance(experiment, str) and experiment.strip()):
-        problems.append(
-            f"tracking.mlflow.experiment: {experiment!r} must be a non-empty experiment name"
-        )
-    return problems
+    return SETTINGS[name].problems(value)
 
 
 def tracking_problems(value: Any) -> list[str]:
@@ -80,19 +98,22 @@ def tracking_problems(value: Any) -> list[str]:
         return []
     if not isinstance(value, dict):
         return [f"tracking: {value!r} must be a mapping such as {{mlflow: {{experiment: name}}}}"]
-    problems = [_unknown("tracking", k, TRACKERS) for k in value if k not in TRACKERS]
-    return problems + _mlflow_problems(value.get("mlflow"))
+    known = tuple(SETTINGS)
+    problems = [_unknown("tracking", k, known) for k in value if k not in known]
+    for name in known:
+        problems += _settings_problems(name, value.get(name))
+    return problems
 
 
 def parse_tracking(value: Any) -> Tracking:
-    """None, a Tracking, or {mlflow: {uri, experiment} | {} | true | false | null}."""
+    """None, a Tracking, or {<tracker>: {settings} | {} | true | false | null}."""
     if isinstance(value, Tracking):
         return value
     problems = tracking_problems(value)
     if problems:
         raise ConfigError(problems)
-    mlflow = (value or {}).get("mlflow")
-    if mlflow is None or mlflow is False:
-        return Tracking()
-    settings = {} if mlflow is True else mlflow
-    return Tracking(mlflow=MlflowSettings(**settings))
+    chosen = {}
+    for name, settings in (value or {}).items():
+        if settings is not None and settings is not False:
+            chosen[name] = SETTINGS[name](**({} if settings is True else settings))
+    return Tracking(**chosen)

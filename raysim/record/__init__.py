@@ -1,7 +1,8 @@
-"""Controller-side recording: the one place metrics are written (metrics.jsonl, TensorBoard).
+"""Controller-side recording: the one place metrics are written (metrics.jsonl, and each
+tracker of raysim.record.trackers: TensorBoard, MLflow).
 
-MetricsRecorder (Ray Train's callback) is loaded on first use, so the MLflow tracking
-module does not import Ray Train.
+MetricsRecorder (Ray Train's callback) is loaded on first use, so the driver's trackers
+do not import Ray Train.
 """
 
 from __future__ import annotations

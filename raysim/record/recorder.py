@@ -1,4 +1,5 @@
-"""Controller-side recorder: the one place metrics are written.
+"""Controller-side recorder: the one place metrics are written (metrics.jsonl, and the
+run's trackers, which it builds here from the config's plain settings).
 
 Runs inside Ray Train's controller actor (not the driver), so it writes files and
 prints nothing; the driver follows metrics.jsonl for the console.
@@ -12,9 +13,10 @@ from pathlib import Path
 
 from ray.train import UserCallback
 
+from raysim.config.tracking import parse_tracking
 from raysim.record.aggregate import aggregate_epoch
-from raysim.record.tensorboard import TensorBoardLogger
 from raysim.record.trace import TraceWriter
+from raysim.record.trackers import Trackers, trackers_for
 from raysim.rundir import METRICS_FILE, append_lines, epoch_lines, fired_faults, read_metrics
 
 NOT_PREPARED = (
@@ -28,19 +30,30 @@ class MetricsRecorder(UserCallback):
     """Records each epoch once: a restarted worker group replays epochs since the last
     checkpoint, and those replays are counted as recovery, not as new epochs."""
 
-    def __init__(self, run_dir: Path, run_start_unix: float, config: dict, mlflow=None):
+    def __init__(self, run_dir: Path, run_start_unix: float, config: dict):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / METRICS_FILE
         self.run_start_unix = run_start_unix
+        self.config = config
         self.num_epochs = config["num_epochs"]
-        self.tensorboard = TensorBoardLogger(run_dir, config)
-        self.mlflow = mlflow  # an MlflowRun (tracking.mlflow), or None
+        self._trackers: Trackers | None = None
         earlier = read_metrics(self.run_dir)
         self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
         self.failed_at: float | None = None
         self.told_unprepared = bool(self.recorded)
         tracing = config.get("measure_steps", True) and config.get("trace_steps", 0) > 0
         self.trace = TraceWriter(self.run_dir, run_start_unix, enabled=tracing)
+
+    @property
+    def trackers(self) -> Trackers:
+        """Built on first use, in the controller: the recorder travels there as plain values."""
+        if self._trackers is None:
+            tracking = parse_tracking(self.config.get("tracking"))
+            self._trackers = trackers_for(tracking, self.run_dir, self.config)
+        return self._trackers
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_trackers": None}
 
     def after_report(self, run_context, metrics, checkpoint):
         # A function that reports no "epoch" gets its reports numbered in order.
@@ -63,12 +76,11 @@ class MetricsRecorder(UserCallback):
             if not all(m.get("prepared") for m in metrics):
                 notice = [{"kind": "notice", "epoch": number, "text": NOT_PREPARED}]
         append_lines(self.metrics_path, [*notice, *ranks, epoch])
-        self.tensorboard.log_epoch(epoch, ranks)
-        if self.mlflow is not None:  # a failure to log comes back as a notice line
-            append_lines(self.metrics_path, self.mlflow.log_epoch(epoch, ranks))
+        failures = self.trackers.log_epoch(epoch, ranks)  # a tracker's, as notice lines
+        if failures:
+            append_lines(self.metrics_path, failures)
         if epoch["epoch"] == self.num_epochs:
-            self.tensorboard.log_final(epoch)
-            self.tensorboard.close()
+            self.trackers.close()
 
     def after_exception(self, run_context, worker_exceptions):
         now = time.time()
@@ -84,7 +96,7 @@ class MetricsRecorder(UserCallback):
         self.failed_at = min((f["fired_unix"] for f in fresh), default=now)
         append_lines(self.metrics_path, [record])
         self.trace.failed(now, sorted(int(rank) for rank in worker_exceptions))
-        self.tensorboard.close()
+        self.trackers.close()
 
     def _record_recovery(self, epoch: int) -> None:
         now = time.time()

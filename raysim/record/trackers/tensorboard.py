@@ -1,4 +1,4 @@
-"""TensorBoard event files for a run, written by the controller-side recorder only.
+"""The TensorBoard tracker: every run's event files, written on the controller only.
 
 Tags: aggregate curves under train/, test/, time/ and throughput/; per simulated
 node under node-<rank>/ so single and distributed runs line up side by side in
@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from raysim.errors import is_number
+from raysim.record.trackers.base import Tracker
 from raysim.rundir import TENSORBOARD_DIR
 from raysim.units import MB
 
@@ -37,12 +38,13 @@ NOT_CURVES = {
 HPARAM_KEYS = ("num_nodes", "batch_size", "learning_rate", "memory_fraction", "gpu_fraction")
 
 
-class TensorBoardLogger:
-    """Opens its writer lazily, so a run that never reports creates no event file."""
+class TensorBoard(Tracker):
+    """Opens its writer lazily, so a run that never reports creates no event file; the
+    last epoch adds the run's hparams."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any]):
-        self.log_dir = Path(run_dir) / TENSORBOARD_DIR
-        self.config = config
+    def __init__(self, settings: None, run_dir: Path, config: dict[str, Any]):
+        super().__init__(settings, run_dir, config)
+        self.log_dir = self.run_dir / TENSORBOARD_DIR
         self._writer = None
 
     @property
@@ -54,9 +56,15 @@ class TensorBoardLogger:
             self._writer.add_text("config", "```\n" + yaml.safe_dump(self.config) + "```", 0)
         return self._writer
 
-    def log_epoch(self, epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> None:
+    def log_epoch(self, epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> list[dict]:
         """The built-in experiment's curves by name; any other function's numeric metrics
         (averaged over the nodes) under metrics/."""
+        self._log_curves(epoch, ranks)
+        if epoch["epoch"] == self.config["num_epochs"]:
+            self._log_final(epoch)
+        return []
+
+    def _log_curves(self, epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> None:
         step = epoch["epoch"]
         named = set(EPOCH_SCALARS.values())
         for tag, key in EPOCH_SCALARS.items():
@@ -71,7 +79,7 @@ class TensorBoardLogger:
                     self.writer.add_scalar(f"{rank['node_id']}/{name}", rank[key] / scale, step)
         self.writer.flush()
 
-    def log_final(self, epoch: dict[str, Any]) -> None:
+    def _log_final(self, epoch: dict[str, Any]) -> None:
         hparams = {k: self.config[k] for k in HPARAM_KEYS}
         finals = {"final_test_accuracy": "test_accuracy", "samples_per_s": "samples_per_s"}
         metrics = {f"hparam/{name}": epoch[key] for name, key in finals.items() if key in epoch}

@@ -1,11 +1,12 @@
-"""MLflow tracking of a run (the config's `tracking: {mlflow: ...}`), an optional extra.
+"""The MLflow tracker (the config's `tracking: {mlflow: ...}`), an optional extra.
 
 The driver opens the MLflow run before Ray starts (the resolved config as params) and
 ends it when the run ends (summary.json's figures as summary/ metrics, the run directory's
 files as artifacts, status FINISHED, or FAILED with the error as the raysim.error tag);
 in between the controller-side recorder logs each epoch once, with the epoch as the step:
 the aggregate under its metrics.jsonl names (train_loss, samples_per_s, ...) and each
-simulated node under its name (node-0/train_loss_sum, node-0/step_time_s, ...).
+simulated node under its name (node-0/train_loss_sum, node-0/step_time_s, ...). The
+controller finds the run the driver opened in the run directory's mlflow.json.
 
 mlflow is imported only by a run that asks for it. The default store is a file store in
 the run directory; MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE is true,
@@ -28,10 +29,10 @@ from typing import Any
 from raysim.config.tracking import MlflowSettings
 from raysim.errors import ConfigError, is_number
 from raysim.failures import RunFailedError
+from raysim.record.trackers.base import RunEnd, Tracker
 from raysim.rundir import (
     MLFLOW_RUN_FILE,
     MLFLOW_STORE_DIR,
-    SUMMARY_FILE,
     train_run_name,
 )
 
@@ -151,21 +152,21 @@ def error_text(error: BaseException) -> str:
     return str(error) if isinstance(error, RunFailedError) else f"{type(error).__name__}: {error}"
 
 
-class MlflowRun:
-    """One raysim run's MLflow run. The driver starts and ends it; a copy travels with the
-    recorder to Ray Train's controller and logs the epochs (the client is made lazily in
-    each process and never pickled)."""
+class Mlflow(Tracker):
+    """One raysim run's MLflow run. The driver opens and ends it; the controller's copy
+    logs the epochs (the client is made lazily in each process)."""
 
-    def __init__(self, settings: MlflowSettings):
-        self.settings = settings
+    def __init__(self, settings: MlflowSettings, run_dir: Path, config: dict[str, Any]):
+        super().__init__(settings, run_dir, config)
         self.uri: str | None = None
         self.run_id: str | None = None
-        self.run_dir: Path | None = None
         self._client = None
         self._told = False
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None}
+    @classmethod
+    def check(cls, settings: MlflowSettings) -> None:
+        """The extra is installed, or one line says how to install it."""
+        require_mlflow()
 
     @property
     def client(self):
@@ -180,13 +181,12 @@ class MlflowRun:
 
     # The driver, before Ray starts.
 
-    def start(self, config: dict[str, Any], run_dir: Path, resume: bool) -> None:
+    def start(self, resume: bool) -> None:
         """Open the MLflow run (or reopen a resumed run's own) and log the config as params."""
-        self.run_dir = Path(run_dir)
         self.uri = resolve_uri(self.settings.uri, self.run_dir)
         try:
             with self.allowed():
-                self._open(config, resume)
+                self._open(resume)
         except Exception as err:  # an unreachable server, a store MLflow cannot open
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrackingError(
@@ -196,11 +196,11 @@ class MlflowRun:
                  "experiment": self.settings.experiment}  # fmt: skip
         (self.run_dir / MLFLOW_RUN_FILE).write_text(json.dumps(saved, indent=2))
 
-    def _open(self, config: dict[str, Any], resume: bool) -> None:
+    def _open(self, resume: bool) -> None:
         from mlflow.entities import Param, RunStatus
 
-        params = config_params(config)
-        earlier = self._earlier_run() if resume else None
+        params = config_params(self.config)
+        earlier = self._saved_run_id() if resume else None
         if earlier is not None:
             self.run_id = earlier
             self.client.update_run(earlier, status=RunStatus.to_string(RunStatus.RUNNING))
@@ -219,25 +219,29 @@ class MlflowRun:
             self.run_id = run.info.run_id
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 
-    def _earlier_run(self) -> str | None:
-        """The run id a resumed run directory was logged under, if to this same store."""
+    def _saved(self) -> dict[str, Any] | None:
         path = self.run_dir / MLFLOW_RUN_FILE
-        if not path.is_file():
-            return None
-        saved = json.loads(path.read_text())
-        return saved["run_id"] if saved.get("tracking_uri") == self.uri else None
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _saved_run_id(self) -> str | None:
+        """The run id a resumed run directory was logged under, if to this same store."""
+        saved = self._saved()
+        return saved["run_id"] if saved and saved.get("tracking_uri") == self.uri else None
 
     # The controller-side recorder, once per epoch.
 
     def log_epoch(self, epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> list[dict]:
-        """Log an epoch; a failure to log never stops training: it is told once, as a
-        notice line for metrics.jsonl (returned), and the next epochs try again."""
+        """Log an epoch to the run the driver opened; a failure to log is told once, as a
+        notice line, and the next epochs try again."""
         from mlflow.entities import Metric
 
         stamp = int(1000 * epoch.get("report_unix", time.time()))
         step = int(epoch["epoch"])
         metrics = [Metric(k, v, stamp, step) for k, v in epoch_metrics(epoch, ranks).items()]
         try:
+            if self.run_id is None:  # this copy is the controller's: the driver's file says
+                saved = self._saved() or {}
+                self.uri, self.run_id = saved["tracking_uri"], saved["run_id"]
             with self.allowed():
                 self.client.log_batch(self.run_id, metrics=metrics)
         except Exception as err:
@@ -250,37 +254,30 @@ class MlflowRun:
 
     # The driver, when the run ends.
 
-    def end(self, error: BaseException | None) -> None:
+    def end(self, outcome: RunEnd) -> None:
         """Summary, artifacts and status. A tracking failure here is told on stderr and
         does not hide the run's own result."""
         if self.run_id is None:
             return  # never started (the run stopped before its run directory)
         try:
             with self.allowed():
-                self._end(error)
+                self._end(outcome)
         except Exception as err:
             print(f"raysim: warning: MLflow: could not end run {self.run_id}: {err}",
                   file=sys.stderr)  # fmt: skip
 
-    def _end(self, error: BaseException | None) -> None:
+    def _end(self, outcome: RunEnd) -> None:
         from mlflow.entities import Metric, RunTag
 
-        summary_path = self.run_dir / SUMMARY_FILE
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         stamp = int(1000 * time.time())
-        metrics = [Metric(k, v, stamp, 0) for k, v in summary_metrics(summary).items()]
+        metrics = [Metric(k, v, stamp, 0) for k, v in summary_metrics(outcome.summary).items()]
         tags = [RunTag(f"raysim.environment.{k}", str(v)[:MAX_TAG_CHARS])
-                for k, v in summary.get("environment", {}).items()]  # fmt: skip
-        if error is not None:
-            tags.append(RunTag("raysim.error", error_text(error)[:MAX_TAG_CHARS]))
+                for k, v in outcome.summary.get("environment", {}).items()]  # fmt: skip
+        if outcome.error is not None:
+            tags.append(RunTag("raysim.error", error_text(outcome.error)[:MAX_TAG_CHARS]))
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
         self._log_artifacts()
-        status = "FINISHED"
-        if isinstance(error, KeyboardInterrupt):
-            status = "KILLED"
-        elif error is not None:
-            status = "FAILED"
-        self.client.set_terminated(self.run_id, status=status)
+        self.client.set_terminated(self.run_id, status=outcome.status.upper())
 
     def _log_artifacts(self) -> None:
         """The run directory's files: config, metrics, summary, TensorBoard, trace, report;
@@ -298,26 +295,3 @@ class MlflowRun:
                 self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)
             else:
                 self.client.log_artifact(self.run_id, str(path))
-
-
-def tracker_for(tracking_settings) -> MlflowRun | None:
-    """The run's MLflow tracker, or None; checked before Ray starts."""
-    settings = tracking_settings.mlflow
-    if settings is None:
-        return None
-    require_mlflow()
-    return MlflowRun(settings)
-
-
-@contextlib.contextmanager
-def tracked(tracker: MlflowRun | None) -> Iterator[None]:
-    """Ends the MLflow run with the run's outcome, whatever it is."""
-    if tracker is None:
-        yield
-        return
-    try:
-        yield
-    except BaseException as err:
-        tracker.end(err)
-        raise
-    tracker.end(None)

@@ -6,7 +6,6 @@ it names neither the built-in experiment nor any tracker."""
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import sys
 import time
@@ -42,6 +41,7 @@ from raysim.rundir import (
     node_memory_path,
     read_metrics,
     train_run_name,
+    write_json,
 )
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
@@ -305,6 +305,6 @@ def _write_summary(
 ) -> None:
     if failure is not None:
         summary.update(status="failed", error=str(failure))
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    write_json(run_dir / SUMMARY_FILE, summary)
     if out is not None:
         print("\n" + summary_table(summary, run_dir), file=out, flush=True)

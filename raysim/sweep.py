@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.projection.target import Target
 from raysim.report import compare
-from raysim.rundir import CONFIG_FILE, SUMMARY_FILE
+from raysim.rundir import CONFIG_FILE, SUMMARY_FILE, write_json
 
 
 def sweep_configs(
@@ -36,7 +35,7 @@ def _record_failure(cfg: ExperimentConfig, error: Exception) -> Path:
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
     summary_path = run_dir / SUMMARY_FILE
     if not summary_path.exists():
-        summary_path.write_text(json.dumps({"status": "failed", "error": str(error)}, indent=2))
+        write_json(summary_path, {"status": "failed", "error": str(error)})
     return run_dir
 
 

@@ -34,6 +34,7 @@ from raysim.rundir import (
     MLFLOW_RUN_FILE,
     MLFLOW_STORE_DIR,
     train_run_name,
+    write_json,
 )
 
 INSTALL_HINT = "pip install 'raysim[mlflow]'"
@@ -194,7 +195,7 @@ class Mlflow(Tracker):
             ) from None
         saved = {"tracking_uri": self.uri, "run_id": self.run_id,
                  "experiment": self.settings.experiment}  # fmt: skip
-        (self.run_dir / MLFLOW_RUN_FILE).write_text(json.dumps(saved, indent=2))
+        write_json(self.run_dir / MLFLOW_RUN_FILE, saved)
 
     def _open(self, resume: bool) -> None:
         from mlflow.entities import Param, RunStatus

@@ -27,7 +27,7 @@ from raysim.config import ExperimentConfig, dump_yaml
 from raysim.console import ProgressFollower, make_board, node_lost_line, summary_table
 from raysim.failures import NodeMemory, RunFailedError, failure_message
 from raysim.plan import Hardware, PlanError, ResourcePlan, make_plan
-from raysim.plan.memory_floor import state_floor_problem
+from raysim.plan.memory_floor import ADAM_MOMENTS, state_floor_problem
 from raysim.preload import ImportsAhead
 from raysim.procfs import process_start_unix, ran_other_programs
 from raysim.record.mlflow_tracking import MlflowRun, tracked, tracker_for
@@ -44,6 +44,7 @@ from raysim.rundir import (
     train_run_name,
 )
 from raysim.worker.startup import StartupMarks
+from raysim.worker.strategies import get_strategy
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
@@ -110,7 +111,7 @@ def _train(
 
     from raysim.builtin import resnet18_experiment
     from raysim.record import MetricsRecorder
-    from raysim.worker.entry import run_node
+    from raysim.worker.launchers import FunctionLauncher, run_node
 
     if train_fn is not None:
         ship_by_value(train_fn)
@@ -120,7 +121,7 @@ def _train(
             "experiment": cfg,
             "plan": plan,
             "run_dir": str(run_dir),
-            "train_fn": train_fn or resnet18_experiment,
+            "launcher": FunctionLauncher(train_fn or resnet18_experiment),
             "progress_board": progress_board,
         },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),
@@ -198,7 +199,12 @@ def _recovery_hint(cfg: ExperimentConfig, run_dir: Path) -> str:
 _imports_awaited = False
 """Whether a run in this process has counted the process's start-up in its start-up."""
 
-TRAINING_STACK = ("ray.train", "ray.train.torch", "raysim.record.recorder", "raysim.worker.entry")
+TRAINING_STACK = (
+    "ray.train",
+    "ray.train.torch",
+    "raysim.record.recorder",
+    "raysim.worker.launchers",
+)
 """What the driver needs for Ray Train's fit(), imported while the checks run and Ray
 starts (the built-in experiment's loop too, where it is the one trained)."""
 
@@ -238,8 +244,11 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
     """The built-in model's training state must fit the budget it is held to."""
     if plan.device_kind == "cpu" and not cfg.enforce_memory:
         return
+    state = get_strategy(cfg.strategy).training_state(
+        parameter_count(cfg.num_classes), ADAM_MOMENTS, "Adam", cfg.num_nodes
+    )
     problem = state_floor_problem(
-        parameter_count(cfg.num_classes),
+        state,
         plan.memory_budget_bytes,
         plan.memory_fraction,
         plan.device_memory_bytes,

@@ -8,7 +8,7 @@ from torch import nn
 from raysim.config import ConfigError
 from raysim.config.network import PRESETS, NetworkSpec, parse_compression, parse_network
 from raysim.plan.comm_model import allreduce_seconds, bucket_sizes, compressed_bytes
-from raysim.worker.comm_hook import CommStats, make_emulation_hook
+from raysim.worker.strategies.ddp_comm_hook import CommStats, make_emulation_hook
 from tests.gloo_ranks import local_loss, mean_local_grads, run_ranks
 
 MB = 10**6

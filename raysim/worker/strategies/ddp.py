@@ -4,6 +4,8 @@ Ray Train wraps the model (its DistributedDataParallel with the plan's bucket si
 communication hook holds each bucket to the emulated link's time and measures its
 all-reduce (ddp_comm_hook.py), through shared memory where the nodes share this host
 (ddp_host_allreduce.py); gradient hooks tell when each bucket is ready (ddp_buckets.py).
+Those, and Ray Train's torch side, are imported in the methods that use them: the driver
+asks this strategy for the memory floor while torch is still being imported elsewhere.
 """
 
 from __future__ import annotations

@@ -25,7 +25,13 @@ from pathlib import Path
 from common import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("torch", "ray.train.torch", "raysim.worker.entry", "raysim.builtin.loop", "torchvision")
+STAGES = (
+    "torch",
+    "ray.train.torch",
+    "raysim.worker.launchers",
+    "raysim.builtin.loop",
+    "torchvision",
+)
 """Imported in this order; each stage's time is what it adds to the ones before."""
 APART = ("torch._dynamo",)
 

@@ -50,7 +50,8 @@ from raysim.config import ExperimentConfig  # noqa: E402
 from raysim.plan.resources import Hardware, ResourcePlan, make_plan  # noqa: E402
 from raysim.worker.faults import FaultInjector  # noqa: E402
 from raysim.worker.model_facts import ModelFacts  # noqa: E402
-from raysim.worker.session import NodeContext, NodeSession  # noqa: E402
+from raysim.worker.node_context import NodeContext  # noqa: E402
+from raysim.worker.session import NodeSession  # noqa: E402
 
 BATCH = 16
 """The batch per node of bench_measure.py's runs of the example."""
@@ -91,10 +92,10 @@ def node_session(rank: int, world: int, run_dir: Path) -> NodeSession:
     plan = make_plan(cfg, Hardware(num_cpus=len(os.sched_getaffinity(0))))
     context = NodeContext(
         node_id=f"node-{rank}", ray_node_id="", rank=rank, world_size=world,
-        device=torch.device("cpu"), memory_budget_bytes=plan.memory_budget_bytes, config=cfg,
-        plan=plan, run_dir=run_dir, cache_dir=run_dir,
+        device=torch.device("cpu"), memory_budget_bytes=plan.memory_budget_bytes,
+        run_dir=run_dir, cache_dir=run_dir,
     )  # fmt: skip
-    return NodeSession(context, FaultInjector(cfg.faults, run_dir, rank))
+    return NodeSession(context, cfg, plan, FaultInjector(cfg.faults, run_dir, rank))
 
 
 def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
@@ -103,7 +104,7 @@ def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     with tempfile.TemporaryDirectory() as run_dir:
         session = node_session(rank, world, Path(run_dir))
-        plan = session.context.plan
+        plan = session.plan
         torch.set_num_threads(plan.torch_threads)
         copies = {}
         for name in phase["build_order"]:

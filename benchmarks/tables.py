@@ -361,6 +361,7 @@ IMPORT_LABELS = {
     "torch": "torch (every Ray Train worker)",
     "ray.train.torch": "Ray Train's torch support (every Ray Train worker)",
     "raysim.worker.entry": "raysim's worker side",
+    "raysim.worker.launchers": "raysim's worker side",
     "raysim.builtin.loop": "the built-in loop",
     "torchvision": "torchvision (ResNet18)",
     "torch._dynamo": "of which torch._dynamo (DDP's constructor imports it too)",
@@ -373,6 +374,7 @@ def median_rows(labels: dict[str, str], medians: dict, repeats: list[dict], unit
         [label, f"{medians[key]:.2f}{unit}",
          span(min(r[key] for r in repeats), max(r[key] for r in repeats), 2, unit)]
         for key, label in labels.items()
+        if key in medians  # raysim.worker.entry became raysim.worker.launchers
     ]  # fmt: skip
 
 

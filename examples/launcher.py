@@ -11,7 +11,7 @@ key is also a flag (--memory-fraction, --image-size, --run-name, ...).
 import sys
 from pathlib import Path
 
-from raysim.scripts import example_main
+from raysim.original_flags import example_main
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -8,7 +8,7 @@ Reads configs/single_node_config.yaml; flags override it (every config key is a 
 import sys
 from pathlib import Path
 
-from raysim.scripts import example_main
+from raysim.original_flags import example_main
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

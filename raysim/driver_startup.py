@@ -10,7 +10,12 @@ from raysim.preload import ImportsAhead
 from raysim.procfs import process_start_unix, ran_other_programs
 from raysim.worker.startup import StartupMarks
 
-TRAINING_STACK = ("ray.train", "ray.train.torch", "raysim.record.recorder", "raysim.worker.entry")
+TRAINING_STACK = (
+    "ray.train",
+    "ray.train.torch",
+    "raysim.record.recorder",
+    "raysim.worker.launchers",
+)
 """What the driver needs for Ray Train's fit(), imported while the checks run and Ray
 starts (beside the modules of the program the nodes run)."""
 

@@ -89,7 +89,7 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
     from ray.train.torch import TorchConfig
 
     from raysim.record import MetricsRecorder
-    from raysim.worker.entry import run_node
+    from raysim.worker.launchers import FunctionLauncher, run_node
 
     return lean_torch_trainer()(  # without the helper actors raysim does not use
         train_loop_per_worker=run_node,
@@ -97,7 +97,7 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
             "experiment": cfg,
             "plan": plan,
             "run_dir": str(run_dir),
-            "train_fn": program.load(),
+            "launcher": FunctionLauncher(program.load()),
             "progress_board": progress_board,
         },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),

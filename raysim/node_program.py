@@ -13,8 +13,9 @@ from raysim.builtin.checks import check_data, check_weights, decodes_images, par
 from raysim.config import ExperimentConfig
 from raysim.driver_startup import DriverStartup
 from raysim.plan import PlanError, ResourcePlan
-from raysim.plan.memory_floor import state_floor_problem
+from raysim.plan.memory_floor import ADAM_MOMENTS, state_floor_problem
 from raysim.rundir import raysim_home
+from raysim.worker.strategies import get_strategy
 
 TrainFn = Callable[[dict], None]
 Check = Callable[[ExperimentConfig, ResourcePlan, DriverStartup], None]
@@ -45,8 +46,11 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
     """The built-in model's training state must fit the budget it is held to."""
     if plan.device_kind == "cpu" and not cfg.enforce_memory:
         return
+    state = get_strategy(cfg.strategy).training_state(
+        parameter_count(cfg.num_classes), ADAM_MOMENTS, "Adam", cfg.num_nodes
+    )
     problem = state_floor_problem(
-        parameter_count(cfg.num_classes),
+        state,
         plan.memory_budget_bytes,
         plan.memory_fraction,
         plan.device_memory_bytes,

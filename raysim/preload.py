@@ -1,6 +1,6 @@
 """The training stack's imports on a thread, while the driver checks and Ray starts.
 
-torch, Ray Train and raysim's recorder and worker entry cost the driver ~3 s of CPU on
+torch, Ray Train and raysim's recorder and node launcher cost the driver ~3 s of CPU on
 one core, and a new embedded Ray spends ~4 s mostly waiting for the processes it
 starts: importing on a thread lets the two overlap. The main thread imports none of
 these modules before it waits for the thread, so the two never contend for a module's

@@ -134,3 +134,9 @@ def test_node_loss_in_an_elastic_multi_node_run_is_valid():
     )
     assert cfg.faults == [Fault(kind="node_loss", rank=1, epoch=2)]
     assert load_config(num_nodes=3, topology="multi_node", faults=NODE_LOSS).max_failures == 0
+
+
+def test_strategy_is_ddp_and_a_near_miss_is_named():
+    assert load_config().strategy == "ddp"
+    with pytest.raises(ConfigError, match=r"strategy: 'dpp' is not one of ddp; did you mean 'ddp'"):
+        load_config(strategy="dpp")

@@ -10,9 +10,9 @@ from torch import nn
 
 from raysim.config.network import parse_network
 from raysim.units import MB
-from raysim.worker.comm_hook import CommStats, make_emulation_hook
-from raysim.worker.host_allreduce import HostAllreduce
 from raysim.worker.memory import enforce_cpu_budget
+from raysim.worker.strategies.ddp_comm_hook import CommStats, make_emulation_hook
+from raysim.worker.strategies.ddp_host_allreduce import HostAllreduce
 from tests.gloo_ranks import local_loss, mean_local_grads, run_ranks
 
 WORLD = 3  # chunks of unequal size: 1000 × 1000 + 1000 values do not divide by 3

@@ -13,6 +13,7 @@ from raysim.plan import Hardware, PlanError, make_plan
 from raysim.plan.memory_floor import state_floor_problem, training_state_bytes
 from raysim.rundir import NODE_MEMORY_DIR, read_lines
 from raysim.worker.memory import enforce_cpu_budget, is_out_of_memory
+from raysim.worker.strategies import get_strategy
 
 MB = 1e6
 
@@ -117,9 +118,12 @@ def test_the_state_floor_is_gradients_and_both_moments():
     parameters = 10 * 2**20
     floor = training_state_bytes(parameters)
     assert floor == 3 * 4 * parameters
-    assert state_floor_problem(parameters, floor, 0.5, 2 * floor) is None
-    problem = state_floor_problem(parameters, floor - 1, 0.5, 2 * floor)
+    state = get_strategy("ddp").training_state(parameters, 2, "Adam", world_size=4)
+    assert state.bytes == floor  # DDP: every node holds a whole replica's state
+    assert state_floor_problem(state, floor, 0.5, 2 * floor) is None
+    problem = state_floor_problem(state, floor - 1, 0.5, 2 * floor)
     assert problem is not None and "memory_fraction ≥ 0.5 " in problem
+    assert "gradients and Adam's 2 moments" in problem
 
 
 def cfg_dir(cfg):

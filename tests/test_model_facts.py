@@ -9,12 +9,8 @@ import pytest
 import torch
 
 from raysim.procfs import data_segment_bytes
-from raysim.worker.model_facts import (
-    READY_HISTORY,
-    ModelFacts,
-    watch_default_buckets,
-    watch_single_node_buckets,
-)
+from raysim.worker.model_facts import READY_HISTORY, ModelFacts
+from raysim.worker.strategies.ddp_buckets import watch_default_buckets, watch_single_node_buckets
 
 
 def tiny_model() -> torch.nn.Module:

@@ -9,7 +9,7 @@ from raysim.config import ConfigError
 from raysim.config.network import PRESETS, NetworkSpec, parse_compression, parse_network
 from raysim.projection.comm_model import allreduce_seconds, bucket_sizes, compressed_bytes
 from raysim.projection.links import LINKS, NETWORK_LINKS, parse_link
-from raysim.worker.comm_hook import CommStats, make_emulation_hook
+from raysim.worker.strategies.ddp_comm_hook import CommStats, make_emulation_hook
 from tests.gloo_ranks import local_loss, mean_local_grads, run_ranks
 
 MB = 10**6

@@ -25,7 +25,9 @@ def test_the_drivers_checks_import_no_training_stack(tmp_path):
         from raysim.node_program import node_program
         from raysim.record.trackers import check_trackers, trackers_for
         from raysim.worker.startup import StartupMarks
+        from raysim.worker.strategies import get_strategy
         cfg = raysim.load_config(num_nodes=4, device="cpu")
+        get_strategy(cfg.strategy).training_state(11_000_000, 2, "Adam", cfg.num_nodes)
         check_weights(None)
         check_data(cfg, {str(tmp_path)!r})
         check_trackers(cfg.tracking)
@@ -68,12 +70,12 @@ def test_modules_are_imported_on_the_thread_and_a_failure_is_left_to_the_importe
 
 
 def test_the_worker_api_is_its_functions_whatever_was_imported_first():
-    import raysim.worker.session
+    import raysim.worker.api
     import raysim.worker.step_posts  # noqa: F401
     from raysim import worker
 
     for name in worker.__all__:
-        assert getattr(worker, name) is getattr(raysim.worker.session, name, None) or (
+        assert getattr(worker, name) is getattr(raysim.worker.api, name, None) or (
             name == "ExperimentConfig"
         )
     assert callable(worker.progress)

@@ -169,8 +169,8 @@ def report_epoch(metrics: dict, save: bool, rank: int, model, optimizer, global_
 
 def resnet18_experiment(config: dict) -> None:
     """The built-in experiment, run on every simulated node."""
-    ctx = worker.context()
-    cfg, rank, device = ctx.config, ctx.rank, ctx.device
+    ctx, cfg = worker.context(), worker.experiment_config()
+    rank, device = ctx.rank, ctx.device
     seed_everything(cfg.seed)
     data = load_data(cfg, ctx.cache_dir)
     train = train_loader(

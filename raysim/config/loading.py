@@ -76,10 +76,17 @@ def _range_problems(values: dict[str, Any]) -> list[str]:
     problems += _emulation_problems(values)
     problems += _topology_problems(values)
     problems += tracking_problems(values.get("tracking"))
+    return problems + _choice_problems(values)
+
+
+def _choice_problems(values: dict[str, Any]) -> list[str]:
+    problems = []
     for key, choices in CHOICES.items():
         value = values.get(key)
         if isinstance(value, str) and value not in choices:
-            problems.append(f"{key}: {value!r} is not one of {', '.join(choices)}")
+            hint = did_you_mean(value, choices)
+            problem = f"{key}: {value!r} is not one of {', '.join(choices)}"
+            problems.append(f"{problem}; {hint.strip()}" if hint else problem)
     return problems
 
 

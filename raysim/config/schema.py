@@ -19,6 +19,8 @@ DATASETS = ("digits", "imagefolder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
 TOPOLOGIES = ("single_host", "multi_node")
+STRATEGIES = ("ddp",)
+"""Every name raysim.worker.strategies registers."""
 
 
 @dataclass(kw_only=True)
@@ -104,6 +106,8 @@ class ExperimentConfig:
     """CPUs the embedded Ray may use; None means every core of this host."""
     torch_threads: int | None = None
     """Intra-op threads per worker; None divides the cores among the workers."""
+    strategy: str = "ddp"
+    """How the training is spread over the nodes: ddp (each node a whole replica)."""
     ddp_bucket_mb: float | None = None
     """DDP's gradient bucket size in MB; None lets the plan choose (raysim.plan.ddp_bucket_mb):
     one bucket for the whole model where the nodes share this host's cores, else DDP's 25."""
@@ -189,4 +193,7 @@ EXCLUSIVE_LOW = {
     "learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb",
     "worker_start_timeout_s", "ddp_bucket_mb",
 }  # fmt: skip
-CHOICES = {"dataset": DATASETS, "device": DEVICES, "amp": AMP_DTYPES, "topology": TOPOLOGIES}
+CHOICES = {
+    "dataset": DATASETS, "device": DEVICES, "amp": AMP_DTYPES, "topology": TOPOLOGIES,
+    "strategy": STRATEGIES,
+}  # fmt: skip

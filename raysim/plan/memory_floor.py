@@ -9,6 +9,7 @@ than the training thread's clear error.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from raysim.units import MB, gib
 
@@ -17,10 +18,37 @@ ADAM_MOMENTS = 2
 FP32_BYTES = 4
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """What a node holds from its first step on, whatever the batch: the memory floor.
+    Each strategy says what its nodes hold (raysim.worker.strategies)."""
+
+    parameters: int
+    bytes: int
+    held: str
+    """What it is, e.g. "gradients and Adam's 2 moments"."""
+    count: str
+    """How it adds up, e.g. "11.2M fp32 parameters × 3"."""
+
+
 def training_state_bytes(parameters: int, moments: int = ADAM_MOMENTS) -> int:
-    """fp32 gradients and the optimizer's moments: held from the first step on, whatever
-    the batch."""
+    """fp32 gradients and the optimizer's moments, every one of them: what a node holds
+    when it keeps a whole replica (DDP)."""
     return parameters * FP32_BYTES * (1 + moments)
+
+
+def replicated_state(
+    parameters: int, moments: int | None = ADAM_MOMENTS, optimizer: str = "Adam"
+) -> TrainingState:
+    """A whole replica's training state on every node (DDP). moments None: the optimizer is
+    not known yet, so the gradients alone."""
+    held = f"gradients and {optimizer}'s {moments} moments" if moments else "gradients"
+    return TrainingState(
+        parameters=parameters,
+        bytes=training_state_bytes(parameters, moments or 0),
+        held=held,
+        count=f"{parameters / 1e6:.1f}M fp32 parameters × {1 + (moments or 0)}",
+    )
 
 
 def optimizer_moments(optimizer: object) -> int:
@@ -35,24 +63,19 @@ def optimizer_moments(optimizer: object) -> int:
 
 
 def state_floor_problem(
-    parameters: int,
+    state: TrainingState,
     budget_bytes: int,
     memory_fraction: float,
     device_memory_bytes: int,
-    moments: int | None = ADAM_MOMENTS,
-    optimizer: str = "Adam",
 ) -> str | None:
-    """Why a budget cannot hold even the model's training state, or None. moments None:
-    the optimizer is not known yet, so the gradients alone."""
-    floor = training_state_bytes(parameters, moments or 0)
-    if budget_bytes >= floor:
+    """Why a budget cannot hold even the model's training state, or None."""
+    if budget_bytes >= state.bytes:
         return None
-    fraction = math.ceil(floor / device_memory_bytes * 100) / 100
-    state = f"gradients and {optimizer}'s {moments} moments" if moments else "gradients"
+    fraction = math.ceil(state.bytes / device_memory_bytes * 100) / 100
     return (
         f"memory_fraction {memory_fraction:g} × {gib(device_memory_bytes)} device gives each "
-        f"node {budget_bytes / MB:.0f} MB, but the model's {state} alone take "
-        f"{floor / MB:.0f} MB ({parameters / 1e6:.1f}M fp32 parameters × {1 + (moments or 0)}), "
+        f"node {budget_bytes / MB:.0f} MB, but the model's {state.held} alone take "
+        f"{state.bytes / MB:.0f} MB ({state.count}), "
         f"before any activations. Fix: memory_fraction ≥ {fraction:g} (fewer nodes then fit "
         "on the device), a larger device_memory_gb, or enforce_memory: false"
     )

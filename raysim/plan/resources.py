@@ -64,7 +64,7 @@ class ResourcePlan:
     """DDP's gradient bucket size; None: DDP's defaults."""
     host_allreduce: bool = False
     """Try the all-reduce through shared memory (taken if every rank can map every other's
-    memory, raysim.worker.host_allreduce); False: gloo's, or NCCL's on a GPU."""
+    memory, raysim.worker.strategies.ddp_host_allreduce); False: gloo's, or NCCL's on a GPU."""
 
     @property
     def ddp_kwargs(self) -> dict[str, float | bool]:

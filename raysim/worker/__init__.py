@@ -13,28 +13,42 @@
                 worker.progress(epoch, step, len(loader))
             worker.report({"epoch": epoch, "loss": loss})  # + raysim's measurements
 
-The built-in ResNet18 experiment (raysim.builtin) is written on these calls only.
-A plain `ray.train.report` call works too.
+The calls live in raysim.worker.api. The built-in ResNet18 experiment (raysim.builtin) is
+written on these calls only. A plain `ray.train.report` call works too.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raysim.config.schema import ExperimentConfig
 
-_SESSION = ("NodeContext", "context", "inject_faults", "prepare", "progress", "report",
-            "sample_memory")  # fmt: skip
+if TYPE_CHECKING:  # what static tools see; at run time loaded on first use (below)
+    from raysim.worker.api import (
+        NodeContext,
+        context,
+        experiment_config,
+        inject_faults,
+        prepare,
+        progress,
+        report,
+        sample_memory,
+    )
+
+__all__ = [
+    "ExperimentConfig", "NodeContext", "context", "experiment_config", "inject_faults",
+    "prepare", "progress", "report", "sample_memory",
+]  # fmt: skip
+
+_API = frozenset(__all__) - {"ExperimentConfig"}
 """Loaded on first use (they need torch): the driver imports raysim.worker's start-up
 marks before torch is imported."""
 
-__all__ = ["ExperimentConfig", *_SESSION]
-
 
 def __getattr__(name: str) -> Any:
-    if name in _SESSION:
-        value = getattr(importlib.import_module("raysim.worker.session"), name)
+    if name in _API:
+        value = getattr(importlib.import_module("raysim.worker.api"), name)
         globals()[name] = value  # looked up once: a loop calls these every step
         return value
     raise AttributeError(f"module 'raysim.worker' has no attribute {name!r}")

@@ -1,15 +1,15 @@
 """Worker side of the cluster emulation: the network hook and straggling nodes.
 
-The DDP communication hook (comm_hook.py) holds each gradient bucket to the time the
-chosen network would take, and records how long every rank waited in all-reduce.
-A straggler sleeps after its forward pass, in proportion to its own measured
-compute (backward taken as BACKWARD_TO_FORWARD times the forward, the projection's
-assumption), so its gradients arrive late and the others wait for it, as DDP's barrier
-makes them on a real cluster. Both are set up on the prepared model, so any training
-function gets them. With peers the hook is always there: it measures every bucket's
-all-reduce (the wait by which stragglers are found, and when DDP handed each bucket
-over), and adds nothing on loopback; where the nodes share this host it averages
-through shared memory (host_allreduce.py).
+The strategy's hooks on its collectives (raysim.worker.strategies; DDP's comm hook) hold
+each gradient bucket to the time the chosen network would take, and record how long
+every rank waited in all-reduce. A straggler sleeps after its forward pass, in
+proportion to its own measured compute (backward taken as
+BACKWARD_TO_FORWARD times the forward, the projection's assumption), so its
+gradients arrive late and the others wait for it, as DDP's barrier makes them on a real
+cluster. Both are set up on the prepared model, so any training function gets them.
+With peers the hooks are always there: they measure every bucket's all-reduce (the wait
+by which stragglers are found, and when each bucket was handed over), and add nothing
+on loopback; where the nodes share this host DDP averages through shared memory.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 import torch
 
 from raysim.config.schema import ExperimentConfig
-from raysim.plan.resources import models_the_wire
 from raysim.projection.step_model import BACKWARD_TO_FORWARD
 from raysim.rundir import ALLREDUCE_KEY
-from raysim.worker.comm_hook import CommStats, make_emulation_hook
-from raysim.worker.host_allreduce import HostAllreduce
+from raysim.worker.strategies import CollectiveSetup, Strategy
+from raysim.worker.strategies.base import CollectiveStats
 from raysim.worker.tracer import StepTracer
 
 
@@ -34,13 +33,13 @@ from raysim.worker.tracer import StepTracer
 class Emulation:
     slowdown: float = 1.0
     jitter: float = 0.0
-    comm: CommStats | None = None
+    comm: CollectiveStats | None = None
     rng: random.Random = field(default_factory=random.Random)
     sleep_s: float = 0.0
     on_straggle: Callable[[float, float], None] | None = None
     """Told each straggler sleep's start and end (the tracer)."""
     host_allreduce: bool = False
-    """The gradients are averaged through shared memory (raysim.worker.host_allreduce)."""
+    """The gradients are averaged through shared memory (the strategy's collectives)."""
     _forward_start: float = 0.0
 
     @property
@@ -86,6 +85,7 @@ class Emulation:
 def set_up_emulation(
     model: torch.nn.Module,
     cfg: ExperimentConfig,
+    strategy: Strategy,
     rank: int,
     world_size: int,
     on_bucket_ready: Callable[[int, float], None] | None = None,
@@ -94,9 +94,8 @@ def set_up_emulation(
     host_allreduce: bool = False,
     on_shared_bytes: Callable[[int], None] | None = None,
 ) -> Emulation:
-    """Stragglers on the model's training forwards; the comm hook where it has peers (it
-    all-reduces through shared memory where host_allreduce and every rank can map every
-    other's memory)."""
+    """Stragglers on the model's training forwards; the strategy's hooks on its collectives
+    where it has peers (through shared memory where host_allreduce and the host allows)."""
     emulation = Emulation(
         slowdown=cfg.stragglers.get(rank, 1.0),
         jitter=cfg.jitter,
@@ -108,13 +107,11 @@ def set_up_emulation(
         model.register_forward_hook(emulation.after_forward)
     if world_size < 2:
         return emulation
-    host = HostAllreduce.probe(on_shared_bytes=on_shared_bytes) if host_allreduce else None
-    emulation.host_allreduce = host is not None
-    if cfg.measure_steps or models_the_wire(cfg) or emulation.straggles or host is not None:
-        emulation.comm = CommStats()
-        state, hook = make_emulation_hook(
-            cfg.network, world_size, emulation.comm, cfg.grad_compression, host=host,
-            on_ready=on_bucket_ready, on_done=None if tracer is None else tracer.bucket_done,
-        )  # fmt: skip
-        model.register_comm_hook(state, hook)
+    setup = CollectiveSetup(
+        cfg, world_size, wanted=cfg.measure_steps or emulation.straggles,
+        host_allreduce=host_allreduce, on_ready=on_bucket_ready,
+        on_done=None if tracer is None else tracer.bucket_done, on_shared_bytes=on_shared_bytes,
+    )  # fmt: skip
+    hooks = strategy.emulate_network(model, setup)
+    emulation.comm, emulation.host_allreduce = hooks.stats, hooks.host_allreduce
     return emulation

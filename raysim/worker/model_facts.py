@@ -13,17 +13,17 @@ long backward took.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from raysim.projection.comm_model import bucket_layout, bucket_sizes
+from raysim.projection.comm_model import bucket_sizes
 
 READY_HISTORY = 50
-"""Steps kept for the median of each bucket's ready share. The gradient hooks watch the
-first this many steps, then are removed, so they cost the steps after nothing."""
+"""Steps kept for the median of each bucket's ready share. The gradient hooks (the
+strategy's, raysim.worker.strategies) watch the first this many steps, then are removed,
+so they cost the steps after nothing."""
 
 
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
@@ -120,38 +120,3 @@ class ModelFacts:
             if self.backward_history
             else None,
         }
-
-
-def _on_bucket_ready(model: torch.nn.Module, cap_mb: float | None, callback) -> list:
-    """callback(index, nbytes) when the last gradient of bucket `index` of DDP's layout with
-    `cap_mb` has been accumulated. Returns the hooks' handles."""
-    handles = []
-    for index, bucket in enumerate(bucket_layout(unwrapped(model), cap_mb)):
-        nbytes = sum(p.numel() * p.element_size() for p in bucket)
-        pending = {id(p) for p in bucket}
-        seen: set[int] = set()
-
-        def ready(param, pending=pending, seen=seen, index=index, nbytes=nbytes) -> None:
-            seen.add(id(param))
-            if seen == pending:
-                seen.clear()
-                callback(index, nbytes)
-
-        handles += [param.register_post_accumulate_grad_hook(ready) for param in bucket]
-    return handles
-
-
-def watch_single_node_buckets(
-    model: torch.nn.Module, facts: ModelFacts, cap_mb: float | None
-) -> None:
-    """Without DDP: a bucket of the layout DDP would build is ready with its last gradient."""
-    facts.gradient_hooks += _on_bucket_ready(
-        model, cap_mb, lambda _, nbytes: facts.bucket_ready(nbytes, time.perf_counter())
-    )
-
-
-def watch_default_buckets(model: torch.nn.Module, facts: ModelFacts) -> None:
-    """DDP's default layout, whatever this run uses: what a real cluster would run."""
-    facts.gradient_hooks += _on_bucket_ready(
-        model, None, lambda index, _: facts.default_bucket_ready(index, time.perf_counter())
-    )

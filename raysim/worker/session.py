@@ -1,8 +1,9 @@
-"""This worker's session as a simulated node, and the public calls made on it.
+"""This worker's session as a simulated node: what the public calls (api.py) act on.
 
-raysim sets up the node (threads, device, memory cap) before calling the training
-function; `prepare` adds what needs the model (DDP, the network emulation hook,
-stragglers, the memory budget set after setup); `report` adds raysim's measurements.
+raysim sets up the node (threads, device, memory cap) before its launcher runs the
+training; `prepare` adds what needs the model (the strategy's wrapper and its network
+emulation hooks, stragglers, the memory budget set after setup); `report` adds the
+measurements gathered here.
 """
 
 from __future__ import annotations
@@ -29,39 +30,14 @@ from raysim.worker.faults import FaultInjector
 from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
 from raysim.worker.memory_watch import MemoryWatch
 from raysim.worker.meter import MeasuredLoader, StepMeter
-from raysim.worker.model_facts import (
-    ModelFacts,
-    watch_default_buckets,
-    watch_single_node_buckets,
-)
+from raysim.worker.model_facts import ModelFacts
+from raysim.worker.node_context import NodeContext
 from raysim.worker.nvml import nvml_metrics
 from raysim.worker.profiler import NodeProfiler
 from raysim.worker.startup import StartupMarks
 from raysim.worker.step_posts import StepPoster
+from raysim.worker.strategies import Strategy, get_strategy
 from raysim.worker.tracer import StepTracer
-
-
-@dataclass(frozen=True)
-class NodeContext:
-    node_id: str
-    """The simulated node: node-<rank>, or under multi_node its Ray node's label (ranks
-    move when an elastic run loses a node; the node keeps its name)."""
-    ray_node_id: str
-    """The Ray node this simulated node landed on (a real node on an existing cluster)."""
-    rank: int
-    world_size: int
-    device: torch.device
-    memory_budget_bytes: int
-    config: ExperimentConfig
-    plan: ResourcePlan
-    run_dir: Path
-    cache_dir: Path
-    """Where data decoded once is kept for every run ($RAYSIM_HOME/cache)."""
-
-    @property
-    def node_index(self) -> int:
-        return int(self.node_id.rsplit("-", 1)[1])
-
 
 # Exported as Ray metrics (raysim_<name>, tagged by simulated node) on every report:
 # the dashboard's Metrics view and the node's Prometheus endpoint show them.
@@ -81,7 +57,11 @@ class NodeSession:
     reads."""
 
     context: NodeContext
+    config: ExperimentConfig
+    plan: ResourcePlan
     faults: FaultInjector
+    strategy: Strategy = field(init=False)
+    """The config's strategy: wraps the model, hooks its collectives, holds its state."""
     guard: MemoryGuard | None = None
     emulation: Emulation | None = None
     meter: StepMeter = field(default_factory=StepMeter)
@@ -99,23 +79,27 @@ class NodeSession:
     memory_watch: MemoryWatch | None = None
     """Keeps the enforced CPU partition's use on disk, for a process that dies at it."""
 
+    def __post_init__(self) -> None:
+        self.strategy = get_strategy(self.config.strategy)
+
     @property
     def holds_a_budget(self) -> bool:
         """Enforced on CUDA always, on the simulated device unless enforce_memory is off."""
-        ctx = self.context
-        return ctx.plan.device_kind == "cuda" or ctx.config.enforce_memory
+        return self.plan.device_kind == "cuda" or self.config.enforce_memory
 
     def check_state_floor(self, parameters: int, optimizer: Any = None) -> None:
         """Refuse a budget below the model's gradients (at prepare) and the optimizer's
         moments (before its first step allocates them): the run could only fail there."""
         if not self.holds_a_budget:
             return
-        ctx, plan = self.context, self.context.plan
+        ctx, plan = self.context, self.plan
         moments = None if optimizer is None else optimizer_moments(optimizer)
+        state = self.strategy.training_state(
+            parameters, moments, type(optimizer).__name__, ctx.world_size
+        )
         problem = state_floor_problem(
-            parameters, plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes,
-            moments, type(optimizer).__name__,
-        )  # fmt: skip
+            state, plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes
+        )
         if problem is not None:
             raise SimulatedOutOfMemoryError(f"{ctx.node_id} (rank {ctx.rank}): {problem}")
 
@@ -140,10 +124,8 @@ class NodeSession:
     def measure(self, model: torch.nn.Module) -> None:
         """Hooks on the model (after the stragglers', so a straggler's sleep is in its
         step) and on this process's optimizer steps."""
-        ctx, meter = self.context, self.meter
-        if ctx.world_size == 1:
-            watch_single_node_buckets(model, self.facts, ctx.plan.ddp_bucket_mb)
-        watch_default_buckets(model, self.facts)
+        meter = self.meter
+        self.strategy.watch_model(model, self.facts, self.context.world_size, self.plan)
         model.register_forward_pre_hook(meter.before_forward)
         model.register_forward_hook(meter.after_forward)
         meter.on_forward_end.append(self.forward_ended)
@@ -158,12 +140,13 @@ class NodeSession:
         """What raysim adds to the wrapped model and its loader: the network hook and
         stragglers, the step measurements (measure_steps), the memory guard. Returns the
         loader, measured when measurements are on."""
-        ctx = self.context
-        measures = ctx.config.measure_steps
-        tracer = StepTracer(ctx.config.trace_steps) if measures and ctx.config.trace_steps else None
+        ctx, cfg = self.context, self.config
+        measures = cfg.measure_steps
+        tracer = StepTracer(cfg.trace_steps) if measures and cfg.trace_steps else None
         self.emulation = set_up_emulation(
-            model, ctx.config, ctx.rank, ctx.world_size, facts.bucket_ready if measures else None,
-            tracer, host_allreduce=ctx.plan.host_allreduce, on_shared_bytes=self.shared_bytes,
+            model, cfg, self.strategy, ctx.rank, ctx.world_size,
+            facts.bucket_ready if measures else None, tracer,
+            host_allreduce=self.plan.host_allreduce, on_shared_bytes=self.shared_bytes,
         )  # fmt: skip
         if measures:
             self.facts = facts
@@ -171,14 +154,14 @@ class NodeSession:
             if loader is not None:
                 loader = MeasuredLoader(loader, self.meter)
             self.measure(model)
-            if ctx.config.profile_steps:
+            if cfg.profile_steps:
                 profiler = NodeProfiler(
-                    ctx.config.profile_steps,
+                    cfg.profile_steps,
                     ctx.device,
                     ctx.run_dir / PROFILE_DIR / f"{ctx.node_id}.json",
                 )
                 self.meter.on_step_end.append(profiler.step_done)
-        self.guard = memory_guard(ctx.config, ctx.plan, ctx.rank)
+        self.guard = memory_guard(cfg, self.plan, ctx.rank)
         self.end()
         if self.guard is not None and self.guard.enforced:
             self.memory_watch = MemoryWatch(self.guard, node_memory_path(ctx.run_dir, ctx.rank))
@@ -250,60 +233,16 @@ def start(
         world_size=train_context.get_world_size(),
         device=device,
         memory_budget_bytes=plan.memory_budget_bytes,
-        config=cfg,
-        plan=plan,
         run_dir=Path(run_dir),
         cache_dir=raysim_home() / "cache",
     )
-    _current = NodeSession(context, FaultInjector(cfg.faults, run_dir, context.node_index))
+    faults = FaultInjector(cfg.faults, run_dir, context.node_index)
+    _current = NodeSession(context, cfg, plan, faults)
     if progress_board is not None:
         _current.poster = StepPoster(progress_board, rank)
     _current.startup.mark("node_start", called_unix)
     _current.startup.mark("node_ready")
     return context
-
-
-def context() -> NodeContext:
-    return current_session().context
-
-
-def prepare(model: torch.nn.Module, loader=None):
-    """DDP (backend chosen by the plan), the sampler (a loader with a DistributedSampler
-    keeps it), the network hook, stragglers, the memory budget and raysim's measurements
-    of every step. Returns the model, or (model, loader) when a loader is given.
-    """
-    import ray.train.torch
-
-    session = current_session()
-    session.startup.mark("prepare_start")
-    ctx = session.context
-    facts = ModelFacts.of(model)
-    session.check_state_floor(facts.trainable_parameters)
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=ctx.plan.ddp_kwargs)
-    if loader is not None:
-        loader = ray.train.torch.prepare_data_loader(loader)
-    loader = session.instrument(model, loader, facts)
-    session.startup.mark("prepare_end")
-    return model if loader is None else (model, loader)
-
-
-def progress(epoch: int, step: int, total: int) -> None:
-    """Step `step` of `total` in `epoch` is done: moves the console's bar (a terminal only)."""
-    session = current_session()
-    if session.poster is not None:
-        session.poster(epoch, step, total)
-
-
-def inject_faults(epoch: int, step: int) -> None:
-    """Fire any fault injected for this node at this step (call before the step)."""
-    current_session().faults.at_step(epoch, step)
-
-
-def sample_memory() -> None:
-    """Note the memory in use now (call once per step for an exact per-report peak)."""
-    session = current_session()
-    if session.guard is not None:
-        session.guard.sample()
 
 
 def raysim_measurements() -> dict[str, Any]:
@@ -362,18 +301,3 @@ def cuda_memory_metrics(device: torch.device) -> dict[str, int]:
     }
     torch.cuda.reset_peak_memory_stats(device)
     return figures
-
-
-def report(metrics: dict[str, Any], checkpoint=None) -> None:
-    """ray.train.report with raysim's measurements added (the user's keys win)."""
-    import ray.train
-
-    session = current_session()
-    merged = {**raysim_measurements(), **metrics}
-    session.export(merged)
-    start = time.perf_counter()
-    ray.train.report(merged, checkpoint=checkpoint)
-    end = time.perf_counter()
-    session.report_s = end - start
-    if session.meter.tracer is not None:
-        session.meter.tracer.reported(start, end, checkpoint is not None)

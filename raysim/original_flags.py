@@ -1,5 +1,6 @@
-"""The original project's scripts (examples/launcher.py, train_single.py, train_distributed.py):
-their flags, on top of a shipped YAML config, through the same run as `raysim run`."""
+"""The original project's command lines (examples/launcher.py, train_single.py,
+train_distributed.py): their flags, on top of a shipped YAML config, through the same run
+as `raysim run`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What Ray Train launches on every worker: set the node up, then the training function."""
+"""What Ray Train calls on every worker: set the node up, then hand over to the launcher."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 
 from raysim.config.schema import ExperimentConfig
+from raysim.worker.launchers.base import Launcher
 from raysim.worker.memory import SimulatedOutOfMemoryError, is_out_of_memory
 from raysim.worker.session import current_session, start
 
@@ -17,17 +18,18 @@ class NodeError(RuntimeError):
 
 
 def run_node(loop_config: dict) -> None:
-    """Ray Train's train_loop_per_worker: the node's setup, then the training function (the
-    built-in experiment or the user's), called with the config as a dict. Running out of
-    the node's memory partition is explained, whatever function it happened in."""
+    """Ray Train's train_loop_per_worker: the node's setup, then its launcher (which runs
+    the built-in experiment or the user's training). Running out of the node's memory
+    partition is explained, whatever function it happened in."""
     called = time.time()
     cfg: ExperimentConfig = loop_config["experiment"]
     start(
         cfg, loop_config["plan"], Path(loop_config["run_dir"]), loop_config["progress_board"],
         called,
     )  # fmt: skip
+    launcher: Launcher = loop_config["launcher"]
     try:
-        loop_config["train_fn"](cfg.to_dict())
+        launcher.launch(cfg)
     except Exception as err:
         guard = current_session().guard
         explain = guard is not None and is_out_of_memory(err)

@@ -21,7 +21,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from raysim.config.network import NetworkSpec
 from raysim.projection.comm_model import allreduce_seconds, compressed_bytes
-from raysim.worker.host_allreduce import HostAllreduce
+from raysim.worker.strategies.ddp_host_allreduce import HostAllreduce
 
 
 @dataclass

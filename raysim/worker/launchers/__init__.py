@@ -1,0 +1,8 @@
+"""Launchers: how the training runs on a node (a function; next, a script), and the entry
+Ray Train calls on every worker (run_node)."""
+
+from raysim.worker.launchers.base import Launcher
+from raysim.worker.launchers.function import FunctionLauncher
+from raysim.worker.launchers.node import NodeError, run_node
+
+__all__ = ["FunctionLauncher", "Launcher", "NodeError", "run_node"]

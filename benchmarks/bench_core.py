@@ -52,7 +52,8 @@ from unittest import mock
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, each, median_span, num, span, table, thousands
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
@@ -388,7 +389,7 @@ def combine(repeats: list[dict]) -> dict:
     return results
 
 
-def table(results: dict) -> str:
+def summary_lines(results: dict) -> str:
     """The steady samples/s of each setup, and the cache's one-time build."""
     lines = [f"{'setup':<20} {'steady samples/s':>16}  (min–max)"]
     for setup, entry in results.items():
@@ -415,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="the data paths alone, or raysim-4 (shared memory and gloo) against serial-4",
     )
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.repeats > 1 and args.repeats % 2:
         parser.error(f"--repeats {args.repeats}: use 1 or an even number, so both orders of "
                      "each raysim/DDP pair run equally often")  # fmt: skip
@@ -431,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
             repeats.append(
                 measure(epochs, image_size, max_steps, run_dir, args.only, folder, args.quick, flip)
             )
-    results = {**provenance(), **combine(repeats)}
+    results = {**provenance(args.allow_dirty), **combine(repeats)}
     results["settings"] = {
         "epochs": epochs,
         "image_size": image_size,
@@ -443,9 +444,185 @@ def main(argv: list[str] | None = None) -> dict:
     name = "bench_core" + ("_quick" if args.quick else "") + suffix
     (Path(args.out) / f"{name}.json").write_text(json.dumps(results, indent=2))
     if args.only != "limit":
-        print(table(results))
+        print(summary_lines(results))
     print(json.dumps({k: v for k, v in results.items() if k == "ratios"}, indent=2))
     return results
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+CORE_SETUPS = {
+    "raysim-1": "raysim, 1 node × 32",
+    "raysim-2": "raysim, 2 nodes × 8",
+    "ddp-2": "plain DDP, 2 × 8, raysim's DDP settings",
+    "ddp-2-defaults": "plain DDP, 2 × 8, DDP's defaults",
+    "raysim-4": "raysim, 4 nodes × 8",
+    "ddp-4": "plain DDP, 4 × 8, raysim's DDP settings",
+    "ddp-4-defaults": "plain DDP, 4 × 8, DDP's defaults",
+    "serial-4": "serial same work, 4 × 8",
+    "single-32": "one process, batch 32",
+}
+
+
+CORE_RATIOS = {  # ratio key: (label, target or None, note where there is none)
+    "raysim-4 / ddp-4-defaults": ("raysim 4 / plain DDP 4, DDP's defaults", 0.95, ""),
+    "raysim-4 / ddp-4": ("raysim 4 / plain DDP 4, raysim's DDP settings", 0.95, ""),
+    "raysim-2 / ddp-2-defaults": ("raysim 2 / plain DDP 2, DDP's defaults", 0.95, ""),
+    "raysim-2 / ddp-2": ("raysim 2 / plain DDP 2, raysim's DDP settings", 0.95, ""),
+    "raysim-4 / serial-4": ("raysim 4 / same-work serial limit", 0.95, ""),
+    "raysim-4 / single-32": (
+        "raysim 4 / one process at batch 32",
+        None,
+        " (4× the optimizer steps and all-reduces)",
+    ),
+    "raysim-1 / single-32": ("raysim 1 / one process at batch 32", None, ""),
+}
+
+
+CORE_BESIDE = {"raysim-4 / serial-4": ("plain DDP", "ddp-4 / serial-4")}
+
+
+def per_repeat(entry: dict, key: str, digits: int, unit: str) -> str:
+    values = [r[key] for r in entry["repeats"] if r.get(key) is not None]
+    return each(values, digits, unit) if values else "–"
+
+
+def memory_cells(entry: dict) -> list[str]:
+    """Peak per worker and in total; "same" where one process is the whole setup."""
+    peaks = [r["peak_rss_mb"] for r in entry["repeats"]]
+    totals = [r["total_rss_mb"] for r in entry["repeats"]]
+    total = "same" if totals == peaks else span(min(totals), max(totals), 0, " MB")
+    return [span(min(peaks), max(peaks), 0, " MB"), total]
+
+
+def report_blocked(entry: dict) -> str:
+    blocked = [r["report_s_median"] for r in entry["repeats"] if "report_s_median" in r]
+    return span(min(blocked), max(blocked), 3, " s") if blocked else "–"
+
+
+def core_setups(data: dict) -> str:
+    rows = []
+    for key, label in CORE_SETUPS.items():
+        entry = data[key]
+        rows.append(
+            [
+                label,
+                median_span(entry["steady_samples_per_s"], entry["min"], entry["max"], 0),
+                per_repeat(entry, "time_to_first_step_s", 1, " s"),
+                per_repeat(entry, "process_wall_s", 1, " s"),
+                *memory_cells(entry),
+                report_blocked(entry),
+            ]
+        )
+    loader = thousands(round(data["data"]["steady_samples_per_s"], -3))
+    rows.append(["data loader alone (digits), one node", loader, *["–"] * 5])
+    header = [
+        "setup",
+        "steady samples/s (min–max)",
+        "time to first step",
+        "process wall",
+        "peak RSS per worker",
+        "total RSS",
+        "report blocked",
+    ]
+    return table(header, rows)
+
+
+def verdict(ratio: dict, target: float) -> str:
+    """Met only if every paired ratio is; at the median if half are."""
+    if ratio["min"] >= target:
+        return f"≥ {target}: met"
+    if ratio["median"] >= target:
+        return f"≥ {target}: met at the median"
+    return f"≥ {target}: **not met**"
+
+
+def core_ratios(data: dict) -> str:
+    rows = []
+    for key, (label, target, note) in CORE_RATIOS.items():
+        ratio = data["ratios"][key]
+        median = num(ratio["median"], 2)
+        goal = "–" + note
+        if target is not None:
+            median, goal = f"**{median}**", verdict(ratio, target)
+        if key in CORE_BESIDE:
+            name, other = CORE_BESIDE[key]
+            goal += f" ({name}: {data['ratios'][other]['median']:.2f})"
+        rows.append([label, median, span(ratio["min"], ratio["max"], 2), goal])
+    return table(["ratio", "median", "min–max", "target"], rows)
+
+
+def core_limit(data: dict) -> str:
+    """raysim at 4 nodes against one process doing their work, at one image size."""
+    setups = (("raysim-4", "raysim, 4 nodes × batch 8"),
+              ("raysim-4-gloo", "raysim, the same over gloo (`--no-shared-memory-allreduce`)"),
+              ("serial-4", "one process, the same work (the limit)"))  # fmt: skip
+    rows = [
+        [label, median_span(data[key]["steady_samples_per_s"], data[key]["min"],
+                            data[key]["max"], 0)]
+        for key, label in setups if key in data
+    ]  # fmt: skip
+    ratio = data["ratios"]["raysim-4 / serial-4"]
+    rows.append(["raysim / the limit, paired", f"**{num(ratio['median'], 2)}** "
+                 f"({span(ratio['min'], ratio['max'], 2)}): {verdict(ratio, 0.95)}"])  # fmt: skip
+    for pair, label in (("raysim-4-gloo / serial-4", "raysim over gloo / the limit, paired"),
+                        ("raysim-4 / raysim-4-gloo", "shared memory / gloo, paired")):  # fmt: skip
+        if pair in data["ratios"]:
+            ratio = data["ratios"][pair]
+            figure = f"{num(ratio['median'], 2)} ({span(ratio['min'], ratio['max'], 2)})"
+            rows.append([label, figure])
+    size = data["settings"]["image_size"]
+    return table([f"{size} px, {len(data['raysim-4']['repeats'])} repeats", "steady samples/s, "
+                  "median (min–max)"], rows)  # fmt: skip
+
+
+DATA_ROWS = {
+    "imagefolder-decode": "imagefolder, decode every access",
+    "imagefolder-cached": "imagefolder, decoded cache",
+    "data": "digits from memory (`data`, same session)",
+}
+
+
+def core_data(data: dict) -> str:
+    rows = []
+    for key, label in DATA_ROWS.items():
+        entry = data[key]
+        cells = [thousands(entry[k]) for k in ("steady_samples_per_s", "min", "max")]
+        rows.append([label, f"{cells[0]} ({cells[1]}–{cells[2]})"])
+    px = data["settings"]["image_size"]
+    return table([f"loader, one node, {px} px", "steady samples/s (min–max)"], rows)
+
+
+def cache_costs(data: dict) -> str:
+    repeats = data["imagefolder-cached"]["repeats"]
+    ratio = data["ratios"]["imagefolder-cached / imagefolder-decode"]
+    if isinstance(ratio, dict):  # paired over repeats: the median
+        ratio = ratio["median"]
+    row = [
+        each([r["build_s"] for r in repeats], 2, " s"),
+        " / ".join(str(r["images_decoded"]) for r in repeats),
+        each([r["load_s"] * 1e3 for r in repeats], 0, " ms"),
+        f"{ratio:.0f}×",
+    ]
+    header = [
+        "cache build, each repeat",
+        "images decoded",
+        "reopening (memory-mapped)",
+        "cached ÷ decode every access",
+    ]
+    return table(header, [row])
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "core": ("bench_core.json", core_setups),
+    "core_ratios": ("bench_core.json", core_ratios),
+    "core_limit_32": ("bench_core_limit_32px.json", core_limit),
+    "core_limit_16": ("bench_core_limit_16px.json", core_limit),
+    "core_data": ("bench_core_data.json", core_data),
+    "core_data_cache": ("bench_core_data.json", cache_costs),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, signed, table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -179,7 +180,7 @@ def main() -> None:
     parser.add_argument("--identical", action="store_true", help="also two identical copies")
     parser.add_argument("--port", type=int, default=29533)
     parser.add_argument("--out")
-    args = parser.parse_args()
+    args = parse(parser)
     groups = {"cost": phases(COST_WIDTH, args.pairs),
               "full": phases(DEFAULTS["width"], args.full_pairs)}  # fmt: skip
     if args.identical:
@@ -209,7 +210,7 @@ def main() -> None:
     print(f"overhead on the example's step: {overhead['of_full_step']:+.2%} "
           f"({overhead['ci95'][0]:+.2%} to {overhead['ci95'][1]:+.2%})")  # fmt: skip
     result = {
-        **provenance(),
+        **provenance(args.allow_dirty),
         "settings": {**vars(args), "batch": BATCH, "cost_width": COST_WIDTH,
                      "full_width": DEFAULTS["width"]},
         "summary": summary,
@@ -219,6 +220,46 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"written: {args.out}")
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+MEASURE_HOOK_PHASES = {
+    "cost": "the model at width 8: raysim's cost per step",
+    "full": "the example's model (width 128)",
+    "identical": "check: two identical copies, width 8",
+}
+
+
+def measure_hooks(data: dict) -> str:
+    rows = []
+    for name, label in MEASURE_HOOK_PHASES.items():
+        phase = data["summary"].get(name)
+        if phase is None:
+            continue
+        low, high = phase["added_ms_ci95"]
+        rows.append([
+            label,
+            f"{phase['pairs_per_order']} × 2",
+            f"{phase['plain_step_ms']:.2f} ms",
+            f"{signed(phase['added_ms'], 3)} ms ({signed(low, 3)} to {signed(high, 3)})",
+            f"{phase['paired_ratio']:.4f}",
+        ])  # fmt: skip
+    overhead = data["overhead"]
+    low, high = overhead["ci95"]
+    header = ["copies", "pairs × build orders", "plain step (median)",
+              "added per step (95 % interval)", "paired ratio"]  # fmt: skip
+    return (
+        table(header, rows) + f"\n\nOverhead on the example's step (cost ÷ its plain step): "
+        f"**{overhead['of_full_step']:.2%}** (95 % interval {low:.2%} to {high:.2%})."
+    )
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "measure_hooks": ("bench_measure_hooks.json", measure_hooks),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import provenance, timed_raysim
+from common import parse, provenance, timed_raysim
+from formatting import Renderer, Skip, dig, each, num, signed, table
 
 CASES = ("ray-train", "ray-train-ddp", "raysim")
 
@@ -110,8 +111,9 @@ def measure_raysim(nodes: int, run_dir: str, address: str | None) -> dict:
 
 
 def run_case(case: str, nodes: int, run_dir: str, address: str | None) -> dict:
-    """A case in a fresh process; its figures come back as the last line it prints."""
-    command = [sys.executable, __file__, "--case", case, "--nodes", str(nodes),
+    """A case in a fresh process; its figures come back as the last line it prints (it
+    writes no result: the tree was checked in this process)."""
+    command = [sys.executable, __file__, "--case", case, "--nodes", str(nodes), "--allow-dirty",
                "--run-dir", run_dir, *(["--address", address] if address else [])]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.case:  # one measurement, in this fresh process
         figures = (
             measure_raysim(args.nodes, args.run_dir, args.address)
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         print(json.dumps(figures))
         return figures
-    result = {**provenance(), "nodes": args.nodes, "repeats": args.repeats}
+    result = {**provenance(args.allow_dirty), "nodes": args.nodes, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as home:
         os.environ["RAYSIM_HOME"] = home  # the standing cluster's state stays in here
         for part in args.parts.split(","):
@@ -222,6 +224,75 @@ def main(argv: list[str] | None = None) -> dict:
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k in ("cold", "warm", "sweep")}, indent=1))
     return result
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+STARTUP_ROWS = (  # label, where in one part's figures, the format (differences signed)
+    ("Ray Train floor: function's first line", ("median_s", "ray-train", "first_line_s"), num),
+    ("Ray Train floor: first DDP step", ("median_s", "ray-train-ddp", "first_step_start_s"), num),
+    ("raysim: first training step", ("median_s", "raysim", "first_step_s"), num),
+    ("raysim − first-line floor", ("raysim_first_step_minus_first_line_floor_s",), signed),
+    ("raysim − DDP-step floor", ("raysim_first_step_minus_ddp_step_floor_s",), signed),
+)
+
+
+STARTUP_PARTS = ("cold", "warm")
+
+
+def startup_parts(data: dict) -> list[str]:
+    """The parts the file holds; the file of before the cold/warm split gives no block."""
+    if "cold" not in data:
+        raise Skip("no 'cold' part: the file has the old shape")
+    return [p for p in STARTUP_PARTS if p in data]
+
+
+def startup(data: dict) -> str:
+    parts = startup_parts(data)
+    rows = []
+    for label, path, form in STARTUP_ROWS:
+        rows.append([label, *[f"{form(dig(data[p], path), 2)} s" for p in parts]])
+    title = f"median of {data['repeats']}, {data['nodes']} nodes"
+    return table([title, *parts], rows)
+
+
+def startup_stages(data: dict) -> str:
+    parts = startup_parts(data)
+    stages = [data[p]["median_s"]["raysim"]["stages"] for p in parts]
+    labels = list(dict.fromkeys(label for part in stages for label in part))
+    rows = [
+        [label, *[f"{s[label]:.2f} s" if label in s else "–" for s in stages]] for label in labels
+    ]
+    return table(["raysim's stages (median)", *parts], rows)
+
+
+def startup_sweep(data: dict) -> str:
+    startup_parts(data)
+    if "sweep" not in data:
+        raise Skip("no 'sweep' part in the file")
+    data = data["sweep"]
+    seconds, median = data["seconds"], data["median_s"]
+    rows = [
+        [
+            f"one `raysim sweep` of {data['points']} points",
+            f"{median['sweep']:.1f} s ({each(seconds['sweep'], 1)})",
+        ],
+        [
+            f"{data['points']} `raysim run`s",
+            f"{median['single_runs']:.1f} s ({each(seconds['single_runs'], 1)})",
+        ],
+        ["saved per point after the first", f"{data['saved_per_point_after_the_first_s']:.1f} s"],
+    ]
+    return table(["sweep", "seconds, median (each repeat)"], rows)
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "startup": ("bench_startup.json", startup),
+    "startup_stages": ("bench_startup.json", startup_stages),
+    "startup_sweep": ("bench_startup.json", startup_sweep),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@
 
 gloo ranks (processes on this host, each with the torch threads a raysim node of that
 many gets) each hold two DDP copies of examples/transformer_lm.py's model, wrapped as
-raysim wraps it: one plain (what `prepare` leaves with measure_steps off), one
-instrumented by the same `NodeSession.instrument` that `prepare` calls (the comm hook on
-loopback, which adds no delay, the step meter's forward, loader and optimizer hooks, the
-model facts' gradient hooks, the memory samples, the tracer for its first steps). The
-copies alternate every step, the order swapped every pair, so the machine's drift falls
-on both alike; a step's time is the slowest rank's.
+raysim wraps it: one plain (what `prepare` leaves with measure_steps off: the comm hook
+with the all-reduce the plan picks, through shared memory here), one instrumented by the
+same `NodeSession.instrument` that `prepare` calls (that comm hook, which adds no delay
+on loopback, with the step meter's forward, loader and optimizer hooks, the model facts'
+gradient hooks, the memory samples, the tracer for its first steps). So both copies
+all-reduce alike and only the measurements differ. The instrumented copy's session
+enforces the memory partition as a default run does, so its 20 ms memory watch runs in
+the rank's process through both copies' steps (with measure_steps off it runs too: it
+is no step measurement). The copies alternate every step, the order swapped every pair,
+so the machine's drift falls on both alike; a step's time is the slowest rank's.
 
 The measurements cost the same per step whatever the tensors' sizes (they count, time
 and sample; they never touch gradient data), so their cost is read where the machine's
@@ -47,8 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.transformer_lm import DEFAULTS, TinyLM, bigram_corpus  # noqa: E402
-from raysim.config import ExperimentConfig  # noqa: E402
-from raysim.plan.resources import Hardware, ResourcePlan, make_plan  # noqa: E402
+from raysim.config import ExperimentConfig, replace  # noqa: E402
+from raysim.plan.resources import Hardware, make_plan  # noqa: E402
+from raysim.worker.emulation import set_up_emulation  # noqa: E402
 from raysim.worker.faults import FaultInjector  # noqa: E402
 from raysim.worker.model_facts import ModelFacts  # noqa: E402
 from raysim.worker.session import NodeContext, NodeSession  # noqa: E402
@@ -63,16 +68,21 @@ WARM_UP_STEPS = 5
 class Copy:
     """One DDP copy of the example's model with its optimizer and an endless loader."""
 
-    def __init__(self, width: int, plan: ResourcePlan, session: NodeSession | None = None):
+    def __init__(self, width: int, session: NodeSession, instrumented: bool):
         d = DEFAULTS
         torch.manual_seed(0)
         model = TinyLM(d["vocab"], d["context"], width, d["layers"], d["heads"])
         facts = ModelFacts.of(model)
-        self.model = torch.nn.parallel.DistributedDataParallel(model, **plan.ddp_kwargs)
+        ctx = session.context
+        self.model = torch.nn.parallel.DistributedDataParallel(model, **ctx.plan.ddp_kwargs)
         data = bigram_corpus(d["vocab"], d["context"], d["sequences"], 0)
         loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True)
-        if session is not None:
+        if instrumented:
             loader = session.instrument(self.model, loader, facts)
+        else:  # what instrument sets up with measure_steps off, less the session's guard
+            set_up_emulation(self.model, replace(ctx.config, measure_steps=False), ctx.rank,
+                             ctx.world_size, host_allreduce=ctx.plan.host_allreduce,
+                             on_shared_bytes=session.shared_bytes)  # fmt: skip
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self.batches = itertools.chain.from_iterable(itertools.repeat(loader))
         self.loss = torch.nn.CrossEntropyLoss()
@@ -88,7 +98,7 @@ class Copy:
 
 def node_session(rank: int, world: int, run_dir: Path) -> NodeSession:
     """A node's session as raysim.worker.session.start makes it, without Ray Train."""
-    cfg = ExperimentConfig(num_nodes=world, enforce_memory=False, run_dir=str(run_dir))
+    cfg = ExperimentConfig(num_nodes=world, run_dir=str(run_dir))  # a default run's settings
     plan = make_plan(cfg, Hardware(num_cpus=len(os.sched_getaffinity(0))))
     context = NodeContext(
         node_id=f"node-{rank}", ray_node_id="", rank=rank, world_size=world,
@@ -104,12 +114,11 @@ def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     with tempfile.TemporaryDirectory() as run_dir:
         session = node_session(rank, world, Path(run_dir))
-        plan = session.context.plan
-        torch.set_num_threads(plan.torch_threads)
+        torch.set_num_threads(session.context.plan.torch_threads)
         copies = {}
         for name in phase["build_order"]:
             instrumented = name == "instrumented" and not phase["identical"]
-            copies[name] = Copy(phase["width"], plan, session if instrumented else None)
+            copies[name] = Copy(phase["width"], session, instrumented)
         for _ in range(WARM_UP_STEPS):
             for copy in copies.values():
                 copy.step()
@@ -121,6 +130,7 @@ def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
                 start = time.perf_counter()
                 copies[name].step()
                 seconds[name][pair] = time.perf_counter() - start
+        session.end()
         for times in seconds.values():
             dist.all_reduce(times, op=dist.ReduceOp.MAX)
         if rank == 0:

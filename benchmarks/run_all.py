@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import parse
+from common import require_clean
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--out", help="results folder (default: benchmarks/results; --quick: a "
                         "temporary one)")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="name each benchmark and its files")
-    args = parse(parser, argv)
+    parser.add_argument("--allow-dirty", action="store_true", help="handed to each (tests only)")
+    args = parser.parse_args(argv)
     chosen = [b for b in BENCHMARKS if args.only is None or b.name in args.only.split(",")]
     if args.only is not None and len(chosen) != len(set(args.only.split(","))):
         known = ", ".join(b.name for b in BENCHMARKS)
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for bench in chosen:
             print(f"{bench.name:16} {bench.script:24} {', '.join(bench.results)}")
         return {}
+    require_clean(args.allow_dirty)  # before hours of measuring, not after
     gpu = has_gpu()
     seconds: dict[str, float] = {}
     failed: list[str] = []

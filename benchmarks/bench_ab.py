@@ -1,8 +1,11 @@
 """A/B: the same raysim run from several source trees, alternating, in one session.
 
-    git worktree add /tmp/before <commit>
-    python benchmarks/bench_ab.py --tree before=/tmp/before --tree after=. \\
-        [--nodes 4] [--epochs 3] [--repeats 3] [-- extra raysim run flags]
+    python benchmarks/bench_ab.py --tree before=<commit> --tree after=<commit> \\
+        [--nodes 4] [--epochs 3] [--repeats 3] [--out FILE] [-- extra raysim run flags]
+
+A tree is a commit (its files exported with git archive into a temporary folder) or a
+folder as it is. A finished comparison is kept as its result file, which records this
+command; BENCHMARKS.md names each one.
 
 Each repeat runs every tree once, the order alternating between repeats (before, after;
 after, before; ...), as a fresh `raysim run` process with PYTHONPATH at that tree, so
@@ -27,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import git_commit, provenance
+from common import parse, provenance, source_tree
 
 from raysim.rundir import epoch_lines, rank_lines, read_lines
 
@@ -53,31 +56,37 @@ def run_tree(tree: Path, nodes: int, epochs: int, run_dir: str, extra: list[str]
     }
 
 
-def describe(tree: Path) -> str:
-    """The tree's path and, where it is a git checkout, its commit."""
-    commit = git_commit(tree)
-    return f"{tree} ({commit})" if commit else str(tree)
+def alternate(trees: dict[str, Path], repeats: int, nodes: int, epochs: int,
+              extra: list[str]) -> dict[str, list[dict]]:  # fmt: skip
+    """Each tree's runs, every repeat running each tree once, the order alternating."""
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory() as run_dir:
+        for repeat in range(repeats):
+            order = list(trees) if repeat % 2 == 0 else list(reversed(trees))
+            for name in order:
+                result = run_tree(trees[name], nodes, epochs, run_dir, extra)
+                runs[name].append(result)
+                rates = ", ".join(f"{r:.1f}" for r in result["rates"])
+                print(f"{name} repeat {repeat}: samples/s per epoch {rates}", flush=True)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", action="append", required=True, help="name=path, 2 or more")
+    parser.add_argument(
+        "--tree", action="append", required=True, help="name=commit or name=folder, 2 or more"
+    )
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("extra", nargs="*", help="after --: more `raysim run` flags")
-    args = parser.parse_args(argv)
-    trees = {name: Path(path).resolve() for name, path in (t.split("=", 1) for t in args.tree)}
-    runs: dict[str, list[dict]] = {name: [] for name in trees}
-    with tempfile.TemporaryDirectory() as run_dir:
-        for repeat in range(args.repeats):
-            order = list(trees) if repeat % 2 == 0 else list(reversed(trees))
-            for name in order:
-                result = run_tree(trees[name], args.nodes, args.epochs, run_dir, args.extra)
-                runs[name].append(result)
-                rates = ", ".join(f"{r:.1f}" for r in result["rates"])
-                print(f"{name} repeat {repeat}: samples/s per epoch {rates}", flush=True)
+    args = parse(parser, argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        sides = {name: source_tree(spec, Path(scratch)) for name, spec in
+                 (t.split("=", 1) for t in args.tree)}  # fmt: skip
+        trees = {name: path for name, (path, _) in sides.items()}
+        runs = alternate(trees, args.repeats, args.nodes, args.epochs, args.extra)
     summary = {
         name: {
             "steady_samples_per_s": statistics.median(r["steady"] for r in results),
@@ -113,7 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if args.out:
         settings = {"nodes": args.nodes, "epochs": args.epochs, "extra": args.extra}
-        record = {**provenance(), "trees": {k: describe(v) for k, v in trees.items()}}
+        record = {
+            **provenance(args.allow_dirty),
+            "trees": {name: words for name, (_, words) in sides.items()},
+        }
         record |= {"settings": settings, "results": summary}
         Path(args.out).write_text(json.dumps(record, indent=2))
     return summary

@@ -1,7 +1,7 @@
 """Core throughput and start-up, side by side in one session.
 
-    python benchmarks/bench_core.py [--epochs 3] [--repeats 2] [--quick] [--only data|limit]
-                                    [--image-size 32] [--out benchmarks/results]
+    python benchmarks/bench_core.py [--epochs 3] [--repeats 2] [--quick] [--image-size 32]
+                                    [--only data|serial|no-exchange] [--out benchmarks/results]
 
 Measures, on the digits set, each repeat in this order (so the setups alternate):
   raysim-1   raysim, 1 node, batch 32 (2 threads)
@@ -11,14 +11,19 @@ Measures, on the digits set, each repeat in this order (so the setups alternate)
   ddp-2-defaults  the same with DDP's defaults (what a user would run; not in --quick)
   raysim-4   raysim, 4 simulated nodes × batch 8 (global 32)
   raysim-4-gloo  the same with gloo's all-reduce over loopback TCP instead of the one
-             through shared memory (--no-shared-memory-allreduce; --only limit)
+             through shared memory (--no-shared-memory-allreduce; --only serial)
   ddp-4      plain torch.distributed DDP, gloo, 4 processes × batch 8, 1 thread each,
              with raysim's DDP settings
   ddp-4-defaults  the same with DDP's defaults
   single-32  one plain process, batch 32, all cores (what a user would run instead)
-  serial-4   one process doing the 4 nodes' work: 4 × forward/backward at batch 8,
-             gradients averaged in memory, 4 Adam steps (the limit for simulating
-             4 nodes on this machine)
+  serial-4   the serial-4 reference: one process doing the 4 nodes' work one rank after
+             another (4 × forward/backward at batch 8, gradients averaged in memory,
+             4 Adam steps), all cores' threads. A reference, not a limit: plain DDP
+             beats it.
+  no-exchange-4  the limit of this work on this machine: the same forward, backward and
+             Adam steps with no gradient exchange, one process per core, each doing
+             its share of the 4 ranks one after another at its best thread count
+             (tried: 1 and 2); --only no-exchange
   data       the data path alone: samples/s one node's loader delivers (digits, batch 8)
   imagefolder-decode / imagefolder-cached
              the same for an imagefolder set (generated: 400 JPEGs of 256×192 in 4
@@ -31,8 +36,11 @@ each raysim/DDP pair DDP first, and --repeats must be 1 or even, so each order r
 as often as the other and a drift within a repeat favours neither. Every rate is the
 same for raysim and plain DDP: all ranks' samples over the slowest rank's time.
 --quick (tiny sizes) is for the test; --only data measures the data paths alone;
---only limit measures raysim-4, raysim-4-gloo and serial-4 alone (issue 19's same-work
-target, at any --image-size), their order reversed every second repeat.
+--only serial measures raysim-4, raysim-4-gloo and serial-4 alone (issue 19's same-work
+target, at any --image-size), their order reversed every second repeat; --only
+no-exchange measures raysim-4 and no-exchange-4 the same way. no-exchange-4's rate is
+raysim's: every process's samples over the slowest one's loop time, epoch by epoch,
+the processes starting each epoch together.
 """
 
 from __future__ import annotations
@@ -52,7 +60,8 @@ from unittest import mock
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, each, median_span, num, span, table, thousands
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
@@ -123,6 +132,71 @@ def serial_same_work(nodes: int, batch: int, image_size: int, epochs: int,
                 break
         rates.append(samples / (time.perf_counter() - start))
     return rates
+
+
+THREAD_COUNTS = (1, 2)
+"""Threads per process tried for no-exchange-4; the best rate is kept."""
+
+
+def best_no_exchange(nodes: int, batch: int, image_size: int, epochs: int,
+                     max_steps: int | None) -> dict:  # fmt: skip
+    """no-exchange-4 at each thread count; the run with the best steady rate."""
+    runs = [no_exchange(nodes, batch, image_size, epochs, max_steps, threads)
+            for threads in THREAD_COUNTS]  # fmt: skip
+    return max(runs, key=lambda run: steady(run["rates"]))
+
+
+def no_exchange(nodes: int, batch: int, image_size: int, epochs: int, max_steps: int | None,
+                threads: int) -> dict:  # fmt: skip
+    """The ranks' forward, backward and Adam work, no gradient exchange, one process per core."""
+    procs = min(nodes, len(os.sched_getaffinity(0)))
+    context = mp.get_context("spawn")
+    barrier, queue = context.Barrier(procs), context.Queue()
+    workers = [context.Process(target=_no_exchange_worker, args=(
+        proc, procs, nodes, batch, image_size, epochs, max_steps, threads, barrier, queue))
+        for proc in range(procs)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    done = [queue.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    per_epoch = zip(*(d["epochs"] for d in done), strict=True)
+    rates = [sum(s for s, _ in e) / max(t for _, t in e) for e in per_epoch]
+    rss = [d["rss_mb"] for d in done]
+    return {"rates": rates, "threads": threads, "processes": procs,
+            "peak_rss_mb": max(rss), "total_rss_mb": sum(rss)}  # fmt: skip
+
+
+def _no_exchange_worker(proc: int, procs: int, nodes: int, batch: int, image_size: int,
+                        epochs: int, max_steps: int | None, threads: int, barrier,
+                        queue) -> None:  # fmt: skip
+    """Ranks proc, proc + procs, ... one after another; each epoch starts with the others."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    data = digits(image_size)
+    ranks = range(proc, nodes, procs)
+    loaders = [train_loader(data.train, batch, r, nodes, seed=0, workers=0) for r in ranks]
+    replicas = [build_model(10) for _ in ranks]
+    optimizers = [adam(m, 1e-4) for m in replicas]
+    loss_fn = torch.nn.CrossEntropyLoss()
+    epochs_done = []
+    for epoch in range(epochs):
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        barrier.wait()
+        start, samples = time.perf_counter(), 0
+        for step, batches in enumerate(zip(*loaders, strict=False), 1):
+            for model, optimizer, (images, labels) in zip(
+                replicas, optimizers, batches, strict=True
+            ):
+                optimizer.zero_grad(set_to_none=True)
+                loss_fn(model(images), labels).backward()
+                optimizer.step()
+                samples += len(labels)
+            if max_steps is not None and step >= max_steps:
+                break
+        epochs_done.append([samples, time.perf_counter() - start])
+    queue.put({"epochs": epochs_done, "rss_mb": peak_rss_mb()})
 
 
 def data_path(data: Dataset, batch: int, nodes: int, epochs: int) -> list[float]:
@@ -323,7 +397,13 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
         }
         return in_order(runs, flip)
 
-    if only == "limit":
+    if only == "no-exchange":
+        runs = {
+            "raysim-4": lambda: raysim_run(4, 8, *args, run_dir),
+            "no-exchange-4": lambda: best_no_exchange(4, 8, *args),
+        }
+        return in_order(runs, flip)
+    if only == "serial":
         runs = {
             "raysim-4": lambda: raysim_run(4, 8, *args, run_dir),
             "raysim-4-gloo": lambda: raysim_run(
@@ -353,6 +433,7 @@ RATIOS = (
     ("raysim-2", "ddp-2-defaults"),
     ("raysim-4", "ddp-4-defaults"),
     ("raysim-4", "serial-4"),
+    ("raysim-4", "no-exchange-4"),
     ("raysim-4-gloo", "serial-4"),
     ("raysim-4", "raysim-4-gloo"),
     ("ddp-4", "serial-4"),
@@ -388,7 +469,7 @@ def combine(repeats: list[dict]) -> dict:
     return results
 
 
-def table(results: dict) -> str:
+def summary_lines(results: dict) -> str:
     """The steady samples/s of each setup, and the cache's one-time build."""
     lines = [f"{'setup':<20} {'steady samples/s':>16}  (min–max)"]
     for setup, entry in results.items():
@@ -411,11 +492,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks it runs")
     parser.add_argument(
         "--only",
-        choices=["data", "limit"],
-        help="the data paths alone, or raysim-4 (shared memory and gloo) against serial-4",
+        choices=["data", "serial", "no-exchange"],
+        help="the data paths alone; raysim-4 (shared memory and gloo) against serial-4; "
+        "raysim-4 against no-exchange-4 (the limit)",
     )
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.repeats > 1 and args.repeats % 2:
         parser.error(f"--repeats {args.repeats}: use 1 or an even number, so both orders of "
                      "each raysim/DDP pair run equally often")  # fmt: skip
@@ -431,7 +513,7 @@ def main(argv: list[str] | None = None) -> dict:
             repeats.append(
                 measure(epochs, image_size, max_steps, run_dir, args.only, folder, args.quick, flip)
             )
-    results = {**provenance(), **combine(repeats)}
+    results = {**provenance(args.allow_dirty), **combine(repeats)}
     results["settings"] = {
         "epochs": epochs,
         "image_size": image_size,
@@ -439,13 +521,213 @@ def main(argv: list[str] | None = None) -> dict:
         "raysim_ddp_kwargs": raysim_ddp_kwargs(4),
         "imagefolder": {"train_per_class": folder[0], "classes": 4, "source_px": folder[1:]},
     }
-    suffix = {None: "", "data": "_data", "limit": f"_limit_{image_size}px"}[args.only]
+    suffix = "" if args.only is None else f"_{args.only.replace('-', '_')}"
+    suffix += f"_{image_size}px" if args.only in ("serial", "no-exchange") else ""
     name = "bench_core" + ("_quick" if args.quick else "") + suffix
     (Path(args.out) / f"{name}.json").write_text(json.dumps(results, indent=2))
-    if args.only != "limit":
-        print(table(results))
+    if args.only in (None, "data"):
+        print(summary_lines(results))
     print(json.dumps({k: v for k, v in results.items() if k == "ratios"}, indent=2))
     return results
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+CORE_SETUPS = {
+    "raysim-1": "raysim, 1 node × 32",
+    "raysim-2": "raysim, 2 nodes × 8",
+    "ddp-2": "plain DDP, 2 × 8, raysim's DDP settings",
+    "ddp-2-defaults": "plain DDP, 2 × 8, DDP's defaults",
+    "raysim-4": "raysim, 4 nodes × 8",
+    "ddp-4": "plain DDP, 4 × 8, raysim's DDP settings",
+    "ddp-4-defaults": "plain DDP, 4 × 8, DDP's defaults",
+    "serial-4": "serial-4 reference: the 4 ranks' work one after another",
+    "single-32": "one process, batch 32",
+}
+
+
+CORE_RATIOS = {  # ratio key: (label, target or None, note where there is none)
+    "raysim-4 / ddp-4-defaults": ("raysim 4 / plain DDP 4, DDP's defaults", 0.95, ""),
+    "raysim-4 / ddp-4": ("raysim 4 / plain DDP 4, raysim's DDP settings", 0.95, ""),
+    "raysim-2 / ddp-2-defaults": ("raysim 2 / plain DDP 2, DDP's defaults", 0.95, ""),
+    "raysim-2 / ddp-2": ("raysim 2 / plain DDP 2, raysim's DDP settings", 0.95, ""),
+    "raysim-4 / serial-4": ("raysim 4 / serial-4 reference", 0.95, ""),
+    "raysim-4 / single-32": (
+        "raysim 4 / one process at batch 32",
+        None,
+        " (4× the optimizer steps and all-reduces)",
+    ),
+    "raysim-1 / single-32": ("raysim 1 / one process at batch 32", None, ""),
+}
+
+
+CORE_BESIDE = {"raysim-4 / serial-4": ("plain DDP", "ddp-4 / serial-4")}
+
+
+def per_repeat(entry: dict, key: str, digits: int, unit: str) -> str:
+    values = [r[key] for r in entry["repeats"] if r.get(key) is not None]
+    return each(values, digits, unit) if values else "–"
+
+
+def memory_cells(entry: dict) -> list[str]:
+    """Peak per worker and in total; "same" where one process is the whole setup."""
+    peaks = [r["peak_rss_mb"] for r in entry["repeats"]]
+    totals = [r["total_rss_mb"] for r in entry["repeats"]]
+    total = "same" if totals == peaks else span(min(totals), max(totals), 0, " MB")
+    return [span(min(peaks), max(peaks), 0, " MB"), total]
+
+
+def report_blocked(entry: dict) -> str:
+    blocked = [r["report_s_median"] for r in entry["repeats"] if "report_s_median" in r]
+    return span(min(blocked), max(blocked), 3, " s") if blocked else "–"
+
+
+def core_setups(data: dict) -> str:
+    rows = []
+    for key, label in CORE_SETUPS.items():
+        entry = data[key]
+        rows.append(
+            [
+                label,
+                median_span(entry["steady_samples_per_s"], entry["min"], entry["max"], 0),
+                per_repeat(entry, "time_to_first_step_s", 1, " s"),
+                per_repeat(entry, "process_wall_s", 1, " s"),
+                *memory_cells(entry),
+                report_blocked(entry),
+            ]
+        )
+    loader = thousands(round(data["data"]["steady_samples_per_s"], -3))
+    rows.append(["data loader alone (digits), one node", loader, *["–"] * 5])
+    header = [
+        "setup",
+        "steady samples/s (min–max)",
+        "time to first step",
+        "process wall",
+        "peak RSS per worker",
+        "total RSS",
+        "report blocked",
+    ]
+    return table(header, rows)
+
+
+def verdict(ratio: dict, target: float) -> str:
+    """Met only if every paired ratio is; at the median if half are."""
+    if ratio["min"] >= target:
+        return f"≥ {target}: met"
+    if ratio["median"] >= target:
+        return f"≥ {target}: met at the median"
+    return f"≥ {target}: **not met**"
+
+
+def core_ratios(data: dict) -> str:
+    rows = []
+    for key, (label, target, note) in CORE_RATIOS.items():
+        ratio = data["ratios"][key]
+        median = num(ratio["median"], 2)
+        goal = "–" + note
+        if target is not None:
+            median, goal = f"**{median}**", verdict(ratio, target)
+        if key in CORE_BESIDE:
+            name, other = CORE_BESIDE[key]
+            goal += f" ({name}: {data['ratios'][other]['median']:.2f})"
+        rows.append([label, median, span(ratio["min"], ratio["max"], 2), goal])
+    return table(["ratio", "median", "min–max", "target"], rows)
+
+
+def core_serial(data: dict) -> str:
+    """raysim at 4 nodes against one process doing their work, at one image size."""
+    setups = (("raysim-4", "raysim, 4 nodes × batch 8"),
+              ("raysim-4-gloo", "raysim, the same over gloo (`--no-shared-memory-allreduce`)"),
+              ("serial-4", "serial-4 reference: one process, one rank after another"))  # fmt: skip
+    rows = [
+        [label, median_span(data[key]["steady_samples_per_s"], data[key]["min"],
+                            data[key]["max"], 0)]
+        for key, label in setups if key in data
+    ]  # fmt: skip
+    ratio = data["ratios"]["raysim-4 / serial-4"]
+    rows.append(["raysim / the serial-4 reference, paired", f"**{num(ratio['median'], 2)}** "
+                 f"({span(ratio['min'], ratio['max'], 2)}): {verdict(ratio, 0.95)}"])  # fmt: skip
+    for pair, label in (("raysim-4-gloo / serial-4", "raysim over gloo / the reference, paired"),
+                        ("raysim-4 / raysim-4-gloo", "shared memory / gloo, paired")):  # fmt: skip
+        if pair in data["ratios"]:
+            ratio = data["ratios"][pair]
+            figure = f"{num(ratio['median'], 2)} ({span(ratio['min'], ratio['max'], 2)})"
+            rows.append([label, figure])
+    size = data["settings"]["image_size"]
+    return table([f"{size} px, {len(data['raysim-4']['repeats'])} repeats", "steady samples/s, "
+                  "median (min–max)"], rows)  # fmt: skip
+
+
+def core_no_exchange(data: dict | None) -> str:
+    """raysim at 4 nodes against the limit, "not measured" until its file exists."""
+    header = ["32 px, 4 ranks × batch 8", "steady samples/s, median (min–max)"]
+    if data is None:
+        rows = [["raysim, 4 nodes", "not measured"],
+                ["no gradient exchange, one process per core (the limit)", "not measured"],
+                ["raysim / the limit, paired", "not measured"]]  # fmt: skip
+        return table(header, rows)
+    threads = data["no-exchange-4"]["repeats"][0]["threads"]
+    rows = [
+        [label, median_span(data[key]["steady_samples_per_s"], data[key]["min"],
+                            data[key]["max"], 0)]
+        for key, label in (("raysim-4", "raysim, 4 nodes"),
+                           ("no-exchange-4", f"no gradient exchange, one process per core, "
+                            f"{threads} thread(s) each (the limit)"))
+    ]  # fmt: skip
+    ratio = data["ratios"]["raysim-4 / no-exchange-4"]
+    figure = f"**{num(ratio['median'], 2)}** ({span(ratio['min'], ratio['max'], 2)})"
+    rows.append(["raysim / the limit, paired", figure])
+    return table(header, rows)
+
+
+DATA_ROWS = {
+    "imagefolder-decode": "imagefolder, decode every access",
+    "imagefolder-cached": "imagefolder, decoded cache",
+    "data": "digits from memory (`data`, same session)",
+}
+
+
+def core_data(data: dict) -> str:
+    rows = []
+    for key, label in DATA_ROWS.items():
+        entry = data[key]
+        cells = [thousands(entry[k]) for k in ("steady_samples_per_s", "min", "max")]
+        rows.append([label, f"{cells[0]} ({cells[1]}–{cells[2]})"])
+    px = data["settings"]["image_size"]
+    return table([f"loader, one node, {px} px", "steady samples/s (min–max)"], rows)
+
+
+def cache_costs(data: dict) -> str:
+    repeats = data["imagefolder-cached"]["repeats"]
+    ratio = data["ratios"]["imagefolder-cached / imagefolder-decode"]
+    if isinstance(ratio, dict):  # paired over repeats: the median
+        ratio = ratio["median"]
+    row = [
+        each([r["build_s"] for r in repeats], 2, " s"),
+        " / ".join(str(r["images_decoded"]) for r in repeats),
+        each([r["load_s"] * 1e3 for r in repeats], 0, " ms"),
+        f"{ratio:.0f}×",
+    ]
+    header = [
+        "cache build, each repeat",
+        "images decoded",
+        "reopening (memory-mapped)",
+        "cached ÷ decode every access",
+    ]
+    return table(header, [row])
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "core": ("bench_core.json", core_setups),
+    "core_ratios": ("bench_core.json", core_ratios),
+    "core_serial_32": ("bench_core_serial_32px.json", core_serial),
+    "core_serial_16": ("bench_core_serial_16px.json", core_serial),
+    "core_no_exchange_32": ("bench_core_no_exchange_32px.json", core_no_exchange),
+    "core_data": ("bench_core_data.json", core_data),
+    "core_data_cache": ("bench_core_data.json", cache_costs),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

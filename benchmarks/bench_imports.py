@@ -22,7 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, median_rows, table
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = (
@@ -60,16 +61,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out")
-    args = parser.parse_args()
+    args = parse(parser)
     repeats = [one_repeat() for _ in range(args.repeats)]
     medians = {m: statistics.median(r[m] for r in repeats) for m in repeats[0]}
-    result = {**provenance(), "settings": vars(args), "stages": list(STAGES),
+    result = {**provenance(args.allow_dirty), "settings": vars(args), "stages": list(STAGES),
               "median_cumulative_s": medians, "repeats": repeats}  # fmt: skip
     for module, seconds in medians.items():
         print(f"{module:24} {seconds:6.2f} s")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"written: {args.out}")
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+IMPORT_LABELS = {
+    "torch": "torch (every Ray Train worker)",
+    "ray.train.torch": "Ray Train's torch support (every Ray Train worker)",
+    "raysim.worker.entry": "raysim's worker side",
+    "raysim.worker.launchers": "raysim's worker side",
+    "raysim.builtin.loop": "the built-in loop",
+    "torchvision": "torchvision (ResNet18)",
+    "torch._dynamo": "of which torch._dynamo (DDP's constructor imports it too)",
+}
+
+
+def imports(data: dict) -> str:
+    repeats = data["repeats"]
+    medians = data["median_cumulative_s"]
+    labels = {k: v for k, v in IMPORT_LABELS.items() if k in medians}  # entry became launchers
+    rows = median_rows(labels, medians, repeats, " s")
+    header = [f"import, in a node's order ({len(repeats)} fresh interpreters)",
+              "adds (median)", "min–max"]  # fmt: skip
+    return table(header, rows)
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "imports": ("bench_imports.json", imports),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

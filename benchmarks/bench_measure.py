@@ -21,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, num, paired_cell, table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--out")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     rates: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp:
         base = raysim.load_config(
@@ -81,9 +82,31 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         settings = vars(args) | {"batch": BATCH}
         Path(args.out).write_text(
-            json.dumps({**provenance(), "settings": settings, **summary}, indent=2)
+            json.dumps({**provenance(args.allow_dirty), "settings": settings, **summary}, indent=2)
         )
     return summary
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+def measure(data: dict) -> str:
+    settings, rate, ratio = data["settings"], data["samples_per_s"], data["ratio_on_to_off"]
+    row = [
+        f"{settings['steps']} steps × {settings['repeats']} pairs",
+        num(rate["on"]["median"], 1),
+        num(rate["off"]["median"], 1),
+        paired_cell(ratio),
+    ]
+    header = ["sitting", "samples/s on (median)", "off (median)", "ratio on/off, median (min–max)"]
+    return table(header, [row])
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "measure": ("bench_measure.json", measure),
+    "measure_20steps": ("bench_measure_20steps.json", measure),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

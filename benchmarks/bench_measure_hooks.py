@@ -5,12 +5,16 @@
 
 gloo ranks (processes on this host, each with the torch threads a raysim node of that
 many gets) each hold two DDP copies of examples/transformer_lm.py's model, wrapped as
-raysim wraps it: one plain (what `prepare` leaves with measure_steps off), one
-instrumented by the same `NodeSession.instrument` that `prepare` calls (the comm hook on
-loopback, which adds no delay, the step meter's forward, loader and optimizer hooks, the
-model facts' gradient hooks, the memory samples, the tracer for its first steps). The
-copies alternate every step, the order swapped every pair, so the machine's drift falls
-on both alike; a step's time is the slowest rank's.
+raysim wraps it: one plain (what `prepare` leaves with measure_steps off: the comm hook
+with the all-reduce the plan picks, through shared memory here), one instrumented by the
+same `NodeSession.instrument` that `prepare` calls (that comm hook, which adds no delay
+on loopback, with the step meter's forward, loader and optimizer hooks, the model facts'
+gradient hooks, the memory samples, the tracer for its first steps). So both copies
+all-reduce alike and only the measurements differ. The instrumented copy's session
+enforces the memory partition as a default run does, so its 20 ms memory watch runs in
+the rank's process through both copies' steps (with measure_steps off it runs too: it
+is no step measurement). The copies alternate every step, the order swapped every pair,
+so the machine's drift falls on both alike; a step's time is the slowest rank's.
 
 The measurements cost the same per step whatever the tensors' sizes (they count, time
 and sample; they never touch gradient data), so their cost is read where the machine's
@@ -40,14 +44,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, signed, table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from examples.transformer_lm import DEFAULTS, TinyLM, bigram_corpus  # noqa: E402
-from raysim.config import ExperimentConfig  # noqa: E402
-from raysim.plan.resources import Hardware, ResourcePlan, make_plan  # noqa: E402
+from raysim.config import ExperimentConfig, replace  # noqa: E402
+from raysim.plan.resources import Hardware, make_plan  # noqa: E402
+from raysim.worker.emulation import set_up_emulation  # noqa: E402
 from raysim.worker.faults import FaultInjector  # noqa: E402
 from raysim.worker.model_facts import ModelFacts  # noqa: E402
 from raysim.worker.node_context import NodeContext  # noqa: E402
@@ -63,16 +69,22 @@ WARM_UP_STEPS = 5
 class Copy:
     """One DDP copy of the example's model with its optimizer and an endless loader."""
 
-    def __init__(self, width: int, plan: ResourcePlan, session: NodeSession | None = None):
+    def __init__(self, width: int, session: NodeSession, instrumented: bool):
         d = DEFAULTS
         torch.manual_seed(0)
         model = TinyLM(d["vocab"], d["context"], width, d["layers"], d["heads"])
         facts = ModelFacts.of(model)
+        ctx, plan = session.context, session.plan
         self.model = torch.nn.parallel.DistributedDataParallel(model, **plan.ddp_kwargs)
         data = bigram_corpus(d["vocab"], d["context"], d["sequences"], 0)
         loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True)
-        if session is not None:
+        if instrumented:
             loader = session.instrument(self.model, loader, facts)
+        else:  # what instrument sets up with measure_steps off, less the session's guard
+            set_up_emulation(self.model, replace(session.config, measure_steps=False),
+                             session.strategy, ctx.rank, ctx.world_size,
+                             host_allreduce=plan.host_allreduce,
+                             on_shared_bytes=session.shared_bytes)  # fmt: skip
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self.batches = itertools.chain.from_iterable(itertools.repeat(loader))
         self.loss = torch.nn.CrossEntropyLoss()
@@ -88,7 +100,7 @@ class Copy:
 
 def node_session(rank: int, world: int, run_dir: Path) -> NodeSession:
     """A node's session as raysim.worker.session.start makes it, without Ray Train."""
-    cfg = ExperimentConfig(num_nodes=world, enforce_memory=False, run_dir=str(run_dir))
+    cfg = ExperimentConfig(num_nodes=world, run_dir=str(run_dir))  # a default run's settings
     plan = make_plan(cfg, Hardware(num_cpus=len(os.sched_getaffinity(0))))
     context = NodeContext(
         node_id=f"node-{rank}", ray_node_id="", rank=rank, world_size=world,
@@ -109,7 +121,7 @@ def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
         copies = {}
         for name in phase["build_order"]:
             instrumented = name == "instrumented" and not phase["identical"]
-            copies[name] = Copy(phase["width"], plan, session if instrumented else None)
+            copies[name] = Copy(phase["width"], session, instrumented)
         for _ in range(WARM_UP_STEPS):
             for copy in copies.values():
                 copy.step()
@@ -121,6 +133,7 @@ def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
                 start = time.perf_counter()
                 copies[name].step()
                 seconds[name][pair] = time.perf_counter() - start
+        session.end()
         for times in seconds.values():
             dist.all_reduce(times, op=dist.ReduceOp.MAX)
         if rank == 0:
@@ -180,7 +193,7 @@ def main() -> None:
     parser.add_argument("--identical", action="store_true", help="also two identical copies")
     parser.add_argument("--port", type=int, default=29533)
     parser.add_argument("--out")
-    args = parser.parse_args()
+    args = parse(parser)
     groups = {"cost": phases(COST_WIDTH, args.pairs),
               "full": phases(DEFAULTS["width"], args.full_pairs)}  # fmt: skip
     if args.identical:
@@ -210,7 +223,7 @@ def main() -> None:
     print(f"overhead on the example's step: {overhead['of_full_step']:+.2%} "
           f"({overhead['ci95'][0]:+.2%} to {overhead['ci95'][1]:+.2%})")  # fmt: skip
     result = {
-        **provenance(),
+        **provenance(args.allow_dirty),
         "settings": {**vars(args), "batch": BATCH, "cost_width": COST_WIDTH,
                      "full_width": DEFAULTS["width"]},
         "summary": summary,
@@ -220,6 +233,46 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"written: {args.out}")
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+MEASURE_HOOK_PHASES = {
+    "cost": "the model at width 8: raysim's cost per step",
+    "full": "the example's model (width 128)",
+    "identical": "check: two identical copies, width 8",
+}
+
+
+def measure_hooks(data: dict) -> str:
+    rows = []
+    for name, label in MEASURE_HOOK_PHASES.items():
+        phase = data["summary"].get(name)
+        if phase is None:
+            continue
+        low, high = phase["added_ms_ci95"]
+        rows.append([
+            label,
+            f"{phase['pairs_per_order']} × 2",
+            f"{phase['plain_step_ms']:.2f} ms",
+            f"{signed(phase['added_ms'], 3)} ms ({signed(low, 3)} to {signed(high, 3)})",
+            f"{phase['paired_ratio']:.4f}",
+        ])  # fmt: skip
+    overhead = data["overhead"]
+    low, high = overhead["ci95"]
+    header = ["copies", "pairs × build orders", "plain step (median)",
+              "added per step (95 % interval)", "paired ratio"]  # fmt: skip
+    return (
+        table(header, rows) + f"\n\nOverhead on the example's step (cost ÷ its plain step): "
+        f"**{overhead['of_full_step']:.2%}** (95 % interval {low:.2%} to {high:.2%})."
+    )
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "measure_hooks": ("bench_measure_hooks.json", measure_hooks),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

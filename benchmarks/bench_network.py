@@ -17,7 +17,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, signed, table
 
 import raysim
 from raysim.builtin.model import build_model
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--networks", default="1gbe,10gbe")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    args = parse(parser)
     buckets = bucket_sizes(build_model(10))
     rows = []
     with tempfile.TemporaryDirectory() as run_dir:
@@ -78,8 +79,49 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    result = {**provenance(), "settings": vars(args), "buckets": buckets, "rows": rows}
+    result = {
+        **provenance(args.allow_dirty),
+        "settings": vars(args),
+        "buckets": buckets,
+        "rows": rows,
+    }
     (Path(args.out) / "bench_network.json").write_text(json.dumps(result, indent=2))
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+NETWORK_STEPS = ("loopback_step_s", "predicted_step_s", "predicted_no_overlap_s", "measured_step_s")
+
+
+def network(data: dict) -> str:
+    rows = []
+    for row in data["rows"]:
+        seconds = [row[k] for k in NETWORK_STEPS]
+        rows.append(
+            [
+                row["network"].replace("gbe", " GbE"),
+                str(row["nodes"]),
+                *[f"{s:.3f} s" for s in seconds],
+                f"{signed(row['error'] * 100, 1)} %",
+            ]
+        )
+    header = [
+        "network",
+        "nodes",
+        "loopback step",
+        "predicted",
+        "predicted, no overlap",
+        "measured",
+        "error",
+    ]
+    return table(header, rows)
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "network": ("bench_network.json", network),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, median_rows, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,13 +76,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--out")
-    args = parser.parse_args()
+    args = parse(parser)
     repeats = [one_repeat(i) for i in range(args.repeats)]
     medians = {piece: statistics.median(r[piece] for r in repeats) for piece in repeats[0]}
     total = statistics.median(sum(r.values()) for r in repeats)
     cores = os.cpu_count() or 1
     floor = args.nodes * total / min(cores, args.nodes)
-    result = {**provenance(), "settings": vars(args), "median_cpu_s": medians,
+    result = {**provenance(args.allow_dirty), "settings": vars(args), "median_cpu_s": medians,
               "median_total_cpu_s": total, "cores": cores,
               "wall_floor_s": floor, "repeats": repeats}  # fmt: skip
     for piece, seconds in medians.items():
@@ -91,6 +92,27 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(f"written: {args.out}")
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+def node_work(data: dict) -> str:
+    medians, repeats = data["median_cpu_s"], data["repeats"]
+    rows = median_rows({piece: piece for piece in medians}, medians, repeats, " CPU-s")
+    nodes, cores = data["settings"]["nodes"], data["cores"]
+    rows.append(["a node, in all", f"{data['median_total_cpu_s']:.2f} CPU-s", ""])
+    rows.append([f"{nodes} nodes on {cores} cores, at the least",
+                 f"{data['wall_floor_s']:.2f} s of wall time", ""])  # fmt: skip
+    header = [f"from the first line to the first step's end ({len(repeats)} fresh interpreters)",
+              "median", "min–max"]  # fmt: skip
+    return table(header, rows)
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "node_work": ("bench_node_work.json", node_work),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

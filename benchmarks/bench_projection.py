@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, table
 
 from raysim.projection.collectives import Topology
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS
@@ -224,14 +225,14 @@ def validate(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/projection_validation.json")
-    args = parser.parse_args()
+    args = parse(parser)
     profiles = {point.key: profile(point) for point in POINTS}
     contention = fit_contention(profiles)
     fitted = fit_overhead(profiles, contention)
     rows = validate(TORCH_DDP_OVERHEAD_S_PER_GB, OVERLAP_CONTENTION, profiles)
     held_out = [abs(r["error_points"]) for r in rows if r["role"] == "held out"]
     result = {
-        **provenance(),
+        **provenance(args.allow_dirty),
         "overlap_contention": {"in_code": OVERLAP_CONTENTION,
                                "fitted_here": round(contention, 4)},
         "torch_ddp_overhead_s_per_gb": {"in_code": TORCH_DDP_OVERHEAD_S_PER_GB,
@@ -249,6 +250,50 @@ def main() -> None:
           f"{fitted:.5f} s/GB (in code {TORCH_DDP_OVERHEAD_S_PER_GB})")  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"written: {args.out}")
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+def projection(data: dict) -> str:
+    rows = []
+    for p in data["points"]:
+        rows.append(
+            [
+                p["point"],
+                f"{p['machines']} × {p['gpus'] // p['machines']}",
+                p["setting"],
+                f"{p['published_efficiency'] * 100:.1f}%",
+                f"{p['projected_efficiency'] * 100:.1f}%",
+                f"{p['error_points']:+.1f}",
+                f"{p['published_step_ms']:.1f}",
+                f"{p['projected_step_ms']:.1f}",
+                p["role"],
+            ]
+        )
+    header = [
+        "point",
+        "machines × GPUs",
+        "setting",
+        "published eff.",
+        "projected eff.",
+        "error (points)",
+        "published step ms",
+        "projected step ms",
+        "role",
+    ]
+    sources = ", ".join(sorted({p["source"] for p in data["points"]}))
+    held_out = (
+        f"Held out: mean absolute error {data['held_out_mean_abs_error_points']} points, "
+        f"largest {data['held_out_max_abs_error_points']}."
+    )
+    return table(header, rows) + f"\n\nSources: {sources}.\n\n" + held_out
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "projection": ("projection_validation.json", projection),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

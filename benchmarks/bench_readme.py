@@ -16,7 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import provenance, timed_raysim
+from common import parse, provenance, timed_raysim
+from formatting import Renderer, table
 
 MAIN_JOB = ["run", "--config", "configs/distributed_config.yaml", "--num-epochs", "3"]
 FIT = ["fit", "--config", "configs/distributed_config.yaml", "--memory-fraction", "0.04",
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
         fit_wall = timed_raysim([*fit_flags, "--run-dir", scratch, "--out", str(fit_out)])
         fit = json.loads(fit_out.read_text())
     main_result = {
-        **provenance(),
+        **provenance(args.allow_dirty),
         "raysim_command": "raysim " + " ".join(main_job),
         "figures": {
             "final_test_accuracy": summary["final_test_accuracy"],
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
         "summary": summary,
     }
     fit_result = {
-        **provenance(),
+        **provenance(args.allow_dirty),
         "raysim_command": "raysim " + " ".join(fit_flags),
         "process_wall_s": fit_wall,
         "result": fit,
@@ -69,6 +70,52 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({**main_result["figures"], "fit_wall_s": fit_wall,
                       "largest_batch": fit["largest_batch"]}, indent=1))  # fmt: skip
     return {"main_job": main_result, "fit": fit_result}
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+def readme_main_job(data: dict) -> str:
+    figures, summary = data["figures"], data["summary"]
+    row = [
+        f"{figures['wall_time_s']:.1f} s",
+        f"{figures['time_to_first_step_s']:.1f} s",
+        f"{summary['mean_epoch_time_s']:.1f} s",
+        f"{figures['samples_per_s']:.1f}",
+        f"{figures['final_test_accuracy']:.3f}",
+        f"{summary['best_test_accuracy']:.3f}",
+    ]
+    header = [
+        "wall",
+        "time to first step",
+        "mean epoch",
+        "samples/s",
+        "final test acc",
+        "best test acc",
+    ]
+    return table(header, [row])
+
+
+def fit(data: dict) -> str:
+    result = data["result"]
+    rows = [
+        [str(t["batch_size"]), f"{t['peak_bytes'] / 1e6:.0f} MB", "yes" if t["fits"] else "no"]
+        for t in result["trials"]
+    ]
+    trials = table(["batch per node", "memory peak", "fits"], rows)
+    summary = (
+        f"Largest batch that fits: {result['largest_batch']}, of a "
+        f"{result['budget_bytes'] / 1e6:.0f} MB budget per node; "
+        f"{len(result['trials'])} trials, {data['process_wall_s']:.0f} s (the whole command)."
+    )
+    return trials + "\n\n" + summary
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "readme_main_job": ("readme_main_job.json", readme_main_job),
+    "fit": ("fit_readme.json", fit),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

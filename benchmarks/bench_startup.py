@@ -1,14 +1,16 @@
-"""Start-up to the first training step: raysim against Ray Train's own floor.
+"""Start-up to the first training step: raysim against a stock TorchTrainer.
 
     python benchmarks/bench_startup.py [--nodes 4] [--repeats 2] [--parts cold,warm,sweep]
 
 Every measurement is a fresh Python process, timed from that process's start:
-  ray-train      a bare TorchTrainer, same workers and resources (gloo, the CPU and the
-                 device share of raysim's plan), a function that does nothing: to its
-                 first line (Ray Train's floor, as the issue measured it)
+  ray-train      a stock TorchTrainer (without the three start-up changes raysim makes to
+                 Ray Train: helper actors left out, imports during Ray's start, the
+                 autoscaling coordinator started before fit()), same workers and
+                 resources (gloo, the CPU and the device share of raysim's plan), a
+                 function that does nothing: to its first line
   ray-train-ddp  the same, its function wrapping a one-layer model in DDP
                  (prepare_model) and taking one fused-Adam step: to that step's start
-                 (the floor to a first DDP step: DDP imports torch._dynamo, ~2 s of CPU)
+                 (DDP imports torch._dynamo, ~2 s of CPU)
   raysim         `raysim.run` of the built-in experiment (digits, ResNet18): to its first
                  training step, with raysim's own breakdown of where the time went
 cold: each process starts its own Ray; warm: all join one standing cluster (`raysim up`).
@@ -28,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import provenance, timed_raysim
+from common import parse, provenance, timed_raysim
+from formatting import Renderer, Skip, dig, each, num, signed, table
 
 CASES = ("ray-train", "ray-train-ddp", "raysim")
 
@@ -110,8 +113,9 @@ def measure_raysim(nodes: int, run_dir: str, address: str | None) -> dict:
 
 
 def run_case(case: str, nodes: int, run_dir: str, address: str | None) -> dict:
-    """A case in a fresh process; its figures come back as the last line it prints."""
-    command = [sys.executable, __file__, "--case", case, "--nodes", str(nodes),
+    """A case in a fresh process; its figures come back as the last line it prints (it
+    writes no result: the tree was checked in this process)."""
+    command = [sys.executable, __file__, "--case", case, "--nodes", str(nodes), "--allow-dirty",
                "--run-dir", run_dir, *(["--address", address] if address else [])]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
@@ -183,10 +187,10 @@ def startup_part(mode: str, nodes: int, repeats: int, run_dir: str) -> dict:
     return {
         "runs": runs,
         "median_s": median,
-        "raysim_first_step_minus_first_line_floor_s": (
+        "raysim_first_step_minus_stock_first_line_s": (
             median["raysim"]["first_step_s"] - median["ray-train"]["first_line_s"]
         ),
-        "raysim_first_step_minus_ddp_step_floor_s": (
+        "raysim_first_step_minus_stock_ddp_step_s": (
             median["raysim"]["first_step_s"] - median["ray-train-ddp"]["first_step_start_s"]
         ),
     }
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.case:  # one measurement, in this fresh process
         figures = (
             measure_raysim(args.nodes, args.run_dir, args.address)
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         print(json.dumps(figures))
         return figures
-    result = {**provenance(), "nodes": args.nodes, "repeats": args.repeats}
+    result = {**provenance(args.allow_dirty), "nodes": args.nodes, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as home:
         os.environ["RAYSIM_HOME"] = home  # the standing cluster's state stays in here
         for part in args.parts.split(","):
@@ -222,6 +226,80 @@ def main(argv: list[str] | None = None) -> dict:
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k in ("cold", "warm", "sweep")}, indent=1))
     return result
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+STOCK_FIRST_LINE = ("ray-train", "first_line_s")
+STOCK_DDP_STEP = ("ray-train-ddp", "first_step_start_s")
+RAYSIM_STEP = ("raysim", "first_step_s")
+STARTUP_ROWS = (  # label, the medians it reads: one, or raysim's less the stock one
+    ("stock TorchTrainer: function's first line", (STOCK_FIRST_LINE,)),
+    ("stock TorchTrainer: first DDP step", (STOCK_DDP_STEP,)),
+    ("raysim: first training step", (RAYSIM_STEP,)),
+    ("raysim − stock first line", (RAYSIM_STEP, STOCK_FIRST_LINE)),
+    ("raysim − stock first DDP step", (RAYSIM_STEP, STOCK_DDP_STEP)),
+)
+
+
+STARTUP_PARTS = ("cold", "warm")
+
+
+def startup_parts(data: dict) -> list[str]:
+    """The parts the file holds; the file of before the cold/warm split gives no block."""
+    if "cold" not in data:
+        raise Skip("no 'cold' part: the file has the old shape")
+    return [p for p in STARTUP_PARTS if p in data]
+
+
+def startup(data: dict) -> str:
+    parts = startup_parts(data)
+    rows = []
+    for label, keys in STARTUP_ROWS:
+        medians = [[dig(data[p]["median_s"], key) for key in keys] for p in parts]
+        form = num if len(keys) == 1 else signed  # a difference is signed
+        rows.append([label, *[f"{form(m[0] - sum(m[1:]), 2)} s" for m in medians]])
+    title = f"median of {data['repeats']}, {data['nodes']} nodes"
+    return table([title, *parts], rows)
+
+
+def startup_stages(data: dict) -> str:
+    parts = startup_parts(data)
+    stages = [data[p]["median_s"]["raysim"]["stages"] for p in parts]
+    labels = list(dict.fromkeys(label for part in stages for label in part))
+    rows = [
+        [label, *[f"{s[label]:.2f} s" if label in s else "–" for s in stages]] for label in labels
+    ]
+    return table(["raysim's stages (median)", *parts], rows)
+
+
+def startup_sweep(data: dict) -> str:
+    startup_parts(data)
+    if "sweep" not in data:
+        raise Skip("no 'sweep' part in the file")
+    data = data["sweep"]
+    seconds, median = data["seconds"], data["median_s"]
+    rows = [
+        [
+            f"one `raysim sweep` of {data['points']} points",
+            f"{median['sweep']:.1f} s ({each(seconds['sweep'], 1)})",
+        ],
+        [
+            f"{data['points']} `raysim run`s",
+            f"{median['single_runs']:.1f} s ({each(seconds['single_runs'], 1)})",
+        ],
+        ["saved per point after the first", f"{data['saved_per_point_after_the_first_s']:.1f} s"],
+    ]
+    return table(["sweep", "seconds, median (each repeat)"], rows)
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "startup": ("bench_startup.json", startup),
+    "startup_stages": ("bench_startup.json", startup_stages),
+    "startup_sweep": ("bench_startup.json", startup_sweep),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

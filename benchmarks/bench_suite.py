@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 TIERS = {"fast": ["-m", "not slow", "tests"], "full": ["tests"]}
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/test_suite.json")
-    args = parser.parse_args(argv)
-    result = {**provenance(), "tiers": {}}
+    args = parse(parser, argv)
+    result = {**provenance(args.allow_dirty), "tiers": {}}
     for name, tier_args in (QUICK_TIERS if args.quick else TIERS).items():
         result["tiers"][name] = run_tier(tier_args)
         print(name, json.dumps({k: v for k, v in result["tiers"][name].items()

@@ -18,7 +18,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, num, table
 
 import raysim
 from raysim.cluster import SimCluster, detect_hardware
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    args = parse(parser)
     rows = []
     with tempfile.TemporaryDirectory() as run_dir:
         base = raysim.load_config(
@@ -80,7 +81,7 @@ def main() -> None:
         row["samples_per_s_vs_baseline"] = row["samples_per_s"] / baseline["samples_per_s"]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     result = {
-        **provenance(),
+        **provenance(args.allow_dirty),
         "device": args.device,
         "gpu": hw.gpu_name,
         "image_size": args.image_size,
@@ -90,6 +91,50 @@ def main() -> None:
     out = Path(args.out) / f"bench_switches_{args.device}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"written: {out}")
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+VARIANTS = (
+    "baseline",
+    "amp bf16",
+    "amp fp16",
+    "channels_last",
+    "accumulate 4 x 16",
+    "activation checkpointing",
+)
+
+
+VARIANT_LABELS = {"amp fp16": "amp fp16 (grad scaler)"}
+
+
+def variant_order(row: dict) -> int:
+    return VARIANTS.index(row["variant"]) if row["variant"] in VARIANTS else len(VARIANTS)
+
+
+def switches(data: dict) -> str:
+    rows = []
+    for row in sorted(data["rows"], key=variant_order):
+        label = VARIANT_LABELS.get(row["variant"], row["variant"]).replace(" x ", " × ")
+        rows.append(
+            [
+                label,
+                f"{row['peak_bytes'] / 1e6:.0f} MB",
+                num(row["peak_vs_baseline"], 2),
+                f"{row['samples_per_s']:.0f}",
+                num(row["samples_per_s_vs_baseline"], 2),
+            ]
+        )
+    peak = "peak allocated" if data["device"] == "cuda" else "peak RSS"
+    return table(["variant", peak, "vs baseline", "samples/s", "vs baseline"], rows)
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "switches_cuda": ("bench_switches_cuda.json", switches),
+    "switches_cpu": ("bench_switches_cpu.json", switches),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, num, signed, table
 
 from raysim.rundir import epoch_lines, read_lines
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     runs: dict[str, list[dict]] = {"single_host": [], "multi_node": []}
     with tempfile.TemporaryDirectory() as run_dir:
         for repeat in range(args.repeats):
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         for topology, results in runs.items()
     }
     results = {
-        **provenance(),
+        **provenance(args.allow_dirty),
         **figures,
         "ratios": {
             "multi_node / single_host samples/s": figures["multi_node"]["steady_samples_per_s"]
@@ -121,6 +122,80 @@ def main(argv: list[str] | None = None) -> dict:
     (Path(args.out) / "bench_topology.json").write_text(json.dumps(results, indent=2))
     print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=2))
     return results
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+def topology(data: dict) -> str:
+    rows = []
+    for name in ("single_host", "multi_node"):
+        entry = data[name]
+        runs = entry["repeats"]
+        rates = ", ".join(num(r["steady_samples_per_s"], 1) for r in runs)
+        firsts = ", ".join(num(r["time_to_first_step_s"], 1) for r in runs)
+        accuracy = statistics.median(r["final_test_accuracy"] for r in runs)
+        rows.append(
+            [
+                name,
+                f"{entry['steady_samples_per_s']:.1f} ({rates})",
+                f"{entry['time_to_first_step_s']:.1f} s ({firsts})",
+                f"{entry['process_wall_s']:.1f} s",
+                f"{accuracy:.3f}",
+            ]
+        )
+    header = [
+        "topology",
+        "steady samples/s (each run)",
+        "time to first step",
+        "process wall",
+        "final test acc",
+    ]
+    return table(header, rows)
+
+
+def topology_ratios(data: dict) -> str:
+    ratios = data["ratios"]
+    rows = [
+        [
+            "samples/s, multi_node ÷ single_host",
+            f"{ratios['multi_node / single_host samples/s']:.2f}×",
+        ],
+        [
+            "time to first step, multi_node − single_host",
+            f"{signed(ratios['multi_node − single_host time to first step (s)'], 1)} s",
+        ],
+    ]
+    return table(["medians compared", ""], rows)
+
+
+def node_loss(data: dict) -> str:
+    loss = data["node_loss"]
+    row = [
+        f"{loss['detect_s']:.1f} s",
+        f"{loss['recover_s']:.1f} s",
+        f"{loss['recomputed_epoch_time_s']:.1f} s",
+        ", ".join(str(size) for size in loss["world_sizes"]),
+        f"{loss['final_test_accuracy']:.3f}",
+        f"{loss['process_wall_s']:.0f} s",
+    ]
+    header = [
+        "losing a node: detected (detect_s)",
+        "first report after (recover_s)",
+        "recomputed epoch",
+        "world size per epoch",
+        "final test acc",
+        "whole command",
+    ]
+    return table(header, [row])
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "topology": ("bench_topology.json", topology),
+    "topology_ratios": ("bench_topology.json", topology_ratios),
+    "topology_node_loss": ("bench_topology.json", node_loss),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

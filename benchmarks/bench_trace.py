@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import provenance
+from common import parse, provenance
+from formatting import Renderer, num, paired_cell, table, times_ten
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trace-steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--out")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     rates: dict[str, dict[str, list[float]]] = {
         kind: {"on": [], "off": []} for kind in ("steps", "interval")
     }
@@ -154,9 +155,64 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         settings = vars(args) | {"batch": BATCH, "experiment": "builtin resnet18, synthetic 16 px"}
         Path(args.out).write_text(
-            json.dumps({**provenance(), "settings": settings, **summary}, indent=2)
+            json.dumps({**provenance(args.allow_dirty), "settings": settings, **summary}, indent=2)
         )
     return summary
+
+
+# --- BENCHMARKS.md's tables from this bench's results -------------------------
+
+
+TRACE_RATES = {
+    "steady_samples_per_s": "steady samples/s (measured steps)",
+    "by_report_interval": "by report interval",
+}
+
+
+def trace(data: dict) -> str:
+    rows = []
+    for key, label in TRACE_RATES.items():
+        rate, ratio = data[key]["samples_per_s"], data[key]["ratio_on_to_off"]
+        rows.append(
+            [
+                label,
+                num(rate["on"]["median"], 1),
+                num(rate["off"]["median"], 1),
+                paired_cell(ratio),
+            ]
+        )
+    header = ["rate", "samples/s on (median)", "off (median)", "ratio on/off, median (min–max)"]
+    return table(header, rows)
+
+
+def tracer_calls(data: dict) -> str:
+    calls, settings = data["tracer_calls"], data["settings"]
+    traced = f"{settings['trace_steps']} of {settings['steps']} steps traced"
+    rows = [
+        ["the tracer's calls, per traced step", f"{calls['traced_step_s'] * 1e6:.0f} µs"],
+        [
+            "the tracer's calls, per step past the traced ones",
+            f"{calls['untraced_step_s'] * 1e6:.1f} µs",
+        ],
+        ["the measured step (tracing off, median)", f"{calls['median_step_s_off']:.2f} s"],
+        [f"the tracer's share of that step ({traced})", times_ten(calls["share_of_step"])],
+        [
+            "the controller's rewrite of trace.json, per report",
+            f"{calls['last_trace_rewrite_s'] * 1e3:.1f} ms",
+        ],
+        [
+            "that rewrite's share of an epoch's training time",
+            times_ten(calls["rewrite_share_of_epoch"]),
+        ],
+    ]
+    return table(["timed alone (no Ray)", "cost"], rows)
+
+
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "trace": ("bench_trace.json", trace),
+    "trace_tracer_calls": ("bench_trace.json", tracer_calls),
+}
+"""BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 
 if __name__ == "__main__":

@@ -1,7 +1,15 @@
-"""What every kept result records: the commit, the exact command, the machine, versions, date."""
+"""What every kept result records: the commit, the exact command, the machine, versions, date.
+
+A result is written from a committed tree only: `git describe --always --dirty` is
+recorded, and a tree with uncommitted changes is refused before the measurement starts
+and again before the file is written (`--allow-dirty`, for tests, records it as dirty).
+The kept results under benchmarks/results/ do not count as changes, so run_all.py's
+later benchmarks still run after its first one has rewritten its file.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -12,12 +20,73 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+KEPT = ":(top,exclude)benchmarks/results"
+"""Pathspec: what the benchmarks write is no change to what they measure."""
+
+
+def git(tree: Path, *args: str) -> str | None:
+    """Git's output, its last newline removed; None outside a git checkout."""
+    done = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True)
+    return done.stdout.rstrip("\n") if done.returncode == 0 else None
+
 
 def git_commit(tree: Path) -> str | None:
-    done = subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    return git(tree, "rev-parse", "--short", "HEAD")
+
+
+def uncommitted(tree: Path) -> list[str]:
+    """Tracked files changed against HEAD, outside the kept results (as `--dirty` counts)."""
+    status = git(tree, "status", "--porcelain", "--untracked-files=no", "--", ":/", KEPT)
+    return [line[3:] for line in (status or "").splitlines()]
+
+
+def describe(tree: Path) -> str | None:
+    """`git describe --always --dirty`, with the kept results left out of "dirty"."""
+    name = git(tree, "describe", "--always")
+    return name and name + ("-dirty" if uncommitted(tree) else "")
+
+
+def require_clean(allow_dirty: bool, tree: Path = HERE) -> None:
+    """Refuse, in one line, to measure or write a result from uncommitted code."""
+    changed = uncommitted(tree)
+    if changed and not allow_dirty:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise SystemExit(
+            f"benchmarks: uncommitted changes ({changed[0]}{more}): commit first, so the "
+            "result names the code it measured (--allow-dirty: tests only)"
+        )
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """The bench's arguments, with --allow-dirty; a dirty tree refused before any measuring."""
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="measure an uncommitted tree (tests only; recorded as -dirty)",
     )
-    return done.stdout.strip() if done.returncode == 0 else None
+    args = parser.parse_args(argv)
+    require_clean(args.allow_dirty)
+    return args
+
+
+def source_tree(spec: str, scratch: Path) -> tuple[Path, str]:
+    """One side of an A/B: a folder as it is, or a commit's files (git archive, no .git)
+    under scratch; with the words a result records for it."""
+    if Path(spec).is_dir():
+        path = Path(spec).resolve()
+        commit = git_commit(path)
+        return path, f"{path} ({commit})" if commit else str(path)
+    commit = git(HERE, "rev-parse", "--short", "--verify", "--quiet", f"{spec}^{{commit}}")
+    if not commit:
+        raise SystemExit(f"benchmarks: --tree {spec}: neither a folder nor a commit")
+    into = scratch / commit
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(HERE), "archive", commit], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into, f"commit {commit}"
 
 
 def machine() -> dict:
@@ -75,10 +144,13 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def provenance() -> dict:
-    """For the top of a result file: what made it, where, with what, when."""
+def provenance(allow_dirty: bool) -> dict:
+    """For the top of a result file: what made it, where, with what, when (the tree
+    checked clean once more: an edit during a long run would go unrecorded)."""
+    require_clean(allow_dirty)
     return {
-        "commit": git_commit(Path(__file__).resolve().parent),
+        "commit": git_commit(HERE),
+        "describe": describe(HERE),
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "machine": {**machine(), "gpu": gpu_name()},
         "versions": versions(),

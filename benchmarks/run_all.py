@@ -1,14 +1,16 @@
 """Regenerate every kept result in benchmarks/results/, or check quickly that each still runs.
 
-    python benchmarks/run_all.py [--only NAME,...] [--quick] [--out DIR] [--list]
+    python benchmarks/run_all.py [--only NAME,...] [--quick] [--out DIR] [--list] [--allow-dirty]
 
 Each benchmark is a fresh process, one after another (they would share the cores
 otherwise). The kept results are what BENCHMARKS.md and README quote; every one
 records its commit, exact command, machine, versions and date (common.provenance).
 --quick runs each at tiny sizes into --out (default: a temporary folder), never over
-the kept results: it checks the harness, not the numbers. An A/B benchmark exports
-the two commits it compares (git archive) and runs each tree's raysim. A benchmark
-that needs a GPU is skipped, said so, where there is none.
+the kept results: it checks the harness, not the numbers. A benchmark that needs a GPU
+is skipped, said so, where there is none. --allow-dirty (tests only) is handed to each.
+A/B comparisons are not rows here: bench_ab.py and bench_cli_start.py take the commits
+on their command line, and a finished one is kept as its result file, which records
+its command.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from common import require_clean
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -31,36 +35,12 @@ class Benchmark:
     name: str
     script: str
     args: tuple[str, ...]
-    """Flags of the kept run; {out} is the results folder, {before}/{after} the trees."""
+    """Flags of the kept run; {out} is the results folder."""
     quick: tuple[str, ...]
     """Flags of the quick run (tiny sizes)."""
     results: tuple[str, ...]
     """The kept files it writes, in the results folder."""
-    trees: dict[str, str] = field(default_factory=dict)
-    """An A/B benchmark's trees: name → commit."""
     needs_gpu: bool = False
-
-
-def ab_run(
-    name: str,
-    result: str,
-    before: str,
-    after: str,
-    repeats: int,
-    epochs: int = 3,
-    extra: tuple[str, ...] = (),
-) -> Benchmark:
-    """bench_ab.py between two commits: 4 nodes × 3 epochs unless told (quick: 2 × 2
-    epochs of 3 steps)."""
-    trees = ("--tree", "before={before}", "--tree", "after={after}")
-    return Benchmark(
-        name, "bench_ab.py",
-        (*trees, "--nodes", "4", "--epochs", str(epochs), "--repeats", str(repeats),
-         "--out", f"{{out}}/{result}", *(("--", *extra) if extra else ())),
-        (*trees, "--nodes", "2", "--epochs", "2", "--repeats", "1", "--out", f"{{out}}/{result}",
-         "--", "--max-steps-per-epoch", "3"),
-        (result,), trees={"before": before, "after": after},
-    )  # fmt: skip
 
 
 BENCHMARKS = (
@@ -68,10 +48,14 @@ BENCHMARKS = (
               ("--quick", "--out", "{out}"), ("bench_core.json",)),
     Benchmark("core-data", "bench_core.py", ("--only", "data", "--out", "{out}"),
               ("--quick", "--only", "data", "--out", "{out}"), ("bench_core_data.json",)),
-    *(Benchmark(f"core-limit-{px}", "bench_core.py",
-                ("--only", "limit", "--image-size", str(px), "--repeats", "4", "--out", "{out}"),
-                ("--quick", "--only", "limit", "--out", "{out}"),
-                (f"bench_core_limit_{px}px.json",)) for px in (32, 16)),
+    *(Benchmark(f"core-serial-{px}", "bench_core.py",
+                ("--only", "serial", "--image-size", str(px), "--repeats", "4", "--out", "{out}"),
+                ("--quick", "--only", "serial", "--out", "{out}"),
+                (f"bench_core_serial_{px}px.json",)) for px in (32, 16)),
+    Benchmark("core-no-exchange", "bench_core.py",
+              ("--only", "no-exchange", "--repeats", "4", "--out", "{out}"),
+              ("--quick", "--only", "no-exchange", "--out", "{out}"),
+              ("bench_core_no_exchange_32px.json",)),
     Benchmark("startup", "bench_startup.py",
               ("--nodes", "4", "--repeats", "3", "--out", "{out}/bench_startup.json"),
               ("--nodes", "2", "--repeats", "1", "--parts", "cold",
@@ -121,26 +105,6 @@ BENCHMARKS = (
               ("readme_main_job.json", "fit_readme.json")),
     Benchmark("suite", "bench_suite.py", ("--out", "{out}/test_suite.json"),
               ("--quick", "--out", "{out}/test_suite.json"), ("test_suite.json",)),
-    ab_run("house-ab", "bench_ab_house.json", "ccc5223", "41a9c4b", repeats=4),
-    Benchmark("house-cli-start", "bench_cli_start.py",
-              ("--tree", "before={before}", "--tree", "after={after}", "--repeats", "5",
-               "--out", "{out}/bench_cli_start.json"),
-              ("--tree", "before={before}", "--tree", "after={after}", "--repeats", "1",
-               "--out", "{out}/bench_cli_start.json"),
-              ("bench_cli_start.json",), trees={"before": "ccc5223", "after": "41a9c4b"}),
-    ab_run("buckets-ab", "bench_ab_buckets.json", "51c236a", "e56e64a", repeats=3),
-    # start-up: Ray Train's helper actors left out (0e25999), 1 epoch of 3 steps a run
-    ab_run("helpers-ab", "bench_ab_helpers.json", "deb86d7", "0e25999", repeats=5, epochs=1,
-           extra=("--max-steps-per-epoch", "3")),
-    # start-up: the driver's imports on a thread while Ray starts (65455f8)
-    ab_run("preload-ab", "bench_ab_preload.json", "a1138da", "65455f8", repeats=5, epochs=1,
-           extra=("--max-steps-per-epoch", "3")),
-    # start-up: the AutoscalingCoordinator started by the driver before fit()
-    ab_run("coordinator-ab", "bench_ab_coordinator.json", "5a2f715", "75a8b8d", repeats=5,
-           epochs=1, extra=("--max-steps-per-epoch", "3")),
-    # start-up: each worker's imports on a thread from its creation (0a83cd7)
-    ab_run("imports-ahead-ab", "bench_ab_imports_ahead.json", "2daaf97", "0a83cd7", repeats=5,
-           epochs=1, extra=("--max-steps-per-epoch", "3")),
 )  # fmt: skip
 
 
@@ -150,32 +114,18 @@ def has_gpu() -> bool:
     )
 
 
-def export_tree(commit: str, into: Path) -> Path:
-    """The commit's files (no .git): what each side of an A/B runs."""
-    into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
-
-
-def command_of(bench: Benchmark, quick: bool, out: Path, trees: dict[str, Path]) -> list[str]:
+def command_of(bench: Benchmark, quick: bool, out: Path, allow_dirty: bool) -> list[str]:
     """Paths inside the repository relative to it (the command runs there), so a result
     names the command anyone can type."""
     if out.is_relative_to(ROOT):
         out = out.relative_to(ROOT)
-    values = {"out": str(out), **{name: str(path) for name, path in trees.items()}}
-    flags = [flag.format(**values) for flag in (bench.quick if quick else bench.args)]
+    flags = [flag.format(out=out) for flag in (bench.quick if quick else bench.args)]
+    flags += ["--allow-dirty"] if allow_dirty else []
     return [sys.executable, str((HERE / bench.script).relative_to(ROOT)), *flags]
 
 
-def run(bench: Benchmark, quick: bool, out: Path, scratch: Path) -> float:
-    trees = {
-        name: export_tree(commit, scratch / f"{bench.name}-{name}")
-        for name, commit in bench.trees.items()
-    }
-    command = command_of(bench, quick, out, trees)
+def run(bench: Benchmark, quick: bool, out: Path, allow_dirty: bool) -> float:
+    command = command_of(bench, quick, out, allow_dirty)
     print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
@@ -189,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--out", help="results folder (default: benchmarks/results; --quick: a "
                         "temporary one)")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="name each benchmark and its files")
+    parser.add_argument("--allow-dirty", action="store_true", help="handed to each (tests only)")
     args = parser.parse_args(argv)
     chosen = [b for b in BENCHMARKS if args.only is None or b.name in args.only.split(",")]
     if args.only is not None and len(chosen) != len(set(args.only.split(","))):
@@ -198,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for bench in chosen:
             print(f"{bench.name:16} {bench.script:24} {', '.join(bench.results)}")
         return {}
+    require_clean(args.allow_dirty)  # before hours of measuring, not after
     gpu = has_gpu()
     seconds: dict[str, float] = {}
     failed: list[str] = []
@@ -209,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 print(f"== {bench.name}: skipped, needs a GPU (nvidia-smi finds none)")
                 continue
             try:  # one failure does not cost the others' hours
-                seconds[bench.name] = run(bench, args.quick, out.resolve(), Path(scratch))
+                seconds[bench.name] = run(bench, args.quick, out.resolve(), args.allow_dirty)
             except subprocess.CalledProcessError as err:
                 failed.append(f"{bench.name} (exit {err.returncode})")
     print("done:", ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items()))

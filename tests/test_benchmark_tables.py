@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+import formatting  # noqa: E402
 import tables  # noqa: E402
 
 TEXT = tables.DOC.read_text()
@@ -34,8 +35,6 @@ STARTUP = {  # bench_startup.json's shape, figures made up
                     "stages": {"driver: imports": 1.5, "the first batch": 0.25 + shift},
                 },
             },
-            "raysim_first_step_minus_first_line_floor_s": 3.5,
-            "raysim_first_step_minus_ddp_step_floor_s": -0.75,
         }
         for part, shift in (("cold", 7.0), ("warm", 0.0))
     },
@@ -57,17 +56,30 @@ def results_copy(tmp_path: Path) -> Path:
 def test_every_block_is_what_its_file_renders():
     problems, skipped = tables.check(TEXT)
     assert problems == []
-    assert all(line.startswith("startup") for line in skipped)  # until bench_startup reruns
+    assert skipped == []
 
 
-def test_every_results_file_the_text_names_has_a_block():
+def test_every_results_file_the_text_names_has_a_block_or_is_a_finished_ab():
     outside = tables.BLOCK.sub("", TEXT)
     named = set()
     for match in re.finditer(r"benchmarks/results/([\w.{},-]+\.json)", outside):
         named.update(expand(match[1]))
     in_blocks = {block["file"] for block in tables.blocks(TEXT)}
-    assert named and named <= in_blocks
-    assert all((tables.RESULTS / file).exists() for file, _ in tables.BLOCKS.values())
+    finished = {
+        name for name in named if "trees" in json.loads((tables.RESULTS / name).read_text())
+    }
+    assert finished == FINISHED_AB, "each finished A/B: one line naming its file"
+    assert named and named - finished <= in_blocks
+    missing = [file for file, _ in tables.BLOCKS.values() if not (tables.RESULTS / file).exists()]
+    assert missing == ["bench_core_no_exchange_32px.json"]  # not measured yet: said so
+    assert "| raysim / the limit, paired | not measured |" in tables.render("core_no_exchange_32")
+
+
+FINISHED_AB = {
+    "bench_cli_start.json", "bench_ab_house.json", "bench_ab_buckets.json",
+    "bench_ab_helpers.json", "bench_ab_preload.json", "bench_ab_coordinator.json",
+    "bench_ab_imports_ahead.json",
+}  # fmt: skip
 
 
 def expand(name: str) -> list[str]:
@@ -83,7 +95,7 @@ def expand(name: str) -> list[str]:
     [
         ("network", ("rows", 0, "measured_step_s"), 0.5),
         ("core_ratios", ("ratios", "raysim-4 / ddp-4", "min"), 0.5),
-        ("cli_start", ("results", "after", "help", "median_s"), 9.0),
+        ("core_serial_32", ("serial-4", "max"), 999.0),
         ("fit", ("commit",), "0000000"),
     ],
 )
@@ -92,7 +104,7 @@ def test_a_changed_figure_fails_the_check(tmp_path, block, path, value):
     file = tables.BLOCKS[block][0]
     data = json.loads((results / file).read_text())
     *outer, last = path
-    tables.dig(data, tuple(outer))[last] = value
+    formatting.dig(data, tuple(outer))[last] = value
     (results / file).write_text(json.dumps(data))
     problems, _ = tables.check(TEXT, results)
     assert problems == [f"{block}: differs from {file}"]
@@ -127,8 +139,9 @@ def test_the_startup_blocks_render_the_new_shape_and_skip_the_old(tmp_path):
     (results / "bench_startup.json").write_text(json.dumps(STARTUP))
     medians = tables.render("startup", results)
     assert "| median of 2, 4 nodes | cold | warm |" in medians
-    assert "| Ray Train floor: first DDP step | 18.00 s | 11.00 s |" in medians
-    assert "| raysim − DDP-step floor | −0.75 s | −0.75 s |" in medians
+    assert "| stock TorchTrainer: first DDP step | 18.00 s | 11.00 s |" in medians
+    assert "| raysim − stock first line | +3.50 s | +3.50 s |" in medians
+    assert "| raysim − stock first DDP step | +1.50 s | +1.50 s |" in medians
     assert "Result: commit abc1234, 2026-12-02," in medians
     assert "| the first batch | 7.25 s | 0.25 s |" in tables.render("startup_stages", results)
     sweep = tables.render("startup_sweep", results)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_core_harness_quick_mode(tmp_path):
-    results = bench_core.main(["--quick", "--out", str(tmp_path)])
+    results = bench_core.main(["--quick", "--allow-dirty", "--out", str(tmp_path)])
     setups = ("raysim-1", "raysim-4", "ddp-4", "ddp-4-defaults", "single-32", "serial-4", "data")
     setups += ("imagefolder-decode", "imagefolder-cached")
     for setup in setups:
@@ -34,3 +34,11 @@ def test_core_harness_quick_mode(tmp_path):
     single = results["single-32"]["repeats"][0]
     assert single["peak_rss_mb"] == single["total_rss_mb"] > 100
     assert (tmp_path / "bench_core_quick.json").exists()
+
+
+def test_the_limit_runs_every_rank_with_no_exchange():
+    """no-exchange-4 at tiny sizes: every rank's samples, one process per core, rated by
+    the loop's wall time; the best of the thread counts tried."""
+    run = bench_core.best_no_exchange(4, 8, 16, 2, 3)
+    assert run["threads"] in bench_core.THREAD_COUNTS and run["processes"] >= 1
+    assert len(run["rates"]) == 2 and min(run["rates"]) > 0

@@ -33,14 +33,17 @@ from raysim.config import (
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.projection.collectives import ALGORITHMS, Topology
+from raysim.projection.cost import IMAGENET_TRAIN_SAMPLES, PRICES, cost_of, parse_price
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, parse_link
 from raysim.projection.step_model import project_scaling
 from raysim.projection.target import parse_target
 from raysim.report import compare
+from raysim.report.figures import time_to_target
 from raysim.report.projection import (
     cluster_rows_json,
     describe_inputs,
     format_cluster_table,
+    format_cost_table,
     run_workload,
 )
 from raysim.report.runs import load_run
@@ -285,14 +288,35 @@ def _cmd_project(args: argparse.Namespace) -> int:
         work = model_workload(args.model, args.batch_size, args.step_time_ms)
         title = f"{args.model} projected onto machines of {args.gpus_per_node} GPU(s)"
     rows = project_scaling(work, topology, args.nodes)
-    print(format_cluster_table(rows, title=title))
+    print(format_cluster_table(rows, title=title, topology=topology))
     for line in describe_inputs(work, topology):
         print(f"  {line}")
+    if args.usd_per_gpu_hour is not None:
+        _print_costs(args, rows, run if args.run_dir is not None else None)
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(cluster_rows_json(rows, work), handle, indent=2)
         print(f"written: {args.out}")
     return 0
+
+
+def _print_costs(args: argparse.Namespace, rows: list, run: Any) -> None:
+    """Cost per epoch and, when the run reached --target-accuracy, time and cost to it."""
+    price, source = parse_price(args.usd_per_gpu_hour)
+    epoch_samples, reached = args.epoch_samples, None
+    if run is not None:
+        epoch_samples = epoch_samples or run.epochs[-1]["train_samples"]
+        if args.target_accuracy is not None:
+            reached = time_to_target(run, args.target_accuracy)["samples_to_target"]
+    epoch_samples = epoch_samples or IMAGENET_TRAIN_SAMPLES
+    costs = [cost_of(row, epoch_samples, price, reached) for row in rows]
+    print()
+    print(format_cost_table(costs, title=f"cost at ${price:g} per GPU-hour ({source})"))
+    print(f"  epoch: {epoch_samples} samples")
+    if args.target_accuracy is not None:
+        print(f"  to target {args.target_accuracy:g}: "
+              + (f"{reached} samples, as the run took to reach it (same global batch assumed)"
+                 if reached else "not reached in the run (no figure)"))  # fmt: skip
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -419,6 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
     project_parser.add_argument(
         "--nodes", type=_int_list, default=[2**k for k in range(11)], help="machines, e.g. 1,2,4"
     )
+    project_parser.add_argument(
+        "--usd-per-gpu-hour", metavar="USD|PRESET",
+        help=f"price per GPU-hour (or a list price: {', '.join(PRICES)}): cost per epoch",
+    )  # fmt: skip
+    project_parser.add_argument(
+        "--epoch-samples", type=int,
+        help="samples per epoch for the cost (default: the run's epoch; ImageNet's with --model)",
+    )  # fmt: skip
+    project_parser.add_argument(
+        "--target-accuracy", type=float,
+        help="with a run and a price: time and cost to the accuracy the run reached",
+    )  # fmt: skip
     project_parser.add_argument("--out", help="also write the rows as JSON here")
     project_parser.set_defaults(handler=_cmd_project)
 

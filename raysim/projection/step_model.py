@@ -7,13 +7,19 @@ overlap (what DDP does) backward is the last `backward_share` of the step's comp
 k may start its all-reduce once `ready_fraction[k]` of backward is done, buckets go one
 at a time in DDP's order, each when it is ready and the previous one is done, and the
 optimizer waits for the last. An all-reduce running beside backward slows it: backward
-runs 1/(1 + OVERLAP_CONTENTION) as fast while the link is busy (the communication
-kernels' and copies' share of the GPU and its PCIe), which also makes later buckets
+runs 1/(1 + contention) as fast while the link is busy, which also makes later buckets
 ready later. So compute ≤ step ≤ (1 + contention) × compute + all buckets.
 
-What it cannot express: contention that differs by transport (one fitted figure for
-all), the slowest of many GPUs setting every step (jitter, stragglers), congestion from
-other jobs, gradient compression's compute, and input pipelines that stop keeping up.
+The contention depends on how the bytes move between machines (CONTENTION, by the
+network link's transport): over RDMA (InfiniBand, RoCE; and NVLink/PCIe inside one
+machine) the NIC's DMA moves them and backward loses only the communication kernels'
+and copies' share of the GPU and its PCIe; over TCP the host's kernel copies every byte
+through socket buffers, which takes the CPU threads that feed the GPU (Horovod's 2017
+table shows it: VGG-16 on the same 16 GPUs trains 1787 img/s over RDMA, 1309 over TCP).
+
+What it cannot express: the slowest of many GPUs setting every step (jitter,
+stragglers), congestion from other jobs, gradient compression's compute, and input
+pipelines that stop keeping up.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 
 from raysim.errors import ConfigError
 from raysim.projection.collectives import Topology, allreduce_cost
+from raysim.projection.links import RDMA, TCP
 
 BACKWARD_TO_FORWARD = 2.0
 """Backward costs about twice the forward (the gradients of the input and of the weights):
@@ -35,19 +42,23 @@ def assumed_backward_share() -> float:
     return BACKWARD_TO_FORWARD / (1 + BACKWARD_TO_FORWARD)
 
 
-OVERLAP_CONTENTION = 0.519
-"""How much an all-reduce beside backward slows it: backward runs 1/(1 + this) as fast
-while the link is busy. Calibrated on one published point, Horovod's 2017 ResNet-101 on
-4 servers × 4 Pascal GPUs over 25 GbE TCP (horovod/horovod README), whose all-reduces
-backward would hide entirely if it ran at full speed beside them, by
-benchmarks/bench_projection.py, which checks it against the points held out."""
+CONTENTION = {TCP: 1.004, RDMA: 0.356}
+"""How much an all-reduce beside backward slows it, by the network's transport: backward
+runs 1/(1 + this) as fast while the link is busy (one machine alone: RDMA's, its copies
+are DMA). Fitted by least squares on every published point (benchmarks/bench_projection.py,
+which reports each point's error with the constants refitted without its series)."""
 
-TORCH_DDP_OVERHEAD_S_PER_GB = 0.0613
+
+def contention_for(topology: Topology) -> float:
+    """The contention of `topology`'s all-reduces: its network's transport, or RDMA's when
+    one machine's GPUs talk over NVLink or PCIe alone."""
+    return CONTENTION[RDMA if topology.nodes == 1 else topology.network.transport]
+
+
+TORCH_DDP_OVERHEAD_S_PER_GB = 0.0748
 """PyTorch DDP's exposed cost per step beyond the all-reduces, per GB of gradients (bucket
-copies, hooks, the kernels' contention with backward). Calibrated on one published point,
-PyTorch's own DDP benchmark (ResNet-50, batch 32, 8 V100 in one DGX-1: 0.097 s per step
-alone, 0.104 s in DDP; pytorch/pytorch benchmarks/distributed/ddp/README.md), by
-benchmarks/bench_projection.py, which checks it against the points held out."""
+copies, hooks, the kernels' contention with backward). Fitted with CONTENTION on every
+published point by benchmarks/bench_projection.py."""
 
 
 @dataclass(frozen=True)
@@ -175,8 +186,9 @@ def overlapped_step_seconds(
 
 
 def project_step(
-    work: Workload, topology: Topology, contention: float = OVERLAP_CONTENTION
+    work: Workload, topology: Topology, contention: float | None = None
 ) -> ProjectedStep:
+    """The step on `topology`; `contention` None: the transport's (contention_for)."""
     problems = work.problems() + topology.problems()
     if problems:
         raise ConfigError(problems)
@@ -187,6 +199,8 @@ def project_step(
     algorithm = costs[largest][1] if largest is not None else "none"
     overhead = work.sync_overhead_s if topology.gpus > 1 else 0.0
     no_overlap = work.step_s + comm + overhead
+    if contention is None:
+        contention = contention_for(topology)
     overlap = overhead + overlapped_step_seconds(
         work.step_s, per_bucket, work.backward_share, work.ready_fraction, contention
     )

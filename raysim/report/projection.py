@@ -13,11 +13,14 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from raysim.projection.bands import band_for, efficiency_range
 from raysim.projection.collectives import Topology
 from raysim.projection.comm_model import compressed_bytes
+from raysim.projection.cost import Cost
+from raysim.projection.links import RDMA
 from raysim.projection.step_model import (
     BACKWARD_TO_FORWARD,
-    OVERLAP_CONTENTION,
+    CONTENTION,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     ProjectedStep,
     Workload,
@@ -164,8 +167,47 @@ _CLUSTER_COLUMNS = (
 )
 
 
-def format_cluster_table(rows: Sequence[ProjectedStep], title: str | None = None) -> str:
-    return _format(rows, _CLUSTER_COLUMNS, title)
+def validated_band(row: ProjectedStep, topology: Topology) -> str:
+    """The published efficiency the validation allows beside this row's, or why none."""
+    sized = dataclasses.replace(topology, nodes=row.nodes)
+    regime, band = band_for(sized)
+    if band is None:
+        return f"not checked ({regime or 'more GPUs than any published point'})"
+    low, high = efficiency_range(row.efficiency, band)
+    return f"{max(low, 0):.0%}-{min(high, 1):.0%} ({regime}, {band.points} pts)"
+
+
+def format_cluster_table(
+    rows: Sequence[ProjectedStep], title: str | None = None, topology: Topology | None = None
+) -> str:
+    """The cluster rows; with `topology`, each row's validated band beside its efficiency."""
+    if topology is None:
+        return _format(rows, _CLUSTER_COLUMNS, title)
+    band = ("validated band", "{}", lambda r: validated_band(r, topology))
+    return _format(rows, (*_CLUSTER_COLUMNS[:8], band, *_CLUSTER_COLUMNS[8:]), title)
+
+
+_COST_COLUMNS = (
+    ("gpus", "{:d}", lambda c: c.gpus),
+    ("epoch", "{}", lambda c: _duration(c.epoch_s)),
+    ("USD/epoch", "{:,.2f}", lambda c: c.epoch_usd),
+    ("to target", "{}", lambda c: _duration(c.to_target_s)),
+    (
+        "USD to target",
+        "{}",
+        lambda c: "-" if c.to_target_usd is None else f"{c.to_target_usd:,.2f}",
+    ),
+)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def format_cost_table(costs: Sequence[Cost], title: str | None = None) -> str:
+    return _format(costs, _COST_COLUMNS, title)
 
 
 def describe_inputs(work: Workload, topology: Topology) -> list[str]:
@@ -176,9 +218,12 @@ def describe_inputs(work: Workload, topology: Topology) -> list[str]:
         f"machines of {topology.gpus_per_node} GPU(s), inside: {topology.intra.describe()}",
         f"between machines: {topology.network.describe()}, {topology.nics_per_node} NIC(s) "
         f"per machine shared by its GPUs; all-reduce: {topology.algorithm}",
-        f"overlap: backward runs 1/(1 + {OVERLAP_CONTENTION:g}) as fast while an all-reduce "
-        f"runs beside it; DDP's own overhead {work.sync_overhead_s * 1e3:.1f} ms per step "
-        "(both fitted on published points)",
+        f"overlap: backward runs 1/(1 + {CONTENTION[topology.network.transport]:g}) as fast "
+        f"while an all-reduce runs beside it between machines ({topology.network.transport}), "
+        f"1/(1 + {CONTENTION[RDMA]:g}) inside one; DDP's own "
+        f"overhead {work.sync_overhead_s * 1e3:.1f} ms per step (both fitted on published points)",
+        "validated band: the published efficiency the leave-one-series-out errors of published "
+        "points in the same regime allow (benchmarks/results/projection_validation.json)",
         "projected, not measured: see README 'How far to trust the projection'",
     ]
 

@@ -1,0 +1,59 @@
+"""How far the projection was off on published points like a given cluster: its error bands.
+
+A regime is how the machines talk (one machine alone, or the network's transport: TCP or
+RDMA) and how many GPUs train. Each band is the range of the leave-one-series-out errors
+(projected − published efficiency, in points) of the published points in that regime,
+as benchmarks/bench_projection.py last measured them (benchmarks/results/
+projection_validation.json, which a test keeps this table equal to). A cluster larger than
+any checked, or a regime with no published point, has no band: the projection says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raysim.projection.collectives import Topology
+
+SCALES = ((16, "up to 16 GPUs"), (128, "17-128 GPUs"), (512, "129-512 GPUs"))
+"""Upper bounds of the scale classes; beyond the last, nothing was checked."""
+ONE_MACHINE = "one machine"
+
+
+def regime(nodes: int, gpus: int, transport: str) -> str | None:
+    """'rdma, 17-128 GPUs'-like name of a cluster's regime; None beyond every scale checked."""
+    scale = next((name for bound, name in SCALES if gpus <= bound), None)
+    if scale is None:
+        return None
+    return f"{ONE_MACHINE if nodes == 1 else transport}, {scale}"
+
+
+@dataclass(frozen=True)
+class Band:
+    """The signed errors (points of efficiency) seen in one regime."""
+
+    low: float
+    high: float
+    points: int
+
+
+BANDS: dict[str, Band] = {
+    "one machine, up to 16 GPUs": Band(-2.5, 8.1, 8),
+    "rdma, 129-512 GPUs": Band(-1.7, 2.0, 3),
+    "rdma, 17-128 GPUs": Band(-3.7, 8.2, 7),
+    "rdma, up to 16 GPUs": Band(-7.8, 2.8, 11),
+    "tcp, 17-128 GPUs": Band(-2.8, 8.3, 3),
+    "tcp, up to 16 GPUs": Band(-4.8, -1.9, 3),
+}
+"""Regime -> band, copied from the kept validation result (see the module's docstring)."""
+
+
+def band_for(topology: Topology) -> tuple[str | None, Band | None]:
+    """(regime, its band): band None when nothing like `topology` was checked."""
+    name = regime(topology.nodes, topology.gpus, topology.network.transport)
+    return name, BANDS.get(name) if name else None
+
+
+def efficiency_range(efficiency: float, band: Band) -> tuple[float, float]:
+    """What the published efficiency was, given the projection's and the errors seen:
+    published = projected − error, for error within [low, high]."""
+    return efficiency - band.high / 100, efficiency - band.low / 100

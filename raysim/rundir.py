@@ -31,8 +31,10 @@ FAULTS_DIR = "faults"
 NODE_MEMORY_DIR = "node_memory"
 """Each node's training memory, rewritten while its CPU partition is enforced and removed
 when the node ends: what a process that died at its partition's limit leaves behind."""
-MLFLOW_STORE_DIR = "mlruns"
-"""The MLflow file store of a run tracked with the default tracking.mlflow.uri."""
+MLFLOW_DB_FILE = "mlflow.db"
+"""The MLflow database (SQLite) of a run tracked with the default tracking.mlflow.uri."""
+MLFLOW_ARTIFACTS_DIR = "mlartifacts"
+"""Where that default store keeps the MLflow run's artifacts."""
 MLFLOW_RUN_FILE = "mlflow.json"
 """Which MLflow run the run is logged to (tracking URI, experiment and run id)."""
 

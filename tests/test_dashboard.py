@@ -20,11 +20,12 @@ import pytest
 
 from raysim.cluster.local import dashboard_banner, dashboard_kwargs
 from raysim.rundir import read_lines
+from tests import browser
 from tests.ray_nodes import processes_naming
 from tests.test_train_helpers import check_run_actors
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"  # Debian's; CI installs none, and the browser check is skipped
+CHROMIUM = "/usr/bin/chromium"  # Debian's; .ci/run installs it, and CI fails without it
 
 
 def docs_script():
@@ -140,10 +141,10 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
         controllers = [a for a in actors if a["class_name"] == "TrainController"]
         assert len(controllers) == 1 and controllers[0]["state"] == "DEAD"
         check_run_actors([a["class_name"] for a in actors if a["state"] == "DEAD"], nodes=2)
-        if shutil.which(CHROMIUM):  # the Actors page in a real browser, as a user sees it
-            screens = docs_script()
+        if shutil.which(CHROMIUM) or os.environ.get("CI") == "true":  # the Actors page in a
+            screens = docs_script()  # real browser, as a user sees it (CI: tests/browser.py)
             with screens.TokenProxy(url, token) as proxy:
-                page = screens.page_text(f"{proxy.url}/#/actors", CHROMIUM)
+                page = screens.page_text(f"{proxy.url}/#/actors", browser.chromium())
             assert "TrainController" in page and "RayTrainWorker" in page
     finally:
         ended = raysim_cli("down", env=env)

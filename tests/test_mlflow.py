@@ -1,4 +1,4 @@
-"""MLflow tracking (tracking.mlflow): real runs logged to a real MLflow file store, read
+"""MLflow tracking (tracking.mlflow): real runs logged to a real MLflow database store, read
 back with MLflow's own client."""
 
 import json
@@ -22,7 +22,6 @@ def open_run(run_dir, monkeypatch):
     """What a user does: the run's own record of its MLflow run, MLflow's client."""
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3's file-store opt-in
     saved = json.loads((Path(run_dir) / MLFLOW_RUN_FILE).read_text())
     client = MlflowClient(saved["tracking_uri"])
     return client, client.get_run(saved["run_id"])
@@ -69,7 +68,7 @@ def test_tracking_round_trips_through_the_run_config():
 def test_uris_are_made_absolute_for_the_controller(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "runs" / "a b"
-    assert resolve_uri(None, run_dir) == f"file://{tmp_path}/runs/a%20b/mlruns"
+    assert resolve_uri(None, run_dir) == f"sqlite:///{tmp_path}/runs/a b/mlflow.db"
     assert resolve_uri("mlruns", run_dir) == f"file://{tmp_path}/mlruns"
     assert resolve_uri("file:store", run_dir) == f"file://{tmp_path}/store"
     assert resolve_uri("file:///abs/store", run_dir) == "file:///abs/store"
@@ -119,7 +118,6 @@ def test_a_resumed_run_reopens_its_mlflow_run(tmp_path, monkeypatch):
     assert run.data.params["num_epochs"] == "2"
     assert run.data.tags["raysim.resumed_with"] == "num_epochs=4"
     assert run.data.tags["raysim.error"] == "RuntimeError: stopped"
-    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")  # raysim's own calls need no opt-in
     again.end(RunEnd(None))
     _, run = open_run(run_dir, monkeypatch)
     assert run.info.status == "FINISHED"
@@ -152,7 +150,7 @@ def test_a_tracked_run_logs_config_epochs_nodes_summary_and_files(
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "run"
     assert client.get_experiment(run.info.experiment_id).name == "t"
-    assert (result.run_dir / "mlruns").is_dir(), "the default store is in the run directory"
+    assert (result.run_dir / "mlflow.db").is_file(), "the default store is in the run directory"
 
     params = run.data.params
     assert params["num_nodes"] == "2" and params["batch_size"] == "8"
@@ -181,7 +179,7 @@ def test_a_tracked_run_logs_config_epochs_nodes_summary_and_files(
     assert run.data.tags["raysim.environment.backend"] == "gloo"
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"summary.json", "metrics.jsonl", "config.yaml", "tensorboard"} <= artifacts
-    assert "mlruns" not in artifacts and "run" not in artifacts, "not the store, nor Ray's"
+    assert not {"mlflow.db", "mlartifacts", "run"} & artifacts, "not the store, nor Ray's"
 
 
 @pytest.mark.slow

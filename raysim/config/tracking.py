@@ -1,11 +1,11 @@
 """The `tracking` key: where a run is logged besides its own run directory.
 
     tracking:
-      mlflow: {uri: file:///data/mlruns, experiment: resnet-scaling}
+      mlflow: {uri: sqlite:///data/mlflow.db, experiment: resnet-scaling}
 
 Each key names a tracker and holds its settings (SETTINGS: the tracker's name -> its
-settings class). `mlflow: {}` (or `mlflow: true`) logs to a file store inside the run
-directory under the experiment "raysim"; no `mlflow` (or `mlflow: null`) logs nothing.
+settings class). `mlflow: {}` (or `mlflow: true`) logs to a database inside the run
+directory (mlflow.db) under the experiment "raysim"; no `mlflow` (or `mlflow: null`) logs nothing.
 TensorBoard needs no key: every run writes its event files. The trackers themselves are
 raysim.record.trackers (MLflow needs the `mlflow` extra).
 """
@@ -36,8 +36,8 @@ class MlflowSettings:
     """Where an MLflow run goes."""
 
     uri: str | None = None
-    """MLflow tracking URI (file:, sqlite:, http(s):, databricks, or a local folder);
-    None: a file store in the run directory, <run_dir>/<run_name>/mlruns."""
+    """MLflow tracking URI (sqlite:, http(s):, databricks, file: or a local folder);
+    None: a database in the run directory, sqlite:///<run_dir>/mlflow.db."""
     experiment: str = DEFAULT_EXPERIMENT
     """The MLflow experiment the run is logged under (created when missing)."""
 
@@ -49,7 +49,7 @@ class MlflowSettings:
         if uri is not None and not (isinstance(uri, str) and uri.strip()):
             problems.append(
                 f"tracking.mlflow.uri: {uri!r} must be a tracking URI such as "
-                "file:///data/mlruns or http://127.0.0.1:5000, or unset for a store in the "
+                "sqlite:///data/mlflow.db or http://127.0.0.1:5000, or unset for a store in the "
                 "run directory"
             )
         experiment = value.get("experiment", DEFAULT_EXPERIMENT)

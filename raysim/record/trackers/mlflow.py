@@ -8,9 +8,11 @@ the aggregate under its metrics.jsonl names (train_loss, samples_per_s, ...) and
 simulated node under its name (node-0/train_loss_sum, node-0/step_time_s, ...). The
 controller finds the run the driver opened in the run directory's mlflow.json.
 
-mlflow is imported only by a run that asks for it. The default store is a file store in
-the run directory; MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE is true,
-which raysim sets around its own calls only when the store is a file store.
+mlflow is imported only by a run that asks for it. The default store is a database in the
+run directory (sqlite:///<run_dir>/mlflow.db, artifacts in <run_dir>/mlartifacts), which
+`mlflow ui --backend-store-uri` serves. A file: URI still works: MLflow 3 keeps its file
+store in maintenance mode and refuses it unless MLFLOW_ALLOW_FILE_STORE is true, which
+raysim sets around its own calls to a file store only.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ from raysim.errors import ConfigError, is_number
 from raysim.failures import RunFailedError
 from raysim.record.trackers.base import RunEnd, Tracker
 from raysim.rundir import (
+    MLFLOW_ARTIFACTS_DIR,
+    MLFLOW_DB_FILE,
     MLFLOW_RUN_FILE,
-    MLFLOW_STORE_DIR,
     train_run_name,
     write_json,
 )
 
 INSTALL_HINT = "pip install 'raysim[mlflow]'"
 ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 MAX_PARAM_CHARS = 6000
 MAX_TAG_CHARS = 8000
 NOT_METRICS = {"epoch", "rank"}
@@ -69,9 +73,10 @@ def require_mlflow() -> None:
 
 def resolve_uri(uri: str | None, run_dir: Path) -> str:
     """The tracking URI as the controller actor (another process, another working
-    directory) must see it: relative paths made absolute; None is <run_dir>/mlruns."""
+    directory) must see it: relative paths made absolute; None is the run directory's
+    own database, sqlite:///<run_dir>/mlflow.db."""
     if uri is None:
-        return (Path(run_dir) / MLFLOW_STORE_DIR).as_uri()
+        return "sqlite:///" + str(Path(run_dir).resolve() / MLFLOW_DB_FILE)
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme == "":
         return Path(uri).expanduser().resolve().as_uri()
@@ -84,6 +89,17 @@ def resolve_uri(uri: str | None, run_dir: Path) -> str:
 
 def is_file_store(uri: str) -> bool:
     return urllib.parse.urlparse(uri).scheme == "file"
+
+
+def local_store(uri: str) -> Path | None:
+    """The file or folder a local store (file:, sqlite:) keeps its runs in; None for a
+    server."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(urllib.parse.unquote(parsed.path))
+    if parsed.scheme == "sqlite" and uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    return None
 
 
 @contextlib.contextmanager
@@ -214,11 +230,22 @@ class Mlflow(Tracker):
         else:
             name = self.settings.experiment
             found = self.client.get_experiment_by_name(name)
-            experiment_id = found.experiment_id if found else self.client.create_experiment(name)
+            experiment_id = found.experiment_id if found else self._create_experiment(name)
             tags = {"raysim.run_dir": str(self.run_dir)}
             run = self.client.create_run(experiment_id, run_name=self.run_dir.name, tags=tags)
             self.run_id = run.info.run_id
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+
+    def _create_experiment(self, name: str) -> str:
+        """Tagged as model training, so MLflow's UI opens it with its metric charts rather
+        than its GenAI views. The default store keeps its artifacts in the run directory
+        too (MLflow's own default for a database store is ./mlruns in the working
+        directory)."""
+        where = None
+        if self.settings.uri is None:
+            where = str(self.run_dir.resolve() / MLFLOW_ARTIFACTS_DIR)
+        tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+        return self.client.create_experiment(name, artifact_location=where, tags=tags)
 
     def _saved(self) -> dict[str, Any] | None:
         path = self.run_dir / MLFLOW_RUN_FILE
@@ -282,15 +309,14 @@ class Mlflow(Tracker):
 
     def _log_artifacts(self) -> None:
         """The run directory's files: config, metrics, summary, TensorBoard, trace, report;
-        not the MLflow store itself, nor Ray Train's checkpoints."""
-        store = None
-        if is_file_store(self.uri):
-            store = Path(urllib.parse.unquote(urllib.parse.urlparse(self.uri).path))
-        skip = {self.run_dir / train_run_name(self.run_dir)}
+        not the MLflow store itself (its database, journal and artifacts), nor Ray Train's
+        checkpoints."""
+        store = local_store(self.uri)
+        skip = {self.run_dir / train_run_name(self.run_dir), self.run_dir / MLFLOW_ARTIFACTS_DIR}
         for path in sorted(self.run_dir.iterdir()):
-            if path in skip or path.name.startswith("."):
+            if path in skip or path.name.startswith(".") or path.name.startswith(MLFLOW_DB_FILE):
                 continue
-            if store is not None and (path == store or path in store.parents):
+            if store is not None and (path.resolve() == store or path.resolve() in store.parents):
                 continue
             if path.is_dir():
                 self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)

@@ -1,0 +1,188 @@
+"""MLflow's own tools on a raysim run: the default database store served by `mlflow ui`,
+a run logged to a real `mlflow server`, both read back through MLflow's REST API, and the
+run's page in headless Chromium (its params and a metric chart)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import raysim
+from raysim.cluster import free_port
+from raysim.config import load_config
+from raysim.record.trackers import RunEnd
+from raysim.record.trackers.mlflow import EXPERIMENT_KIND_TAG, MODEL_TRAINING, Mlflow
+from raysim.rundir import MLFLOW_RUN_FILE, read_lines
+from tests import browser
+
+ROOT = Path(__file__).resolve().parent.parent
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+
+
+@contextmanager
+def serving(command: str, *args: str):
+    """`mlflow ui|server ... --port P` on 127.0.0.1 in a session of its own (one worker, no
+    job runner), ended with its process group when the test is done."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    argv = [MLFLOW, command, *args, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    server = subprocess.Popen(argv, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{command} never answered on {url}"
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def rest(url: str, endpoint: str, **query) -> dict:
+    """One GET of MLflow's REST API (/api/2.0/mlflow/...)."""
+    address = f"{url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(address, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def read_back(url: str, run_id: str) -> tuple[dict, dict, dict]:
+    """The run as the server gives it: info, params, tags."""
+    run = rest(url, "runs/get", run_id=run_id)["run"]
+    params = {p["key"]: p["value"] for p in run["data"].get("params", [])}
+    tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+    return run["info"], params, tags
+
+
+def served_history(url: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    metrics = rest(url, "metrics/get-history", run_id=run_id, metric_key=key)["metrics"]
+    return [(int(m.get("step", 0)), m["value"]) for m in metrics]
+
+
+def check_served_run(url: str, run_dir: Path, experiment: str) -> dict:
+    """What every served run shows: FINISHED, the config as params, each node's step times
+    per epoch as metrics.jsonl has them, the experiment tagged as model training."""
+    saved = json.loads((run_dir / MLFLOW_RUN_FILE).read_text())
+    info, params, tags = read_back(url, saved["run_id"])
+    assert info["status"] == "FINISHED" and info["run_name"] == run_dir.name
+    assert params["num_nodes"] == "2" and params["max_steps_per_epoch"] == "3"
+    assert tags["raysim.run_dir"] == str(run_dir)
+    found = rest(url, "experiments/get", experiment_id=info["experiment_id"])["experiment"]
+    assert found["name"] == experiment
+    assert {"key": EXPERIMENT_KIND_TAG, "value": MODEL_TRAINING} in found["tags"]
+    records = read_lines(run_dir / "metrics.jsonl")
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert served_history(url, saved["run_id"], "train_loss") == [
+        (e["epoch"], pytest.approx(e["train_loss"])) for e in epochs
+    ]
+    node_1 = [r for r in records if r["kind"] == "rank" and r["node_id"] == "node-1"]
+    assert served_history(url, saved["run_id"], "node-1/step_time_s") == [
+        (r["epoch"], pytest.approx(r["step_time_s"])) for r in node_1
+    ]
+    return {**saved, "experiment_id": info["experiment_id"]}
+
+
+def charts_page(url: str, tries: int = 3) -> str:
+    """The Model metrics tab: a section per metric prefix, whose charts MLflow draws only
+    after its own fetches, which a virtual-time budget does not always wait out."""
+    for _ in range(tries):
+        html = browser.dom(url, budget_ms=30000)
+        if "js-plotly-plot" in html:
+            break
+    return html
+
+
+# Stores, no server.
+
+
+def test_the_default_store_is_a_database_with_its_artifacts_in_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = load_config(num_epochs=1, tracking={"mlflow": {}})
+    tracker = Mlflow(cfg.tracking.mlflow, run_dir, cfg.to_dict())
+    tracker.start(resume=False)
+    (run_dir / "summary.json").write_text('{"final_test_accuracy": 0.5}')
+    tracker.end(RunEnd(None, {"final_test_accuracy": 0.5}))
+    assert tracker.uri == f"sqlite:///{run_dir}/mlflow.db" and (run_dir / "mlflow.db").is_file()
+    logged = run_dir / "mlartifacts" / tracker.run_id / "artifacts"
+    assert sorted(p.name for p in logged.iterdir()) == ["mlflow.json", "summary.json"]
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+
+
+def test_a_file_store_uri_still_works_with_mlflows_opt_in_set_by_raysim(tmp_path, monkeypatch):
+    """MLflow 3 keeps its file store in maintenance mode; raysim opts in for its own calls
+    to one, and leaves the environment as it was."""
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = load_config(num_epochs=1, tracking={"mlflow": {"uri": f"file://{tmp_path}/fs"}})
+    tracker = Mlflow(cfg.tracking.mlflow, run_dir, cfg.to_dict())
+    tracker.start(resume=False)
+    tracker.end(RunEnd(None))
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    run = MlflowClient(f"file://{tmp_path}/fs").get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["num_epochs"] == "1"
+
+
+# Real runs on the shared Ray, real MLflow servers.
+
+
+@pytest.mark.slow
+def test_mlflow_ui_serves_the_default_store_and_its_run_page(shared_ray, tiny_config, tmp_path):
+    """README's command on a run: `mlflow ui --backend-store-uri sqlite:///runs/<name>/
+    mlflow.db`; the run's page in Chromium has its params, its metrics tab a chart."""
+    cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking={"mlflow": {}})
+    run_dir = raysim.run(cfg, out=None).run_dir
+    store = f"sqlite:///{run_dir}/mlflow.db"
+    with serving("ui", "--backend-store-uri", store) as url:
+        saved = check_served_run(url, run_dir, "raysim")
+        page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
+        overview = browser.text(browser.dom(page))
+        assert "Parameters" in overview and "num_nodes 2" in overview
+        assert "Status Finished" in overview and "max_steps_per_epoch 3" in overview
+        charts = charts_page(f"{page}/model-metrics")
+        assert "js-plotly-plot" in charts, browser.text(charts)[:2000]
+        shot = tmp_path / "mlflow_run.png"
+        browser.screenshot(page, shot)
+        if os.environ.get("RAYSIM_DOCS_SCREENSHOTS") == "1":  # retake docs/mlflow_run.png
+            shutil.copy(shot, ROOT / "docs" / "mlflow_run.png")
+
+
+@pytest.mark.slow
+def test_a_run_logged_to_a_tracking_server_reads_back_the_same(shared_ray, tiny_config, tmp_path):
+    served = tmp_path / "server"
+    args = ["--backend-store-uri", f"sqlite:///{served}/mlflow.db",
+            "--artifacts-destination", str(served / "artifacts")]  # fmt: skip
+    served.mkdir()
+    with serving("server", *args) as url:
+        tracking = {"mlflow": {"uri": url, "experiment": "served"}}
+        cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking=tracking)
+        run_dir = raysim.run(cfg, out=None).run_dir
+        saved = check_served_run(url, run_dir, "served")
+        assert saved["tracking_uri"] == url
+        listed = rest(url, "artifacts/list", run_id=saved["run_id"])["files"]
+        assert {"summary.json", "metrics.jsonl", "config.yaml"} <= {f["path"] for f in listed}
+    assert not (run_dir / "mlflow.db").exists(), "nothing stored in the run directory"

@@ -7,7 +7,7 @@ import yaml
 
 import raysim
 from raysim.rundir import read_lines
-from tests.test_train_helpers import actors_started, check_run_actors
+from tests.run_checks import actors_started, check_run_actors, check_startup_adds_up
 
 pytestmark = pytest.mark.slow
 
@@ -43,25 +43,6 @@ def test_four_nodes_train_in_lockstep_and_learn(shared_ray, tiny_config):
     assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["num_nodes"] == 4
     check_tensorboard_matches_metrics(result)
     check_startup_adds_up(summary)
-
-
-def check_startup_adds_up(summary):
-    """Every stage a run passes is timed, none backwards; to the first batch they sum to
-    the time to the first step."""
-    stages = {s["stage"]: s["seconds"] for s in summary["startup"]["stages"]}
-    assert list(stages)[-6:] == [
-        "Ray Train: controller, worker group, process group",
-        "node set-up: threads, device, memory cap",
-        "the function: data and model built",
-        "prepare: DDP wraps the model, hooks",
-        "the first batch",
-        "the first step",
-    ]
-    assert all(seconds >= 0 for seconds in stages.values()), stages
-    assert stages["Ray Train: controller, worker group, process group"] > 0.5
-    before_the_step = sum(list(stages.values())[:-1])
-    assert before_the_step == pytest.approx(summary["time_to_first_step_s"])
-    assert summary["time_to_first_step_s"] < summary["wall_time_s"] + stages[next(iter(stages))]
 
 
 def check_tensorboard_matches_metrics(result):

@@ -2,6 +2,7 @@
 gets every raysim feature through the same public calls: measured steps, model facts, the memory
 floor, fit, project, train_config, the console."""
 
+import io
 import json
 import re
 import subprocess
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from examples.custom_train_loop import train_fn  # noqa: E402
+from examples.transformer_lm import DEFAULTS as LM_DEFAULTS  # noqa: E402
+from examples.transformer_lm import TinyLM  # noqa: E402
 from examples.transformer_lm import train_fn as lm_train_fn  # noqa: E402
 from tests.run_checks import actors_started, check_run_actors, check_startup_adds_up  # noqa: E402
 
@@ -68,10 +71,20 @@ def cnn_fn(config):
         worker.report({"epoch": epoch, "loss": loss.item(), "seen": settings.get("width", 0)})
 
 
-def test_profile_steps_write_every_nodes_trace_for_a_users_function(shared_ray, tiny_config):
-    cfg = tiny_config(num_nodes=2, num_epochs=1, run_name="profiled", profile_steps=2,
-                      batch_size=32)  # fmt: skip
-    result = raysim.run(cfg, train_fn=cnn_fn, out=None)
+@pytest.fixture(scope="module")
+def cnn_run(shared_ray, tmp_path_factory):
+    """One run of a user's CNN for the tests that read it: profiled, with its console."""
+    out = io.StringIO()
+    cfg = raysim.load_config(
+        num_nodes=2, num_epochs=2, batch_size=16, image_size=16, device="cpu",
+        profile_steps=2, train_config={"width": 8},
+        run_dir=str(tmp_path_factory.mktemp("cnn")), run_name="cnn",
+    )  # fmt: skip
+    return raysim.run(cfg, train_fn=cnn_fn, out=out), out.getvalue()
+
+
+def test_profile_steps_write_every_nodes_trace_for_a_users_function(cnn_run):
+    result, _ = cnn_run
     for node in ("node-0", "node-1"):
         events = json.loads((result.run_dir / "profile" / f"{node}.json").read_text())
         names = {e.get("name") for e in events["traceEvents"]}
@@ -86,9 +99,8 @@ def cnn_parameters(width: int) -> int:
     return sum(p.numel() for p in SmallCNN(width).parameters())
 
 
-def test_a_users_cnn_gets_steps_model_facts_and_its_own_train_config(shared_ray, tiny_config):
-    cfg = tiny_config(num_nodes=2, run_name="cnn", train_config={"width": 8}, batch_size=16)
-    result = raysim.run(cfg, train_fn=cnn_fn, out=None)
+def test_a_users_cnn_gets_steps_model_facts_and_its_own_train_config(cnn_run):
+    result, _ = cnn_run
     ranks = rank_lines(read_lines(result.run_dir / "metrics.jsonl"))
     assert len(ranks) == 4
     for rank in ranks:
@@ -109,16 +121,27 @@ def test_a_users_cnn_gets_steps_model_facts_and_its_own_train_config(shared_ray,
     assert result.summary["allreduce"] == "shared memory"
 
 
-def test_a_slow_network_adds_at_least_the_modelled_time_for_that_models_bytes(
-    shared_ray, tiny_config
-):
-    """The transformer's gradients over 1 GbE, against loopback, side by side."""
+LM_SETTINGS = {"sequences": 256, "width": 256}
+
+
+@pytest.fixture(scope="module")
+def lm_runs(shared_ray, tmp_path_factory):
+    """The transformer on loopback (named lm) and over 1 GbE, side by side."""
+    run_dir = str(tmp_path_factory.mktemp("lm"))
+    runs = {}
+    for network, name in (("loopback", "lm"), ("1gbe", "lm-1gbe")):
+        cfg = raysim.load_config(
+            num_nodes=2, run_name=name, network=network, num_epochs=1, max_steps_per_epoch=6,
+            batch_size=4, learning_rate=1e-3, device="cpu", run_dir=run_dir,
+            train_config=LM_SETTINGS,
+        )  # fmt: skip
+        runs[network] = raysim.run(cfg, train_fn=lm_train_fn, out=None)
+    return runs
+
+
+def test_a_slow_network_adds_at_least_the_modelled_time_for_that_models_bytes(lm_runs):
     steps, paths = {}, {}
-    for network in ("loopback", "1gbe"):
-        cfg = tiny_config(num_nodes=2, run_name=network, network=network, num_epochs=1,
-                          max_steps_per_epoch=6, batch_size=4, learning_rate=1e-3,
-                          train_config={"sequences": 256, "width": 256})  # fmt: skip
-        result = raysim.run(cfg, train_fn=lm_train_fn, out=None)
+    for network, result in lm_runs.items():
         steps[network] = min(r["step_time_s"] for r in rank_lines(read_lines(
             result.run_dir / "metrics.jsonl")))  # fmt: skip
         model = result.summary["model"]
@@ -126,15 +149,12 @@ def test_a_slow_network_adds_at_least_the_modelled_time_for_that_models_bytes(
     assert paths == {"loopback": "shared memory", "1gbe": "gloo"}
     modelled = allreduce_seconds(model["gradient_bytes"], 2, PRESETS["1gbe"])
     assert model["name"] == "TinyLM"
-    assert steps["1gbe"] - steps["loopback"] >= 0.5 * modelled, (steps, modelled)
+    # gloo's own all-reduce comes on top of the modelled wait: 1.9 x the modelled time measured
+    assert 0.5 * modelled <= steps["1gbe"] - steps["loopback"] < 3 * modelled, (steps, modelled)
 
 
-def test_project_uses_the_runs_own_model_and_step(shared_ray, tiny_config, tmp_path, capsys):
-    cfg = tiny_config(
-        num_nodes=2, run_name="lm", num_epochs=2, max_steps_per_epoch=4, batch_size=8,
-        learning_rate=1e-3, train_config={"sequences": 128},
-    )  # fmt: skip
-    run_dir = raysim.run(cfg, train_fn=lm_train_fn, out=None).run_dir
+def test_project_uses_the_runs_own_model_and_step(lm_runs, tmp_path, capsys):
+    run_dir = lm_runs["loopback"].run_dir
     out = tmp_path / "p.json"
     assert main(["project", str(run_dir), "--network", "1gbe", "--nodes", "1,2",
                  "--out", str(out)]) == 0  # fmt: skip
@@ -144,11 +164,14 @@ def test_project_uses_the_runs_own_model_and_step(shared_ray, tiny_config, tmp_p
     two = Topology(2, 1, INTRA_LINKS["nvlink"], NETWORK_LINKS["1gbe"])
     expected = sum(allreduce_cost(b, two)[0] for b in model["default_buckets_bytes"])
     assert rows[1]["comm_s"] == pytest.approx(expected)
-    assert model["gradient_bytes"] < 5e6, "not ResNet18's 45 MB"
+    settings = {**LM_DEFAULTS, **LM_SETTINGS}
+    lm = TinyLM(*(settings[key] for key in ("vocab", "context", "width", "layers", "heads")))
+    parameters = sum(p.numel() for p in lm.parameters())
+    assert model["gradient_bytes"] == 4 * parameters, "the transformer's, not ResNet18's 45 MB"
     # the readiness the run measured feeds the projection
     ready = model["default_bucket_ready_fraction"]
     assert len(ready) == len(model["default_buckets_bytes"]) and 0 <= min(ready) <= max(ready) <= 1
-    assert ready[-1] == pytest.approx(1.0) and 0 < model["backward_s"] < 10
+    assert ready[-1] == pytest.approx(1.0) and 0 < model["backward_s"] < 0.2  # 0.044 s measured
     assert rows[0]["readiness_source"] == "measured in the run (DDP's default buckets)"
     assert rows[0]["step_source"].startswith("measured on the simulated CPU device")
     assert "lm projected onto machines of 1 GPU(s)" in capsys.readouterr().out
@@ -195,8 +218,10 @@ def test_fit_finds_a_batch_for_a_users_function_and_twice_it_does_not_run(
     shared_ray, tmp_path, capsys
 ):
     out = tmp_path / "fit.json"
-    assert main(["fit", "--train-fn", "tests.local_ray.test_own_training:cnn_fn", "--device", "cpu",
-                 "--memory-fraction", "0.02", "--batch-size", "64", "--resolution", "64",
+    own = f"{__name__}:cnn_fn"
+    # from 128: the edge is near 192 (peaks 166 and 175 MB of 215 MB; 256 ran out), 3 trials
+    assert main(["fit", "--train-fn", own, "--device", "cpu",
+                 "--memory-fraction", "0.02", "--batch-size", "128", "--resolution", "64",
                  "--train-config", "width=64", "--out", str(out)]) == 0  # fmt: skip
     assert "largest batch per node that fits" in capsys.readouterr().out
     largest = json.loads(out.read_text())["largest_batch"]
@@ -209,32 +234,40 @@ def test_fit_finds_a_batch_for_a_users_function_and_twice_it_does_not_run(
         raysim.run(twice, train_fn=cnn_fn, out=None)
 
 
-def no_prepare_fn(config):
-    worker.report({"epoch": 1, "loss": 0.5})
+def unprepared_fn(config):
+    """Never calls prepare: reports once through raysim, once through plain Ray Train."""
+    import ray.train
+
+    worker.report({"epoch": 1, "loss": 1.0})
+    ray.train.report({"loss": 0.5})
 
 
-def test_a_function_without_prepare_is_told_what_is_off(shared_ray, tiny_config):
-    cfg = tiny_config(num_nodes=2, run_name="unprepared", num_epochs=1)
-    result = raysim.run(cfg, train_fn=no_prepare_fn, out=None)
+@pytest.fixture(scope="module")
+def unprepared_run(shared_ray, tmp_path_factory):
+    cfg = raysim.load_config(
+        num_nodes=2, num_epochs=2, device="cpu", image_size=16,
+        run_dir=str(tmp_path_factory.mktemp("unprepared")), run_name="unprepared",
+    )  # fmt: skip
+    return raysim.run(cfg, train_fn=unprepared_fn, out=None)
+
+
+def test_a_function_without_prepare_is_told_what_is_off(unprepared_run):
+    result = unprepared_run
     notices = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "notice"]
     assert len(notices) == 1
     assert "worker.prepare" in notices[0]["text"] and "memory partition" in notices[0]["text"]
 
 
-def test_the_console_shows_raysims_columns_then_the_users_keys(shared_ray, tiny_config):
-    import io
-
-    out = io.StringIO()
-    cfg = tiny_config(num_nodes=2, run_name="console", num_epochs=1, train_config={"width": 8})
-    raysim.run(cfg, train_fn=cnn_fn, out=out)
-    line = next(line for line in out.getvalue().splitlines() if line.startswith("epoch "))
+def test_the_console_shows_raysims_columns_then_the_users_keys(cnn_run):
+    _, console = cnn_run
+    line = next(line for line in console.splitlines() if line.startswith("epoch "))
     assert "samples/s" in line and " ms" in line and "loss " in line
     assert "e+0" not in line, "bytes are shown as MB, not in exponent form"
 
 
-def test_custom_function_runs_at_one_and_four_nodes(shared_ray, tiny_config):
+def test_custom_function_runs_at_one_and_two_nodes(shared_ray, tiny_config):
     results = {}
-    for nodes in (1, 4):
+    for nodes in (1, 2):
         cfg = tiny_config(
             num_nodes=nodes, num_epochs=2, batch_size=32, learning_rate=1e-2,
             gpu_fraction=0.25, memory_fraction=0.25, run_name=f"n{nodes}",
@@ -242,12 +275,12 @@ def test_custom_function_runs_at_one_and_four_nodes(shared_ray, tiny_config):
         with actors_started() as actors:
             results[nodes] = raysim.run(cfg, train_fn=train_fn, out=None)
         check_run_actors(actors, nodes)
-    four = results[4]
-    ranks = [r for r in read_lines(four.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
-    assert {(r["epoch"], r["rank"]) for r in ranks} == {(e, r) for e in (1, 2) for r in range(4)}
+    two = results[2]
+    ranks = [r for r in read_lines(two.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
+    assert {(r["epoch"], r["rank"]) for r in ranks} == {(e, r) for e in (1, 2) for r in range(2)}
     for rank in ranks:  # the user's keys, and raysim's own measurements beside them
         assert 0 <= rank["accuracy"] <= 1 and rank["loss"] > 0
-        assert rank["node_id"] == f"node-{rank['rank']}" and rank["world_size"] == 4
+        assert rank["node_id"] == f"node-{rank['rank']}" and rank["world_size"] == 2
         assert rank["interval_s"] > 0
         # prepare() put the node under its budget: the guard reports against it
         assert rank["memory_budget_bytes"] == int(0.25 * 10 * 2**30)
@@ -257,20 +290,20 @@ def test_custom_function_runs_at_one_and_four_nodes(shared_ray, tiny_config):
         assert rank["memory_headroom_bytes"] == (
             rank["memory_budget_bytes"] - rank["memory_peak_bytes"]
         )
-    epochs = four.epochs
+    epochs = two.epochs
     assert [e["epoch"] for e in epochs] == [1, 2]
-    mean_loss = sum(r["loss"] for r in ranks if r["epoch"] == 2) / 4
+    mean_loss = sum(r["loss"] for r in ranks if r["epoch"] == 2) / 2
     assert epochs[1]["loss"] == pytest.approx(mean_loss)
     assert epochs[1]["accuracy"] > 0.8, "a linear rule is learnt in two epochs"
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(four.run_dir / "tensorboard")).Reload()
+    events = EventAccumulator(str(two.run_dir / "tensorboard")).Reload()
     assert [s.value for s in events.Scalars("metrics/loss")] == pytest.approx(
         [e["loss"] for e in epochs]
     )
-    check_startup_adds_up(four.summary)  # a user's function is timed to its first step too
-    comparison = raysim.compare([results[1].run_dir, four.run_dir])
+    check_startup_adds_up(two.summary)  # a user's function is timed to its first step too
+    comparison = raysim.compare([results[1].run_dir, two.run_dir])
     assert [r["status"] for r in comparison["runs"]] == ["finished", "finished"]
 
 
@@ -287,14 +320,10 @@ def test_a_failing_function_shows_its_own_error_first(shared_ray, tiny_config):
     assert "failing_fn" in message
 
 
-def test_train_fn_flag_loads_module_function(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "raysim.cli", "run", "--train-fn",
-         "examples.custom_train_loop:train_fn", "--num-nodes", "2", "--num-epochs", "1",
-         "--batch-size", "64", "--device", "cpu", "--run-dir", str(tmp_path), "--run-name", "cli"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_train_fn_flag_loads_module_function(shared_ray, tmp_path):
+    assert main(["run", "--train-fn", "examples.custom_train_loop:train_fn", "--num-nodes", "2",
+                 "--num-epochs", "1", "--batch-size", "64", "--device", "cpu",
+                 "--run-dir", str(tmp_path), "--run-name", "cli"]) == 0  # fmt: skip
     ranks = [r for r in read_lines(tmp_path / "cli" / "metrics.jsonl") if r["kind"] == "rank"]
     assert {r["rank"] for r in ranks} == {0, 1} and all("accuracy" in r for r in ranks)
 
@@ -308,16 +337,8 @@ def test_bad_train_fn_flag_is_a_clear_error():
     assert "--train-fn examples.nope:train" in done.stderr and "module:function" in done.stderr
 
 
-def plain_report_fn(config):
-    import ray.train
-
-    for step in range(2):
-        ray.train.report({"loss": 1.0 / (step + 1)})
-
-
-def test_a_plain_ray_train_report_is_recorded(shared_ray, tiny_config):
-    cfg = tiny_config(num_nodes=2, run_name="plain")
-    result = raysim.run(cfg, train_fn=plain_report_fn, out=None)
+def test_a_plain_ray_train_report_is_recorded(unprepared_run):
+    result = unprepared_run
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
     assert sorted((r["epoch"], r["rank"], r["loss"]) for r in ranks) == [
         (1, 0, 1.0), (1, 1, 1.0), (2, 0, 0.5), (2, 1, 0.5),

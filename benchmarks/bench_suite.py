@@ -22,7 +22,8 @@ from common import parse, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 TIERS = {"fast": ["-m", "not slow", "tests"], "full": ["tests"]}
-QUICK_TIERS = {"fast": ["-m", "not slow", "tests/test_plan.py"], "full": ["tests/test_plan.py"]}
+QUICK_FILE = "tests/unit/test_plan.py"
+QUICK_TIERS = {"fast": ["-m", "not slow", QUICK_FILE], "full": [QUICK_FILE]}
 OUTCOME = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?)")
 SLOWEST = re.compile(r"^\s*([\d.]+)s (call|setup|teardown)\s+(\S+)", re.MULTILINE)
 FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)

@@ -1,4 +1,5 @@
-"""One real local Ray for the whole session: runs reuse it instead of starting their own."""
+"""One real local Ray for the whole session: runs reuse it instead of starting their own;
+and one short run on it for the tests that only read a run."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from raysim.config import load_config
 from raysim.plan import Hardware, make_plan
 
 SHARED_RAY_CPUS = 2
+TINY = {"image_size": 16, "num_epochs": 2, "batch_size": 8, "device": "cpu"}
+"""Digits at 16 px: the smallest real run that still learns."""
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,18 +44,21 @@ def without_shared_ray():
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    """Digits at 16 px: the smallest real run that still learns."""
+    """TINY, in this test's own run directory."""
 
     def make(**overrides):
-        values = {
-            "image_size": 16,
-            "num_epochs": 2,
-            "batch_size": 8,
-            "device": "cpu",
-            "run_dir": str(tmp_path / "runs"),
-            "run_name": "run",
-        }
+        values = {**TINY, "run_dir": str(tmp_path / "runs"), "run_name": "run"}
         values.update(overrides)
         return load_config(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def short_run(shared_ray, tmp_path_factory):
+    """TINY on two nodes for one epoch of three steps, run once for every test that reads it."""
+    import raysim
+
+    values = {**TINY, "num_nodes": 2, "num_epochs": 1, "max_steps_per_epoch": 3}
+    cfg = load_config(**values, run_dir=str(tmp_path_factory.mktemp("short")), run_name="short")
+    return raysim.run(cfg, out=None)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from raysim.worker import ExperimentConfig
 
 RESNET18_BACKBONE_PARAMETERS = 11_176_512
-"""torchvision's ResNet18 without its classifier (tests/test_memory.py counts the real one)."""
+"""torchvision's ResNet18 without its classifier (tests/local_ray/test_memory.py counts the real one)."""
 
 
 def parameter_count(num_classes: int) -> int:

@@ -23,7 +23,10 @@ def test_slow_network_and_a_straggler_are_seen_where_they_should_be(shared_ray, 
         # DDP rebuilds its buckets after the first step, so the per-step figure is close to
         # the rebuilt buckets' total, and every step takes at least the modelled transfer.
         assert rank["modelled_comm_s_per_step"] == pytest.approx(modelled, rel=0.15)
-        assert rank["step_time_s"] >= 0.9 * modelled
+        # Above it: the compute, the straggler's sleep and gloo's own all-reduce, measured
+        # 0.12-0.15 s a step; a transfer delayed twice over fails.
+        assert 0.9 * modelled <= rank["step_time_s"] < modelled + 0.4, (rank, modelled)
+        assert rank["added_comm_delay_s_per_step"] <= rank["modelled_comm_s_per_step"]
     straggler, other = sorted(later, key=lambda r: r["rank"], reverse=True)
     assert straggler["straggler_sleep_s_per_step"] > 0 == other["straggler_sleep_s_per_step"]
     assert other["allreduce_wait_s_per_step"] > straggler["allreduce_wait_s_per_step"]

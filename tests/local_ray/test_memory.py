@@ -7,15 +7,19 @@ import pytest
 import raysim
 from raysim.builtin.checks import parameter_count
 from raysim.builtin.model import build_model
+from raysim.config import replace
 from raysim.failures import PARTITION_TEXT, NodeMemory, failure_message
 from raysim.fit import HEADROOM, format_fit, plan_memory, search_largest
 from raysim.plan import Hardware, PlanError, make_plan
 from raysim.plan.memory_floor import state_floor_problem, training_state_bytes
-from raysim.rundir import NODE_MEMORY_DIR, read_lines
+from raysim.rundir import NODE_MEMORY_DIR, node_memory_path, read_lines
 from raysim.worker.memory import enforce_cpu_budget, is_out_of_memory
 from raysim.worker.strategies import get_strategy
 
 MB = 1e6
+RERUN_SPREAD = 12 * MB
+"""How far apart the same batch may peak from run to run near the edge: batch 64 at 32 px
+measured 243 MB in fit's trial, then 253 MB run again."""
 
 
 def _allocate_past_budget(results):
@@ -133,12 +137,14 @@ def cfg_dir(cfg):
 
 
 @pytest.mark.slow
-def test_memory_metrics_are_plausible_under_an_ample_budget(shared_ray, tiny_config):
-    result = raysim.run(tiny_config(num_nodes=2, num_epochs=1, max_steps_per_epoch=3), out=None)
+def test_memory_metrics_are_plausible_under_an_ample_budget(short_run):
+    result = short_run
     param_bytes = 11_181_642 * 4  # ResNet18 with 10 classes, fp32
     for node in result.summary["nodes"]:
-        # gradients and both Adam moments are allocated in the first step
-        assert 3 * param_bytes <= node["memory_peak_bytes"] < node["memory_budget_bytes"]
+        # gradients and both Adam moments are allocated in the first step; with 8 images'
+        # activations on top the peak measured 173-187 MB (3.9-4.2 x param_bytes)
+        assert 3 * param_bytes <= node["memory_peak_bytes"] < 5 * param_bytes
+        assert node["memory_peak_bytes"] < node["memory_budget_bytes"]
         assert node["peak_rss_bytes"] > node["memory_peak_bytes"]
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
     for rank in ranks:
@@ -150,41 +156,36 @@ def test_memory_metrics_are_plausible_under_an_ample_budget(shared_ray, tiny_con
 
 @pytest.mark.slow
 def test_fit_result_holds_at_the_boundary(shared_ray, tiny_config):
-    """The reported batch runs again; four times the first batch that did not fit runs out.
+    """The reported batch runs again; the first batch that did not fit, run again outside
+    fit, runs out or peaks over (1 - HEADROOM) of the budget.
 
-    Near the edge the same batch measured a few MB apart between runs (the first
-    out-of-memory batch once passed on a rerun), hence the headroom; and a batch refused
-    for coming within the headroom may still run: peaks grew from 252 to 268 MB between
-    batch 48 and 96 (the allocator reuses its cache) and batch 128 was the first to run
-    out, hence the factor 4. The search starts at batch 64, below that edge, to spare
-    the trials at 16 and 32.
+    Near the edge the same batch peaks some MB apart from run to run (the first
+    out-of-memory batch once passed on a rerun), hence RERUN_SPREAD. Steps of 32 from
+    batch 64 keep the search to two or three trials.
     """
     cfg = tiny_config(batch_size=64, memory_fraction=0.025, image_size=32, num_epochs=1)
     plan = make_plan(cfg, Hardware(num_cpus=2))
-    result = plan_memory(cfg, plan, resolution=16)
-    assert result.largest_batch >= 16, format_fit(result)
+    result = plan_memory(cfg, plan, resolution=32)
+    assert result.largest_batch >= 32, format_fit(result)
     fits = {t.batch_size: t.fits for t in result.trials}
     assert fits[result.largest_batch] is True
-    assert fits[result.largest_batch + 16] is False
-    # Every batch that did not fit either ran out or came within HEADROOM of the budget.
-    for trial in result.trials:
-        if not trial.fits:
-            assert trial.ran_out or trial.peak_bytes > (1 - HEADROOM) * plan.memory_budget_bytes
+    assert fits[result.largest_batch + 32] is False
     over = min(t.batch_size for t in result.trials if not t.fits)
-    assert over == result.largest_batch + 16
+    assert over == result.largest_batch + 32
     assert result.max_nodes >= 1 and 0 < result.min_memory_fraction <= 0.025
-    ok = raysim.run(
-        tiny_config(batch_size=result.largest_batch, memory_fraction=0.025, image_size=32,
-                    num_epochs=1, max_steps_per_epoch=3, run_name="at"),
-        out=None,
-    )  # fmt: skip
+    at_limit = tiny_config(
+        memory_fraction=0.025, image_size=32, num_epochs=1, max_steps_per_epoch=3
+    )
+    ok = raysim.run(replace(at_limit, batch_size=result.largest_batch, run_name="at"), out=None)
     assert ok.summary["status"] == "finished"
-    with pytest.raises(raysim.RunFailedError, match="ran out of its memory partition"):
-        raysim.run(
-            tiny_config(batch_size=4 * over, memory_fraction=0.025,
-                        image_size=32, num_epochs=1, max_steps_per_epoch=3, run_name="over"),
-            out=None,
-        )  # fmt: skip
+    try:
+        again = raysim.run(replace(at_limit, batch_size=over, run_name="over"), out=None)
+    except raysim.RunFailedError as err:
+        assert "ran out of its memory partition" in str(err)
+    else:
+        peak = again.summary["nodes"][0]["memory_peak_bytes"]
+        budget = plan.memory_budget_bytes
+        assert peak > (1 - HEADROOM) * budget - RERUN_SPREAD, (peak, budget)
 
 
 class _Failed(Exception):
@@ -224,15 +225,21 @@ def _fill_then_die(config):
     import raysim.worker
 
     raysim.worker.prepare(torch.nn.Linear(4, 2))
-    budget = raysim.worker.context().memory_budget_bytes
-    held = bytearray(int(config["train_config"]["fill"] * budget))
-    time.sleep(0.3)  # the watch samples every 20 ms
+    node = raysim.worker.context()
+    held = bytearray(int(config["train_config"]["fill"] * node.memory_budget_bytes))
+    watched = node_memory_path(node.run_dir, node.rank)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the watch has written what is held
+        memory = NodeMemory.parse(watched.read_text()) if watched.exists() else None
+        if memory is not None and memory.peak_bytes >= len(held):
+            break
+        time.sleep(0.02)
     assert held
     os.kill(os.getpid(), signal.SIGKILL)
 
 
 @pytest.mark.slow
-def test_a_process_that_dies_at_its_partition_is_told_as_running_out(shared_ray, tiny_config):
+def test_a_process_that_dies_at_its_partition_is_told_as_running_out(short_run, tiny_config):
     cfg = tiny_config(
         memory_fraction=0.025, num_epochs=1, run_name="full", train_config={"fill": 0.97}
     )
@@ -250,5 +257,4 @@ def test_a_process_that_dies_at_its_partition_is_told_as_running_out(shared_ray,
     assert PARTITION_TEXT not in str(half.value)
     assert "its worker process died (crash, kill" in str(half.value)
     # a node that ends in its own time takes its watch's file with it
-    ok = raysim.run(tiny_config(num_epochs=1, max_steps_per_epoch=2, run_name="ok"), out=None)
-    assert list((ok.run_dir / NODE_MEMORY_DIR).iterdir()) == []
+    assert list((short_run.run_dir / NODE_MEMORY_DIR).iterdir()) == []

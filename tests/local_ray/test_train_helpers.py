@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 from raysim.cluster.train_helpers import (
     PREEMPTION_WATCHER_ENV,
@@ -16,27 +15,7 @@ from raysim.cluster.train_helpers import (
     run_helpers,
     watches_preemption,
 )
-
-LEFT_OUT = {"DatasetManager", "PlacementGroupCleaner", "PreemptionWatcher"}
-
-
-@contextlib.contextmanager
-def actors_started() -> Iterator[list[str]]:
-    """The class names of the actors created in the block, from Ray's actor table."""
-    import ray
-
-    before = set(ray._private.state.actors())
-    names: list[str] = []
-    yield names
-    after = ray._private.state.actors()
-    names.extend(sorted(a["ActorClassName"] for key, a in after.items() if key not in before))
-
-
-def check_run_actors(names: list[str], nodes: int) -> None:
-    """A run's controller, workers and barrier, and none of the helpers raysim leaves out."""
-    assert names.count("RayTrainWorker") == nodes, names
-    assert {"TrainController", "SynchronizationActor"} <= set(names), names
-    assert not LEFT_OUT & set(names), names
+from tests.run_checks import actors_started
 
 
 def test_only_a_node_on_another_host_is_watched_for_preemption():

@@ -1,4 +1,5 @@
 import math
+import statistics
 import time
 
 import pytest
@@ -13,6 +14,10 @@ from raysim.worker.strategies.ddp_comm_hook import CommStats, make_emulation_hoo
 from tests.gloo_ranks import local_loss, mean_local_grads, run_ranks
 
 MB = 10**6
+BEYOND_MODELLED_S = 0.25
+"""What a step may take past its modelled transfer (the median of its steps): the compute and
+gloo's real all-reduce, measured at most 0.08 s here (0.25 s for one step under load). Twice the
+0.32 s fp32 transfer fails, and ten times any of them by far."""
 
 
 def test_none_is_loopback_and_presets_parse_by_name():
@@ -227,11 +232,12 @@ def test_hook_delays_steps_to_the_modelled_time_and_keeps_gradients_averaged(two
         # nn.Linear(1000, 1000): 4,004,000 B in one bucket, 0.1 Gbit/s ring over 2 nodes.
         assert math.isclose(run["modelled_s"], 4_004_000 / 12.5e6 + 2 * 100e-6)
         assert all(step_s >= run["modelled_s"] for step_s in run["step_s"])
+        assert statistics.median(run["step_s"]) < run["modelled_s"] + BEYOND_MODELLED_S, run
         for snapshot in run["stats"]:
             assert snapshot["buckets"] == 1 and snapshot["comm_bytes"] == 4_004_000
             assert math.isclose(snapshot["modelled_comm_s"], run["modelled_s"])
             assert 0 < snapshot["real_comm_s"] < snapshot["modelled_comm_s"]
-            assert snapshot["added_delay_s"] > 0
+            assert 0 < snapshot["added_delay_s"] <= snapshot["modelled_comm_s"]
         assert run["max_grad_error"] < 1e-5
     rank0, rank1 = (r["none"]["grads"] for r in two_rank_results)
     for g0, g1 in zip(rank0, rank1, strict=True):
@@ -248,6 +254,8 @@ def test_half_precision_hooks_halve_the_modelled_bytes_and_stay_close(
         assert half["stats"][0]["comm_bytes"] == 2_002_000
         assert half["modelled_s"] < 0.6 * fp32["modelled_s"]
         assert all(step_s >= half["modelled_s"] for step_s in half["step_s"])
+        assert statistics.median(half["step_s"]) < half["modelled_s"] + BEYOND_MODELLED_S, half
+        assert all(s["added_delay_s"] <= s["modelled_comm_s"] for s in half["stats"])
         assert 0 < half["max_grad_error"] < (1e-2 if compression == "fp16" else 3e-2)
         largest = max(g.abs().max() for g in fp32["grads"])
         for g16, g32 in zip(half["grads"], fp32["grads"], strict=True):
@@ -263,11 +271,11 @@ def test_buckets_queue_on_one_modelled_link(two_rank_results):
         snapshot, step_s = run["stats"][1], run["step_s"][1]
         assert snapshot["buckets"] == 2 and snapshot["comm_bytes"] == 2 * 2_004_000
         assert math.isclose(snapshot["modelled_comm_s"], run["modelled_s"])
-        assert step_s >= run["modelled_s"]
+        assert run["modelled_s"] <= step_s < run["modelled_s"] + BEYOND_MODELLED_S
         # The waits overlap in time but the added delay counts them once. The lower bound
         # is met exactly when the link idles between buckets (the second is ready after
         # the first's modelled deadline: a slow backward), so float rounding can put it a
         # hair above the sum (CI: by 4.7e-12), hence the 1e-9.
         added = snapshot["added_delay_s"]
         assert run["modelled_s"] - snapshot["real_comm_s"] <= added + 1e-9
-        assert added <= step_s
+        assert added <= min(step_s, snapshot["modelled_comm_s"])

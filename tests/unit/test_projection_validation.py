@@ -14,7 +14,7 @@ from raysim.projection.collectives import Topology
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, RDMA, TCP
 from raysim.projection.step_model import CONTENTION, TORCH_DDP_OVERHEAD_S_PER_GB
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEPT = ROOT / "benchmarks/results/projection_validation.json"
 
 

@@ -23,7 +23,7 @@ from raysim.rundir import read_lines
 from tests.ray_nodes import processes_naming
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Ray 2.60's `ray start` turns token authentication on; a process joining by address
 # sends the token (~/.ray/auth_token) only in token mode, as a user must set it too.
 TOKEN_MODE = {**os.environ, "RAY_AUTH_MODE": "token"}

@@ -26,7 +26,7 @@ from raysim.record.trackers.mlflow import EXPERIMENT_KIND_TAG, MODEL_TRAINING, M
 from raysim.rundir import MLFLOW_RUN_FILE, read_lines
 from tests import browser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 

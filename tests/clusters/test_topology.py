@@ -15,7 +15,7 @@ from raysim.rundir import epoch_lines, rank_lines, read_lines
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_cluster]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_nodes_are_ray_nodes_and_losing_one_goes_on_with_fewer(without_shared_ray, tmp_path):

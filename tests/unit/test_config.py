@@ -4,7 +4,7 @@ import pytest
 
 from raysim.config import ConfigError, ExperimentConfig, Fault, load_config, replace
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_defaults_match_the_reference_setup():

@@ -52,12 +52,23 @@ def test_the_node_loss_line_comes_just_before_its_failure_line(tmp_path):
     assert len(lines) == 3
 
 
-def test_a_node_loss_line_without_a_failure_line_comes_at_the_end(tmp_path):
+def test_a_node_loss_line_without_a_failure_line_comes_at_the_end(tmp_path, monkeypatch):
+    polls = []
+    print_new = ProgressFollower._print_new
+
+    def counted(follower):
+        print_new(follower)
+        polls.append(out.getvalue())
+
+    monkeypatch.setattr(ProgressFollower, "_print_new", counted)
     out = io.StringIO()
     with ProgressFollower(tmp_path / "metrics.jsonl", 4, out, poll_s=0.05) as follower:
         follower.tell_before_failure("raysim: node_loss: ...")
-        time.sleep(0.2)
-        assert out.getvalue() == ""
+        told_at = len(polls)
+        deadline = time.monotonic() + 10
+        while len(polls) < told_at + 3 and time.monotonic() < deadline:  # three polls after
+            time.sleep(0.01)
+        assert len(polls) >= told_at + 3 and polls[told_at:] == [""] * (len(polls) - told_at)
     assert out.getvalue() == "raysim: node_loss: ...\n"
 
 
@@ -88,7 +99,9 @@ class Terminal(io.StringIO):
 def test_a_terminal_gets_a_bar_and_a_pipe_does_not(shared_ray, tiny_config):
     terminal, pipe = Terminal(), io.StringIO()
     raysim.run(tiny_config(num_nodes=2, run_name="tty", max_steps_per_epoch=40), out=terminal)
-    raysim.run(tiny_config(num_nodes=2, run_name="pipe", max_steps_per_epoch=40), out=pipe)
+    # one epoch as long as the terminal's, which had a bar in its first
+    pipe_cfg = tiny_config(num_nodes=2, run_name="pipe", max_steps_per_epoch=40, num_epochs=1)
+    raysim.run(pipe_cfg, out=pipe)
     shown = terminal.getvalue()
     assert "epoch 1/2 [" in shown and "(slowest of 2)" in shown
     bars = [part for part in shown.split(CLEAR_LINE) if part.startswith("epoch ") and "[" in part]

@@ -11,7 +11,7 @@ from raysim.errors import ConfigError
 from raysim.projection.cost import PRICES, cost_of, parse_price
 from raysim.projection.step_model import projected_step
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def row(gpus=16, samples_per_s=1000.0):

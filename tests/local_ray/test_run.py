@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 import raysim
+from raysim.config import replace
 from raysim.rundir import read_lines
-from tests.test_train_helpers import actors_started, check_run_actors
+from tests.run_checks import actors_started, check_run_actors, check_startup_adds_up
 
 pytestmark = pytest.mark.slow
 
@@ -45,25 +46,6 @@ def test_four_nodes_train_in_lockstep_and_learn(shared_ray, tiny_config):
     check_startup_adds_up(summary)
 
 
-def check_startup_adds_up(summary):
-    """Every stage a run passes is timed, none backwards; to the first batch they sum to
-    the time to the first step."""
-    stages = {s["stage"]: s["seconds"] for s in summary["startup"]["stages"]}
-    assert list(stages)[-6:] == [
-        "Ray Train: controller, worker group, process group",
-        "node set-up: threads, device, memory cap",
-        "the function: data and model built",
-        "prepare: DDP wraps the model, hooks",
-        "the first batch",
-        "the first step",
-    ]
-    assert all(seconds >= 0 for seconds in stages.values()), stages
-    assert stages["Ray Train: controller, worker group, process group"] > 0.5
-    before_the_step = sum(list(stages.values())[:-1])
-    assert before_the_step == pytest.approx(summary["time_to_first_step_s"])
-    assert summary["time_to_first_step_s"] < summary["wall_time_s"] + stages[next(iter(stages))]
-
-
 def check_tensorboard_matches_metrics(result):
     """TensorBoard's own reader sees the values metrics.jsonl holds, per epoch and per node."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -88,14 +70,9 @@ def test_single_node_runs_the_same_loop(shared_ray, tiny_config):
     assert result.final_test_accuracy > 0.5
 
 
-def test_same_seed_same_weights(shared_ray, tiny_config):
-    runs = [
-        raysim.run(
-            tiny_config(num_nodes=2, num_epochs=1, max_steps_per_epoch=3, run_name=name), out=None
-        )
-        for name in ("a", "b")
-    ]
-    assert runs[0].epochs[0]["param_checksum"] == runs[1].epochs[0]["param_checksum"]
+def test_same_seed_same_weights(short_run):
+    again = raysim.run(replace(short_run.config, run_name="again"), out=None)
+    assert again.epochs[0]["param_checksum"] == short_run.epochs[0]["param_checksum"]
 
 
 def broken_shard_fn(config):

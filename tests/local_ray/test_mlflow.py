@@ -184,8 +184,10 @@ def test_a_tracked_run_logs_config_epochs_nodes_summary_and_files(
 
 @pytest.mark.slow
 def test_a_failed_run_ends_failed_with_its_error(shared_ray, tiny_config, monkeypatch):
+    """An injected out-of-memory on one of two nodes: that node's memory error, in MLflow too."""
     fault = {"kind": "oom", "rank": 0, "epoch": 1}
-    cfg = tiny_config(num_epochs=1, max_steps_per_epoch=3, faults=[fault], tracking={"mlflow": {}})
+    cfg = tiny_config(num_nodes=2, num_epochs=1, max_steps_per_epoch=3, faults=[fault],
+                      tracking={"mlflow": {}})  # fmt: skip
     with pytest.raises(raysim.RunFailedError, match=r"node-0 \(rank 0\) ran out of its memory"):
         raysim.run(cfg, out=None)
     client, run = open_run(Path(cfg.run_dir) / "run", monkeypatch)

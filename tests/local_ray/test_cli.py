@@ -1,4 +1,6 @@
-"""The command line and the original project's scripts, run as a user runs them."""
+"""The command line and the original project's scripts, run as a user runs them; the
+`raysim` subcommands on a real run through the command's own entry point (in this process, on
+the shared Ray): run, --resume, project (fit: test_own_training.py)."""
 
 import json
 import re
@@ -10,7 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from raysim.cli import main
+from raysim.rundir import epoch_lines, read_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--device", "cpu", "--image-size", "16", "--batch-size", "8"]
 
 
 def run_script(*args, timeout=120):
@@ -173,3 +179,29 @@ def test_train_config_flags_merge_over_the_yaml_block(tmp_path):
     assert cfg["train_config"] == {"width": 64, "layers": 2, "dropout": 0.1}
     done = run_script("-m", "raysim.cli", "run", "--train-config", "width")
     assert done.returncode == 2 and "'width' is not key=value" in done.stderr
+
+
+@pytest.mark.slow
+def test_run_then_resume_then_project(shared_ray, tmp_path, capsys):
+    args = ["run", *TINY, "--num-nodes", "2", "--num-epochs", "1", "--max-steps-per-epoch", "4",
+            "--checkpoint-every", "1", "--run-dir", str(tmp_path), "--run-name", "r"]  # fmt: skip
+    assert main(args) == 0
+    run_dir = tmp_path / "r"
+    assert main(["run", "--resume", str(run_dir), "--num-epochs", "2"]) == 0
+    epochs = epoch_lines(read_lines(run_dir / "metrics.jsonl"))
+    assert [e["epoch"] for e in epochs] == [1, 2], "epoch 1 from the checkpoint, then 2"
+    assert "continue" not in capsys.readouterr().err
+
+    out = tmp_path / "projection.json"
+    nodes = "1,4,64"
+    assert main(["project", str(run_dir), "--network", "1gbe", "--nodes", nodes,
+                 "--out", str(out)]) == 0  # fmt: skip
+    shown = capsys.readouterr().out
+    assert "r projected onto machines of 1 GPU(s)" in shown and "efficiency" in shown
+    assert "1gbe (0.068 GB/s achieved, line rate 0.125 GB/s" in shown
+    rows = json.loads(out.read_text())
+    assert [row["nodes"] for row in rows] == [1, 4, 64]
+    assert rows[0]["efficiency"] == pytest.approx(1.0)
+    # ResNet18's 45 MB over 1 GbE as achieved: at least the bandwidth term of one ring
+    assert rows[1]["comm_s"] > 2 * 3 / 4 * 44.7e6 / 0.068e9 * 0.99
+    assert rows[2]["efficiency"] < rows[1]["efficiency"] < 1

@@ -262,6 +262,9 @@ def test_raysim_trace_draws_a_lane_per_node_and_compare_shows_it(straggler_run, 
     assert main(["trace", str(straggler_run), "--steps", "1-2", "--out", str(out)]) == 0
     with Image.open(out) as image:
         assert image.format == "PNG" and image.width > 600 and image.height > 150
+    assert main(["trace", str(straggler_run)]) == 0  # no --out: into the run directory
+    with Image.open(straggler_run / "timeline.png") as image:
+        assert image.format == "PNG" and image.width > 600
     timeline = draw_timeline(straggler_run, tmp_path / "e1.png", epoch=1)
     assert timeline.lanes == ["node 0", "node 1"]
     assert (timeline.epoch, timeline.steps) == (1, [1, 2, 3])

@@ -22,9 +22,9 @@ from raysim.cluster.local import dashboard_banner, dashboard_kwargs
 from raysim.rundir import read_lines
 from tests import browser
 from tests.ray_nodes import processes_naming
-from tests.test_train_helpers import check_run_actors
+from tests.run_checks import check_run_actors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"  # Debian's; .ci/run installs it, and CI fails without it
 
 

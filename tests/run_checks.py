@@ -1,0 +1,48 @@
+"""Checks that several tiers' run tests share: the actors a run started, and its start-up stages."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+LEFT_OUT = {"DatasetManager", "PlacementGroupCleaner", "PreemptionWatcher"}
+
+
+@contextlib.contextmanager
+def actors_started() -> Iterator[list[str]]:
+    """The class names of the actors created in the block, from Ray's actor table."""
+    import ray
+
+    before = set(ray._private.state.actors())
+    names: list[str] = []
+    yield names
+    after = ray._private.state.actors()
+    names.extend(sorted(a["ActorClassName"] for key, a in after.items() if key not in before))
+
+
+def check_run_actors(names: list[str], nodes: int) -> None:
+    """A run's controller, workers and barrier, and none of the helpers raysim leaves out."""
+    assert names.count("RayTrainWorker") == nodes, names
+    assert {"TrainController", "SynchronizationActor"} <= set(names), names
+    assert not LEFT_OUT & set(names), names
+
+
+def check_startup_adds_up(summary):
+    """Every stage a run passes is timed, none backwards; to the first batch they sum to
+    the time to the first step."""
+    stages = {s["stage"]: s["seconds"] for s in summary["startup"]["stages"]}
+    assert list(stages)[-6:] == [
+        "Ray Train: controller, worker group, process group",
+        "node set-up: threads, device, memory cap",
+        "the function: data and model built",
+        "prepare: DDP wraps the model, hooks",
+        "the first batch",
+        "the first step",
+    ]
+    assert all(seconds >= 0 for seconds in stages.values()), stages
+    assert stages["Ray Train: controller, worker group, process group"] > 0.5
+    before_the_step = sum(list(stages.values())[:-1])
+    assert before_the_step == pytest.approx(summary["time_to_first_step_s"])
+    assert summary["time_to_first_step_s"] < summary["wall_time_s"] + stages[next(iter(stages))]

@@ -9,7 +9,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raysim.builtin.checks import check_data, check_weights, decodes_images, parameter_count
+from raysim.builtin.checks import (
+    check_data,
+    check_fault_steps,
+    check_weights,
+    decodes_images,
+    parameter_count,
+)
 from raysim.config import ExperimentConfig
 from raysim.driver_startup import DriverStartup
 from raysim.plan import PlanError, ResourcePlan
@@ -62,6 +68,7 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
 def builtin_checks(cfg: ExperimentConfig, plan: ResourcePlan, startup: DriverStartup) -> None:
     """The built-in's state floor, weights file and data set."""
     check_state_fits(cfg, plan)
+    check_fault_steps(cfg)
     check_weights(cfg.weights_path)
     if decodes_images(cfg):  # decoding imports torch: not while the thread does
         startup.imports_done()

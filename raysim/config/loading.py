@@ -150,7 +150,10 @@ def _fault_timing_problems(values: dict[str, Any]) -> list[str]:
     """A hang needs the watch that ends it; a fault past the epoch's known end never fires."""
     faults = [f for f in values.get("faults") or [] if isinstance(f, dict)]
     problems = []
-    if any(f.get("kind") == "hang" for f in faults) and values.get("collective_timeout_s") is None:
+    hangs = any(f.get("kind") == "hang" for f in faults)
+    if hangs and values.get("num_nodes", 1) < 2:
+        problems.append("faults: a hang is a node its peers wait for: use num_nodes 2 or more")
+    if hangs and values.get("collective_timeout_s") is None:
         problems.append(
             "faults: a hang waits for ever without collective_timeout_s: set it (e.g. "
             "--collective-timeout-s 10) so raysim names the node and ends the worker group"

@@ -65,10 +65,27 @@ def event_line(record: dict[str, Any]) -> str:
         )
     ranks = ", ".join(sorted(record["ranks"], key=int))
     text = f"raysim: the worker group failed (rank {ranks})"
+    if record.get("stall"):
+        text = hang_line(record["stall"]) + "\n" + text
     if record.get("faults"):
         injected = ", ".join(f"{f['kind']} on node-{f['rank']}" for f in record["faults"])
         text += f": injected {injected}, noticed after {record['detect_s']:.1f} s"
     return text
+
+
+def hang_line(stall: dict[str, Any]) -> str:
+    """Who stopped entering collectives, which one it did not enter, at which step; and that
+    the watch ended the worker group."""
+    collective = stall["collective"]
+    stopped = " and ".join(node["node"] for node in stall["stopped"])
+    where = stall["stopped"][0]
+    return (
+        f"raysim: hang: {stopped} stopped entering collectives at epoch {where['epoch']}, "
+        f"step {where['step']}: it did not enter {collective['kind']} #{collective['seq']} "
+        f"({collective['bytes'] / MB:.1f} MB), which {', '.join(stall['waiting'])} waited in "
+        f"for {stall['waited_s']:.1f} s (collective_timeout_s {stall['timeout_s']:g}); "
+        "raysim ended the worker group"
+    )
 
 
 def node_lost_line(fault: dict[str, Any], ray_log: str | None) -> str:

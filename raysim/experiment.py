@@ -37,6 +37,7 @@ from raysim.failures import NodeMemory, RunFailedError, failure_message
 from raysim.node_program import NodeProgram, node_program
 from raysim.plan import Hardware, ResourcePlan, make_plan
 from raysim.record.trackers import check_trackers, trackers_for
+from raysim.report.faults import fault_entries
 from raysim.report.summary import summarize
 from raysim.rundir import (
     CONFIG_FILE,
@@ -44,6 +45,7 @@ from raysim.rundir import (
     SUMMARY_FILE,
     create_run_dir,
     epoch_lines,
+    fired_faults,
     node_memory_path,
     read_metrics,
     train_run_name,
@@ -247,6 +249,7 @@ def _run(
             program=program.name,
             environment=environment_facts(hw, plan),
             config=cfg.to_dict(),
+            faults=fault_entries(records, fired_faults(run_dir)),
         )
         _write_summary(run_dir, summary, failure, out)
         if failure is not None:

@@ -117,3 +117,18 @@ def test_a_hang_is_named_and_ended_within_the_timeout(shared_ray, tmp_path):
     while any(alive(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in pids), "no worker process is left"
+
+
+@pytest.mark.slow
+def test_with_a_restart_the_hung_run_finishes_and_counts_the_hang(shared_ray, tmp_path):
+    cfg = hang_config(tmp_path, "recover", max_failures=1, checkpoint_every=1)
+    result = raysim.run(cfg, out=None)
+    assert result.summary["status"] == "finished"
+    assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
+    (hang,) = result.summary["faults"]
+    assert (hang["kind"], hang["rank"], hang["epoch"], hang["step"]) == ("hang", 1, 2, 3)
+    assert TIMEOUT_S <= hang["detected_after_s"] < TIMEOUT_S + 2
+    assert hang["lost_steps"] == 2, "epoch 2's steps 1-2, redone from epoch 1's checkpoint"
+    assert hang["went_on"].startswith("restarted from epoch 1's checkpoint; epoch 2 reported")
+    saved = json.loads((result.run_dir / "summary.json").read_text())
+    assert saved["faults"] == result.summary["faults"]

@@ -24,10 +24,14 @@ def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
 
 
 def slowest_node(epoch: dict[str, Any]) -> list[str]:
-    """The node the others waited for (the one that waited least in the all-reduce): known
-    only where there are peers and the ranks measured their waits."""
+    """The node the others waited for (the one that waited least in the all-reduce), and
+    whether for its input or its compute: known only where there are peers and the ranks
+    measured their waits."""
     rank = epoch.get("slowest_rank")
-    return [] if rank is None else [f"slowest node-{rank}"]
+    if rank is None:
+        return []
+    cause = epoch.get("slowest_cause")
+    return [f"slowest node-{rank}" + (f" ({cause})" if cause else "")]
 
 
 def raysim_columns(record: dict[str, Any]) -> list[str]:
@@ -82,10 +86,14 @@ def hang_line(stall: dict[str, Any]) -> str:
     return (
         f"raysim: hang: {stopped} stopped entering collectives at epoch {where['epoch']}, "
         f"step {where['step']}: it did not enter {collective['kind']} #{collective['seq']} "
-        f"({collective['bytes'] / MB:.1f} MB), which {', '.join(stall['waiting'])} waited in "
+        f"({_size(collective['bytes'])}), which {', '.join(stall['waiting'])} waited in "
         f"for {stall['waited_s']:.1f} s (collective_timeout_s {stall['timeout_s']:g}); "
         "raysim ended the worker group"
     )
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / MB:.1f} MB" if nbytes >= MB / 10 else f"{nbytes / 1000:.1f} kB"
 
 
 def node_lost_line(fault: dict[str, Any], ray_log: str | None) -> str:

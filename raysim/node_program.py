@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from raysim.builtin.checks import (
     check_data,
-    check_fault_steps,
     check_weights,
     decodes_images,
     parameter_count,
+    steps_per_epoch,
 )
 from raysim.config import ExperimentConfig
+from raysim.config.faults import step_problems
 from raysim.driver_startup import DriverStartup
 from raysim.plan import PlanError, ResourcePlan
 from raysim.plan.memory_floor import ADAM_MOMENTS, state_floor_problem
@@ -63,6 +64,17 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
     )
     if problem is not None:
         raise PlanError([problem])
+
+
+def check_fault_steps(cfg: ExperimentConfig) -> None:
+    """A fault at a step the built-in's epoch never reaches would never fire."""
+    steps = steps_per_epoch(cfg)
+    if steps is None:
+        return
+    why = f"{cfg.dataset}, {cfg.num_nodes} node(s) × batch_size {cfg.batch_size}"
+    problems = step_problems(cfg.faults, steps, why)
+    if problems:
+        raise PlanError(problems)
 
 
 def builtin_checks(cfg: ExperimentConfig, plan: ResourcePlan, startup: DriverStartup) -> None:

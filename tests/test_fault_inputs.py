@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from raysim.builtin.checks import check_fault_steps, steps_per_epoch
+from raysim.builtin.checks import steps_per_epoch
 from raysim.cli import main
 from raysim.config import load_config, parse_inject
 from raysim.errors import ConfigError
+from raysim.node_program import check_fault_steps
 
 
 def test_misspelt_kind_says_did_you_mean():

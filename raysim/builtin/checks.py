@@ -7,9 +7,6 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from raysim.config.faults import step_problems
-from raysim.errors import ConfigError
-
 if TYPE_CHECKING:
     from raysim.worker import ExperimentConfig
 
@@ -65,14 +62,3 @@ def steps_per_epoch(cfg: ExperimentConfig) -> int | None:
         return cfg.max_steps_per_epoch
     steps = math.ceil(math.ceil(samples / cfg.num_nodes) / cfg.batch_size)
     return min(steps, cfg.max_steps_per_epoch or steps)
-
-
-def check_fault_steps(cfg: ExperimentConfig) -> None:
-    """Before Ray starts: a fault at a step the built-in's epoch never reaches."""
-    steps = steps_per_epoch(cfg)
-    if steps is None:
-        return
-    why = f"{cfg.dataset}, {cfg.num_nodes} node(s) × batch_size {cfg.batch_size}"
-    problems = step_problems(cfg.faults, steps, why)
-    if problems:
-        raise ConfigError(problems)

@@ -107,7 +107,9 @@ def test_a_hang_is_named_and_ended_within_the_timeout(shared_ray, tmp_path):
     assert stall["collective"]["kind"] in ("allreduce", "broadcast")
     assert stall["collective"]["bytes"] > 0 and stall["collective"]["seq"] > 0
     (fired,) = [f for f in error["faults"] if f["kind"] == "hang"]
-    assert TIMEOUT_S <= stall["detected_after_s"] < TIMEOUT_S + 2
+    assert TIMEOUT_S <= stall["waited_s"] < TIMEOUT_S + 1
+    # its peer may have entered the collective just before the hang fired
+    assert TIMEOUT_S - 1 < stall["detected_after_s"] < TIMEOUT_S + 2
     assert ended - fired["fired_unix"] < TIMEOUT_S + 15, "the run ended soon after"
     trace = json.loads((run_dir / "trace.json").read_text())
     (drawn,) = [e for e in trace["traceEvents"] if e["name"].startswith("hang: did not enter")]
@@ -127,7 +129,7 @@ def test_with_a_restart_the_hung_run_finishes_and_counts_the_hang(shared_ray, tm
     assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
     (hang,) = result.summary["faults"]
     assert (hang["kind"], hang["rank"], hang["epoch"], hang["step"]) == ("hang", 1, 2, 3)
-    assert TIMEOUT_S <= hang["detected_after_s"] < TIMEOUT_S + 2
+    assert TIMEOUT_S - 1 < hang["detected_after_s"] < TIMEOUT_S + 2
     assert hang["lost_steps"] == 2, "epoch 2's steps 1-2, redone from epoch 1's checkpoint"
     assert hang["went_on"].startswith("restarted from epoch 1's checkpoint; epoch 2 reported")
     saved = json.loads((result.run_dir / "summary.json").read_text())

@@ -25,12 +25,19 @@ from raysim.cluster import (
 )
 from raysim.cluster.train_helpers import cluster_is_this_host, lean_torch_trainer, run_helpers
 from raysim.config import ExperimentConfig, dump_yaml
-from raysim.console import ProgressFollower, make_board, node_lost_line, summary_table
+from raysim.console import (
+    ProgressFollower,
+    hang_line,
+    make_board,
+    node_lost_line,
+    summary_table,
+)
 from raysim.driver_startup import DriverStartup
 from raysim.failures import NodeMemory, RunFailedError, failure_message
 from raysim.node_program import NodeProgram, node_program
 from raysim.plan import Hardware, ResourcePlan, make_plan
 from raysim.record.trackers import check_trackers, trackers_for
+from raysim.report.faults import fault_entries
 from raysim.report.summary import summarize
 from raysim.rundir import (
     CONFIG_FILE,
@@ -38,6 +45,7 @@ from raysim.rundir import (
     SUMMARY_FILE,
     create_run_dir,
     epoch_lines,
+    fired_faults,
     node_memory_path,
     read_metrics,
     train_run_name,
@@ -127,9 +135,18 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: Node
         with worker_start_timeout(cfg.worker_start_timeout_s), run_helpers(cluster_is_this_host()):
             trainer.fit()
     except ray.train.TrainingFailedError as err:
-        message = failure_message(err, node_memory(run_dir, failed_ranks(err)))
+        message = hang_lead(run_dir) + failure_message(err, node_memory(run_dir, failed_ranks(err)))
         message += _recovery_hint(cfg, run_dir)
         raise RunFailedError(message) from None
+
+
+def hang_lead(run_dir: Path) -> str:
+    """A hang that ended the last worker group leads the story: its nodes' errors are what
+    ending them left."""
+    errors = [r for r in read_metrics(run_dir) if r.get("kind") == "error"]
+    if not errors or "stall" not in errors[-1]:
+        return ""
+    return hang_line(errors[-1]["stall"]).removeprefix("raysim: ") + "\n"
 
 
 def failed_ranks(error: Exception) -> list[int]:
@@ -232,6 +249,7 @@ def _run(
             program=program.name,
             environment=environment_facts(hw, plan),
             config=cfg.to_dict(),
+            faults=fault_entries(records, fired_faults(run_dir)),
         )
         _write_summary(run_dir, summary, failure, out)
         if failure is not None:

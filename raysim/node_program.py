@@ -9,8 +9,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raysim.builtin.checks import check_data, check_weights, decodes_images, parameter_count
+from raysim.builtin.checks import (
+    check_data,
+    check_weights,
+    decodes_images,
+    parameter_count,
+    steps_per_epoch,
+)
 from raysim.config import ExperimentConfig
+from raysim.config.faults import step_problems
 from raysim.driver_startup import DriverStartup
 from raysim.plan import PlanError, ResourcePlan
 from raysim.plan.memory_floor import ADAM_MOMENTS, state_floor_problem
@@ -59,9 +66,21 @@ def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
         raise PlanError([problem])
 
 
+def check_fault_steps(cfg: ExperimentConfig) -> None:
+    """A fault at a step the built-in's epoch never reaches would never fire."""
+    steps = steps_per_epoch(cfg)
+    if steps is None:
+        return
+    why = f"{cfg.dataset}, {cfg.num_nodes} node(s) × batch_size {cfg.batch_size}"
+    problems = step_problems(cfg.faults, steps, why)
+    if problems:
+        raise PlanError(problems)
+
+
 def builtin_checks(cfg: ExperimentConfig, plan: ResourcePlan, startup: DriverStartup) -> None:
     """The built-in's state floor, weights file and data set."""
     check_state_fits(cfg, plan)
+    check_fault_steps(cfg)
     check_weights(cfg.weights_path)
     if decodes_images(cfg):  # decoding imports torch: not while the thread does
         startup.imports_done()

@@ -27,7 +27,9 @@ TRACE_FILE = "trace.json"
 PROFILE_DIR = "profile"
 """torch.profiler's trace of each node (profile_steps), one file per node."""
 FAULTS_DIR = "faults"
-"""Markers of injected faults that fired (each fires once per run)."""
+"""Markers of injected faults that fired (each fires once per run), and of hangs found."""
+COLLECTIVES_DIR = "collectives"
+"""Each rank's ledger of the collectives it entered (raysim.worker.collective_ledger)."""
 NODE_MEMORY_DIR = "node_memory"
 """Each node's training memory, rewritten while its CPU partition is enforced and removed
 when the node ends: what a process that died at its partition's limit leaves behind."""
@@ -45,7 +47,8 @@ RAYSIM_KEYS = frozenset(
         "memory_peak_bytes", "memory_headroom_bytes", "report_s", "prepared", "model",
         "straggler_sleep_s_per_step", "modelled_comm_s_per_step", "allreduce_wait_s_per_step",
         "added_comm_delay_s_per_step", "optimizer_steps", "measured_samples", "train_time_s",
-        "step_time_s", "samples_per_s", "data_wait_s_per_step", "slowest_rank", "wall_time_s",
+        "step_time_s", "samples_per_s", "data_wait_s_per_step", "slowest_rank", "slowest_cause",
+        "wall_time_s",
         "cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "nvml_device_used_bytes",
         "nvml_device_total_bytes", "nvml_gpu_utilization_pct", "nvml_process_used_bytes",
         "startup", "memory_baseline_bytes", "shared_memory_allreduce",
@@ -169,15 +172,25 @@ def rank_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("kind") == "rank"]
 
 
-def fired_faults(run_dir: Path) -> list[dict]:
-    """The faults fired so far; a marker still being written is left for the next look."""
-    markers = Path(run_dir) / FAULTS_DIR
-    if not markers.is_dir():
+def found_stalls(run_dir: Path) -> list[dict]:
+    """The hangs the ranks' watches found (raysim.worker.hang_watch), in time order."""
+    stalls = _markers(Path(run_dir) / FAULTS_DIR, "stall-*.json")
+    return sorted(stalls, key=lambda stall: stall["detected_unix"])
+
+
+def _markers(folder: Path, pattern: str) -> list[dict]:
+    """Each marker file's JSON; a marker still being written is left for the next look."""
+    if not folder.is_dir():
         return []
-    fired = []
-    for path in sorted(markers.glob("fault-*.json")):
+    found = []
+    for path in sorted(folder.glob(pattern)):
         try:
-            fired.append(json.loads(path.read_text()))
+            found.append(json.loads(path.read_text()))
         except json.JSONDecodeError:
             continue
-    return fired
+    return found
+
+
+def fired_faults(run_dir: Path) -> list[dict]:
+    """The faults fired so far; a marker still being written is left for the next look."""
+    return _markers(Path(run_dir) / FAULTS_DIR, "fault-*.json")

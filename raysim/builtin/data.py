@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
+from raysim.builtin.checks import DIGITS_TEST_SHARE
 from raysim.worker import ExperimentConfig
 
 SPLIT_SEED = 1234
 """Fixed, independent of the run seed, so every run sees the same test set."""
-DIGITS_TEST_SHARE = 0.2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

@@ -14,7 +14,12 @@ from typing import Any
 
 import yaml
 
-from raysim.config.faults import fault_problems, parse_faults
+from raysim.config.faults import (
+    RAY_NODE_KINDS,
+    fault_problems,
+    parse_faults,
+    step_problems,
+)
 from raysim.config.network import parse_compression, parse_network
 from raysim.config.schema import CHOICES, EXCLUSIVE_LOW, INPUT_TYPES, RANGES, ExperimentConfig
 from raysim.config.tracking import parse_tracking, tracking_problems
@@ -75,6 +80,7 @@ def _range_problems(values: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: {value!r} is out of range; {fix}")
     problems += _emulation_problems(values)
     problems += _topology_problems(values)
+    problems += _fault_timing_problems(values)
     problems += tracking_problems(values.get("tracking"))
     return problems + _choice_problems(values)
 
@@ -122,17 +128,39 @@ def _topology_problems(values: dict[str, Any]) -> list[str]:
             "(address) every machine is a node already: use topology: single_host"
         )
     lost = [f for f in values.get("faults") or [] if isinstance(f, dict)]
-    if any(f.get("kind") == "node_loss" for f in lost):
+    if any(f.get("kind") == "preempt" for f in lost) and multi_node:
+        problems.append("faults: preempt through Ray's drain is not built yet (issue 33)")
+    for kind in sorted({f.get("kind") for f in lost} & set(RAY_NODE_KINDS)):
         if not multi_node:
             problems.append(
-                "faults: node_loss removes a simulated node's Ray node: use topology: multi_node"
+                f"faults: {kind} acts on a simulated node's Ray node, and on single_host "
+                "every node shares one: use topology: multi_node"
             )
-        if values.get("max_failures", 0) > 0 and not elastic:
-            problems.append(
-                "faults: node_loss takes a node away for good, so a fixed-size run would wait "
-                f"for it forever: set min_nodes below num_nodes (e.g. {max(1, nodes - 1)}) so "
-                "Ray Train goes on with fewer nodes, or max_failures: 0 to end the run there"
-            )
+    node_loss = any(f.get("kind") == "node_loss" for f in lost)
+    if node_loss and values.get("max_failures", 0) > 0 and not elastic:
+        problems.append(
+            "faults: node_loss takes a node away for good, so a fixed-size run would wait "
+            f"for it forever: set min_nodes below num_nodes (e.g. {max(1, nodes - 1)}) so "
+            "Ray Train goes on with fewer nodes, or max_failures: 0 to end the run there"
+        )
+    return problems
+
+
+def _fault_timing_problems(values: dict[str, Any]) -> list[str]:
+    """A hang needs the watch that ends it; a fault past the epoch's known end never fires."""
+    faults = [f for f in values.get("faults") or [] if isinstance(f, dict)]
+    problems = []
+    hangs = any(f.get("kind") == "hang" for f in faults)
+    if hangs and values.get("num_nodes", 1) < 2:
+        problems.append("faults: a hang is a node its peers wait for: use num_nodes 2 or more")
+    if hangs and values.get("collective_timeout_s") is None:
+        problems.append(
+            "faults: a hang waits for ever without collective_timeout_s: set it (e.g. "
+            "--collective-timeout-s 10) so raysim names the node and ends the worker group"
+        )
+    cap = values.get("max_steps_per_epoch")
+    if isinstance(cap, int) and not problems and not fault_problems(faults, 1 << 30):
+        problems += step_problems(parse_faults(faults), cap, f"max_steps_per_epoch {cap}")
     return problems
 
 

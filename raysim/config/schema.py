@@ -85,8 +85,12 @@ class ExperimentConfig:
     max_failures: int = 0
     """Worker-group restarts Ray Train may make after a failure before the run fails."""
     faults: list[Fault] = field(default_factory=list)
-    """Injected faults, each {kind: worker_crash|oom|slow_node|node_loss, rank, epoch, step,
-    seconds}; rank is the simulated node."""
+    """Injected faults, each {kind: worker_crash|oom|slow_node|node_loss|hang|data_stall|
+    preempt, rank, epoch, step, seconds, notice_s}; rank is the simulated node."""
+    collective_timeout_s: float | None = None
+    """How long a collective may wait for a node that does not enter it: then raysim names
+    that node, the collective and the step, and ends the worker group; None: no watch (a
+    hung collective waits for the process group's own 30-minute timeout)."""
     topology: str = "single_host"
     """single_host: every simulated node on one Ray node; multi_node: each simulated node is
     a Ray node of its own (a local multi-node Ray cluster), so it can be lost (node_loss)."""
@@ -188,10 +192,11 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "profile_steps": (0, None, "use 0 (no profiler) or a few steps, e.g. 3"),
     "min_nodes": (1, None, "use at least 1 node or leave it unset"),
     "worker_start_timeout_s": (0, None, "use a positive number of seconds, e.g. 10"),
+    "collective_timeout_s": (0, None, "use a positive number of seconds, e.g. 30"),
 }
 EXCLUSIVE_LOW = {
     "learning_rate", "memory_fraction", "gpu_fraction", "device_memory_gb",
-    "worker_start_timeout_s", "ddp_bucket_mb",
+    "worker_start_timeout_s", "ddp_bucket_mb", "collective_timeout_s",
 }  # fmt: skip
 CHOICES = {
     "dataset": DATASETS, "device": DEVICES, "amp": AMP_DTYPES, "topology": TOPOLOGIES,

@@ -2,7 +2,7 @@
 
 from raysim.console.bar import make_board
 from raysim.console.follower import ProgressFollower
-from raysim.console.lines import node_lost_line
+from raysim.console.lines import hang_line, node_lost_line
 from raysim.console.table import summary_table
 
-__all__ = ["ProgressFollower", "make_board", "node_lost_line", "summary_table"]
+__all__ = ["ProgressFollower", "hang_line", "make_board", "node_lost_line", "summary_table"]

@@ -24,10 +24,14 @@ def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
 
 
 def slowest_node(epoch: dict[str, Any]) -> list[str]:
-    """The node the others waited for (the one that waited least in the all-reduce): known
-    only where there are peers and the ranks measured their waits."""
+    """The node the others waited for (the one that waited least in the all-reduce), and
+    whether for its input or its compute: known only where there are peers and the ranks
+    measured their waits."""
     rank = epoch.get("slowest_rank")
-    return [] if rank is None else [f"slowest node-{rank}"]
+    if rank is None:
+        return []
+    cause = epoch.get("slowest_cause")
+    return [f"slowest node-{rank}" + (f" ({cause})" if cause else "")]
 
 
 def raysim_columns(record: dict[str, Any]) -> list[str]:
@@ -65,10 +69,31 @@ def event_line(record: dict[str, Any]) -> str:
         )
     ranks = ", ".join(sorted(record["ranks"], key=int))
     text = f"raysim: the worker group failed (rank {ranks})"
+    if record.get("stall"):
+        text = hang_line(record["stall"]) + "\n" + text
     if record.get("faults"):
         injected = ", ".join(f"{f['kind']} on node-{f['rank']}" for f in record["faults"])
         text += f": injected {injected}, noticed after {record['detect_s']:.1f} s"
     return text
+
+
+def hang_line(stall: dict[str, Any]) -> str:
+    """Who stopped entering collectives, which one it did not enter, at which step; and that
+    the watch ended the worker group."""
+    collective = stall["collective"]
+    stopped = " and ".join(node["node"] for node in stall["stopped"])
+    where = stall["stopped"][0]
+    return (
+        f"raysim: hang: {stopped} stopped entering collectives at epoch {where['epoch']}, "
+        f"step {where['step']}: it did not enter {collective['kind']} #{collective['seq']} "
+        f"({_size(collective['bytes'])}), which {', '.join(stall['waiting'])} waited in "
+        f"for {stall['waited_s']:.1f} s (collective_timeout_s {stall['timeout_s']:g}); "
+        "raysim ended the worker group"
+    )
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / MB:.1f} MB" if nbytes >= MB / 10 else f"{nbytes / 1000:.1f} kB"
 
 
 def node_lost_line(fault: dict[str, Any], ray_log: str | None) -> str:

@@ -90,4 +90,18 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
     parts = [_table(run_rows)]
     if len(node_rows) > 1:
         parts.append(_table(node_rows))
+    if summary.get("faults"):
+        parts.append(_table(fault_rows(summary["faults"])))
     return "\n\n".join(parts)
+
+
+def fault_rows(faults: list[dict[str, Any]]) -> list[list[str]]:
+    """Each injected fault that fired: where, when raysim told it, what it cost."""
+    rows = [["fault", "node", "at", "told after", "lost steps", "then"]]
+    for fault in faults:
+        told = fault.get("detected_after_s")
+        rows.append([
+            fault["kind"], f"node-{fault['rank']}", f"epoch {fault['epoch']} step {fault['step']}",
+            "-" if told is None else f"{told:.1f} s", str(fault["lost_steps"]), fault["went_on"],
+        ])  # fmt: skip
+    return rows

@@ -39,6 +39,9 @@ def aggregate_epoch(
         "world_size": len(rank_metrics),
         "slowest_rank": slowest_rank(rank_metrics),
     }
+    cause = slowest_cause(rank_metrics, aggregate["slowest_rank"])
+    if cause is not None:
+        aggregate["slowest_cause"] = cause
     if "report_unix" in aggregate:
         aggregate["wall_time_s"] = max(m["report_unix"] for m in rank_metrics) - run_start_unix
     if all(set(m) >= BUILTIN_KEYS for m in rank_metrics):
@@ -90,3 +93,17 @@ def slowest_rank(rank_metrics: list[dict[str, Any]]) -> int | None:
     if len(waits) < 2 or None in waits.values():
         return None
     return min(waits, key=waits.get)
+
+
+def slowest_cause(rank_metrics: list[dict[str, Any]], rank: int | None) -> str | None:
+    """Whether the slowest rank was late for its input or its compute: "input" where its
+    extra wait for the prepared loader, over the others' mean, is at least half of how much
+    later than them it reached the all-reduce (the others' extra wait in it)."""
+    keys = ("data_wait_s_per_step", "allreduce_wait_s_per_step")
+    if rank is None or not all(is_number(m.get(k)) for m in rank_metrics for k in keys):
+        return None
+    (mine,) = [m for m in rank_metrics if m["rank"] == rank]
+    others = [m for m in rank_metrics if m["rank"] != rank]
+    late = statistics.mean(m[keys[1]] for m in others) - mine[keys[1]]
+    extra_input = mine[keys[0]] - statistics.mean(m[keys[0]] for m in others)
+    return "input" if late > 0 and extra_input >= late / 2 else "compute"

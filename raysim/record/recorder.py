@@ -17,7 +17,14 @@ from raysim.config.tracking import parse_tracking
 from raysim.record.aggregate import aggregate_epoch
 from raysim.record.trace import TraceWriter
 from raysim.record.trackers import Trackers, trackers_for
-from raysim.rundir import METRICS_FILE, append_lines, epoch_lines, fired_faults, read_metrics
+from raysim.rundir import (
+    METRICS_FILE,
+    append_lines,
+    epoch_lines,
+    fired_faults,
+    found_stalls,
+    read_metrics,
+)
 
 NOT_PREPARED = (
     "the training function did not call raysim.worker.prepare(model, loader), so the "
@@ -41,6 +48,7 @@ class MetricsRecorder(UserCallback):
         self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
         self.failed_at: float | None = None
         self.told_unprepared = bool(self.recorded)
+        self.stalls_told = {stall["group"] for stall in found_stalls(self.run_dir)}
         tracing = config.get("measure_steps", True) and config.get("trace_steps", 0) > 0
         self.trace = TraceWriter(self.run_dir, run_start_unix, enabled=tracing)
 
@@ -94,9 +102,33 @@ class MetricsRecorder(UserCallback):
             record["faults"] = fresh
             record["detect_s"] = now - min(f["fired_unix"] for f in fresh)
         self.failed_at = min((f["fired_unix"] for f in fresh), default=now)
+        stall = self._new_stall(fresh)
+        if stall is not None:
+            record["stall"] = stall
         append_lines(self.metrics_path, [record])
         self.trace.failed(now, sorted(int(rank) for rank in worker_exceptions))
         self.trackers.close()
+
+    def _new_stall(self, fresh: list[dict]) -> dict | None:
+        """The hang a rank's watch found that ended this worker group, if one did: on the
+        stopped nodes' rows of the timeline, and how long after the hang fired."""
+        stalls = [s for s in found_stalls(self.run_dir) if s["group"] not in self.stalls_told]
+        if not stalls:
+            return None
+        stall = stalls[-1]
+        self.stalls_told.update(s["group"] for s in stalls)
+        hangs = [f["fired_unix"] for f in fresh if f["kind"] == "hang"]
+        if hangs:
+            stall["detected_after_s"] = stall["detected_unix"] - min(hangs)
+        collective = stall["collective"]
+        for node in stall["stopped"]:
+            self.trace.instant(
+                f"hang: did not enter {collective['kind']} #{collective['seq']}",
+                stall["detected_unix"], [self.trace.pids.get(node["rank"], node["rank"] + 1)],
+                {**collective, "epoch": node["epoch"], "step": node["step"],
+                 "waited_s": stall["waited_s"]},
+            )  # fmt: skip
+        return stall
 
     def _record_recovery(self, epoch: int) -> None:
         now = time.time()

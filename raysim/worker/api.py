@@ -61,7 +61,7 @@ def progress(epoch: int, step: int, total: int) -> None:
 
 def inject_faults(epoch: int, step: int) -> None:
     """Fire any fault injected for this node at this step (call before the step)."""
-    current_session().faults.at_step(epoch, step)
+    current_session().at_step(epoch, step)
 
 
 def sample_memory() -> None:

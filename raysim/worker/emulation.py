@@ -93,6 +93,7 @@ def set_up_emulation(
     *,
     host_allreduce: bool = False,
     on_shared_bytes: Callable[[int], None] | None = None,
+    on_enter: Callable[[str, int], None] | None = None,
 ) -> Emulation:
     """Stragglers on the model's training forwards; the strategy's hooks on its collectives
     where it has peers (through shared memory where host_allreduce and the host allows)."""
@@ -107,10 +108,11 @@ def set_up_emulation(
         model.register_forward_hook(emulation.after_forward)
     if world_size < 2:
         return emulation
+    wanted = cfg.measure_steps or emulation.straggles or on_enter is not None
     setup = CollectiveSetup(
-        cfg, world_size, wanted=cfg.measure_steps or emulation.straggles,
-        host_allreduce=host_allreduce, on_ready=on_bucket_ready,
+        cfg, world_size, wanted=wanted, host_allreduce=host_allreduce, on_ready=on_bucket_ready,
         on_done=None if tracer is None else tracer.bucket_done, on_shared_bytes=on_shared_bytes,
+        on_enter=on_enter,
     )  # fmt: skip
     hooks = strategy.emulate_network(model, setup)
     emulation.comm, emulation.host_allreduce = hooks.stats, hooks.host_allreduce

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,15 +22,28 @@ NODE_LOSS_GRACE_S = 120.0
 
 
 class FaultInjector:
-    def __init__(self, faults: list[Fault], run_dir: Path, node_index: int):
-        """node_index: the simulated node (its rank, unless nodes were lost and ranks moved)."""
+    def __init__(self, faults: list[Fault], run_dir: Path, node_index: int,
+                 on_data_wait: Callable[[float, float], None] | None = None):  # fmt: skip
+        """node_index: the simulated node (its rank, unless nodes were lost and ranks moved);
+        on_data_wait: told a data stall's start and seconds (the step meter's data wait)."""
         self.mine = [(i, f) for i, f in enumerate(faults) if f.rank == node_index]
         self.markers = Path(run_dir) / FAULTS_DIR
+        self.on_data_wait = on_data_wait
+        self.data_stall_s = 0.0
+        """The prepared loader's wait before each batch until its pass ends (data_stall)."""
 
     def at_step(self, epoch: int, step: int) -> None:
         for index, fault in self.mine:
             if (fault.epoch, fault.step) == (epoch, step) and self._claim(index, fault):
                 self._act(fault)
+
+    def before_batch(self, index: int) -> None:
+        """The prepared loader is about to fetch batch `index` of its pass (0: a new pass,
+        which for a loop over its loader once an epoch is a new epoch: a stall ends)."""
+        if index == 0:
+            self.data_stall_s = 0.0
+        if self.data_stall_s:
+            time.sleep(self.data_stall_s)
 
     def _claim(self, index: int, fault: Fault) -> bool:
         self.markers.mkdir(parents=True, exist_ok=True)
@@ -43,8 +57,7 @@ class FaultInjector:
             json.dump({**asdict(fault), "index": index, "fired_unix": time.time()}, marker)
         return True
 
-    @staticmethod
-    def _act(fault: Fault) -> None:
+    def _act(self, fault: Fault) -> None:
         if fault.kind == "worker_crash":
             os._exit(1)  # abrupt, as a killed process: no exception, no cleanup
         if fault.kind == "slow_node":
@@ -56,3 +69,18 @@ class FaultInjector:
             # ends this process with it; until then the node stalls, as a dead host does.
             time.sleep(NODE_LOSS_GRACE_S)
             os._exit(1)
+        if fault.kind == "hang":
+            # The node stops entering collectives: its peers wait in the next one until a
+            # rank's hang watch (raysim.worker.hang_watch) ends the worker group.
+            while True:
+                time.sleep(3600)
+        if fault.kind == "data_stall":
+            self._stall_data(fault.seconds)
+
+    def _stall_data(self, seconds: float) -> None:
+        """This step's batch came late, and so does every later one of the loader's pass."""
+        start = time.perf_counter()
+        time.sleep(seconds)
+        if self.on_data_wait is not None:
+            self.on_data_wait(start, seconds)
+        self.data_stall_s = seconds

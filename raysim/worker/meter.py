@@ -10,8 +10,9 @@ The same hooks give the tracer (tracer.py) its spans, for the steps it samples.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,14 +124,20 @@ class MeasuredLoader:
     """The user's loader, timing each wait for a batch; everything else passes through
     (len, sampler.set_epoch, dataset, ...)."""
 
-    def __init__(self, loader: Any, meter: StepMeter):
+    def __init__(self, loader: Any, meter: StepMeter,
+                 before_batch: Callable[[int], None] | None = None):  # fmt: skip
+        """before_batch: called with each batch's index in the pass, inside the timed wait
+        (an injected data stall)."""
         self.loader = loader
         self.meter = meter
+        self.before_batch = before_batch
 
     def __iter__(self) -> Iterator:
         batches = iter(self.loader)
-        while True:
+        for index in itertools.count():
             start = time.perf_counter()
+            if self.before_batch is not None:
+                self.before_batch(index)
             try:
                 batch = next(batches)
             except StopIteration:

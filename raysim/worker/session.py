@@ -25,8 +25,10 @@ from raysim.plan.memory_floor import optimizer_moments, state_floor_problem
 from raysim.plan.resources import NODE_LABEL, ResourcePlan
 from raysim.procfs import peak_rss_bytes, process_rss_bytes
 from raysim.rundir import PROFILE_DIR, STARTUP_KEY, TRACE_KEY, node_memory_path, raysim_home
+from raysim.worker.collective_ledger import CollectiveLedger
 from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
+from raysim.worker.hang_watch import HangWatch
 from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
 from raysim.worker.memory_watch import MemoryWatch
 from raysim.worker.meter import MeasuredLoader, StepMeter
@@ -78,6 +80,9 @@ class NodeSession:
     startup: StartupMarks = field(default_factory=StartupMarks)
     memory_watch: MemoryWatch | None = None
     """Keeps the enforced CPU partition's use on disk, for a process that dies at it."""
+    ledger: CollectiveLedger | None = None
+    """The collectives this node entered, where collective_timeout_s sets a hang watch."""
+    hang_watch: HangWatch | None = None
 
     def __post_init__(self) -> None:
         self.strategy = get_strategy(self.config.strategy)
@@ -147,12 +152,13 @@ class NodeSession:
             model, cfg, self.strategy, ctx.rank, ctx.world_size,
             facts.bucket_ready if measures else None, tracer,
             host_allreduce=self.plan.host_allreduce, on_shared_bytes=self.shared_bytes,
+            on_enter=None if self.ledger is None else self.ledger.entered,
         )  # fmt: skip
         if measures:
             self.facts = facts
             self.meter.tracer = tracer
             if loader is not None:
-                loader = MeasuredLoader(loader, self.meter)
+                loader = MeasuredLoader(loader, self.meter, self.faults.before_batch)
             self.measure(model)
             if cfg.profile_steps:
                 profiler = NodeProfiler(
@@ -162,13 +168,33 @@ class NodeSession:
                 )
                 self.meter.on_step_end.append(profiler.step_done)
         self.guard = memory_guard(cfg, self.plan, ctx.rank)
-        self.end()
+        self.end_memory_watch()
         if self.guard is not None and self.guard.enforced:
             self.memory_watch = MemoryWatch(self.guard, node_memory_path(ctx.run_dir, ctx.rank))
         return loader
 
+    def at_step(self, epoch: int, step: int) -> None:
+        """The function starts this step: noted in the ledger, then any fault fires."""
+        if self.ledger is not None:
+            self.ledger.at_step(epoch, step)
+        self.faults.at_step(epoch, step)
+
+    def watch_for_hangs(self) -> None:
+        """Where collective_timeout_s is set and the node has peers: the ledger and watch."""
+        ctx, timeout = self.context, self.config.collective_timeout_s
+        if timeout is None or ctx.world_size < 2:
+            return
+        group = worker_group_id()
+        self.ledger = CollectiveLedger(ctx.run_dir, group, ctx.rank, ctx.node_id)
+        self.hang_watch = HangWatch(ctx.run_dir, group, ctx.world_size, timeout)
+
     def end(self) -> None:
         """The node's function returned or raised."""
+        if self.hang_watch is not None:
+            self.hang_watch.close()
+        self.end_memory_watch()
+
+    def end_memory_watch(self) -> None:
         if self.memory_watch is not None:
             self.memory_watch.close()
             self.memory_watch = None
@@ -220,6 +246,7 @@ def start(
     if _current is not None:  # a process that hosted a node before: its hooks go
         for handle in _current.optimizer_hooks:
             handle.remove()
+        _current.end()
     torch.set_num_threads(plan.torch_threads)
     device = ray.train.torch.get_device()
     if device.type == "cuda":
@@ -236,13 +263,29 @@ def start(
         run_dir=Path(run_dir),
         cache_dir=raysim_home() / "cache",
     )
-    faults = FaultInjector(cfg.faults, run_dir, context.node_index)
-    _current = NodeSession(context, cfg, plan, faults)
+    _current = NodeSession(
+        context, cfg, plan, FaultInjector(cfg.faults, run_dir, context.node_index)
+    )
+    _current.faults.on_data_wait = _current.meter.waited_for_data
     if progress_board is not None:
         _current.poster = StepPoster(progress_board, rank)
+    _current.watch_for_hangs()
     _current.startup.mark("node_start", called_unix)
     _current.startup.mark("node_ready")
     return context
+
+
+def worker_group_id() -> str:
+    """Shared by the ranks of one worker group, new for each (Ray Train makes a
+    synchronization actor per group); the process group's address where that is hidden."""
+    import os
+
+    try:
+        from ray.train.v2._internal.execution.context import get_train_context
+
+        return get_train_context().get_synchronization_actor()._actor_id.hex()
+    except (ImportError, AttributeError, RuntimeError):
+        return f"{os.environ.get('MASTER_ADDR')}-{os.environ.get('MASTER_PORT')}"
 
 
 def raysim_measurements() -> dict[str, Any]:

@@ -44,6 +44,9 @@ class CollectiveSetup:
     """Told each collective's spans (the tracer)."""
     on_shared_bytes: Callable[[int], None] | None = None
     """Told the bytes moved into shared memory: still the node's own (its memory guard)."""
+    on_enter: Callable[[str, int], None] | None = None
+    """Told each collective's kind and bytes as this node enters it (the hang watch's
+    ledger, raysim.worker.collective_ledger)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,19 @@ if TYPE_CHECKING:
     from raysim.worker.model_facts import ModelFacts
 
 
+def tell_buffer_broadcasts(model: torch.nn.Module, on_enter) -> None:
+    """DDP broadcasts rank 0's buffers (batch norm's statistics) before a forward that
+    follows a synced one: a collective too, which a hung node's peers may wait in."""
+    nbytes = sum(b.numel() * b.element_size() for b in model.buffers())
+
+    def before_forward(module, args) -> None:
+        if module.training and module.will_sync_module_buffers():
+            on_enter("broadcast", nbytes)
+
+    if nbytes:
+        model.register_forward_pre_hook(before_forward)
+
+
 class DDP(Strategy):
     name: ClassVar[str] = "ddp"
 
@@ -46,9 +59,11 @@ class DDP(Strategy):
         stats = CommStats()
         state, hook = make_emulation_hook(
             cfg.network, setup.world_size, stats, cfg.grad_compression, host=host,
-            on_ready=setup.on_ready, on_done=setup.on_done,
+            on_ready=setup.on_ready, on_done=setup.on_done, on_enter=setup.on_enter,
         )  # fmt: skip
         model.register_comm_hook(state, hook)
+        if setup.on_enter is not None:
+            tell_buffer_broadcasts(model, setup.on_enter)
         return CollectiveHooks(stats, host_allreduce=host is not None)
 
     def training_state(

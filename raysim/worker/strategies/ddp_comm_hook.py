@@ -84,6 +84,8 @@ class EmulationState:
     on_done: Callable[[float, float, float, int, float], None] | None = None
     """Told each bucket's hand-over time, real all-reduce end, the delay added after it,
     its bytes on the wire and its modelled seconds (the tracer)."""
+    on_enter: Callable[[str, int], None] | None = None
+    """Told "allreduce" and the bytes on the wire as this rank enters each bucket's."""
 
 
 def _real_allreduce(state: EmulationState, bucket):
@@ -113,6 +115,8 @@ def _emulation_hook(state: EmulationState, bucket):
     if state.on_ready is not None:
         state.on_ready(gradient_bytes, t0)
     nbytes = compressed_bytes(gradient_bytes, state.compression)
+    if state.on_enter is not None:
+        state.on_enter("allreduce", nbytes)
     modelled = allreduce_seconds(nbytes, state.nodes, state.spec)
     # Buckets share one modelled link: one starts when both it and the link are ready.
     previous = state.link_free_at
@@ -145,6 +149,7 @@ def make_emulation_hook(
     host: HostAllreduce | None = None,
     on_ready: Callable[[int, float], None] | None = None,
     on_done: Callable[[float, float, float, int, float], None] | None = None,
+    on_enter: Callable[[str, int], None] | None = None,
 ) -> tuple[EmulationState, Any]:
     """(state, hook) for ddp_model.register_comm_hook(state, hook).
 
@@ -161,6 +166,6 @@ def make_emulation_hook(
         raise ValueError("the shared-memory all-reduce does not compress: pass host=None")
     state = EmulationState(
         spec, world_size, stats, compression, process_group, host, on_ready=on_ready,
-        on_done=on_done,
+        on_done=on_done, on_enter=on_enter,
     )  # fmt: skip
     return state, _emulation_hook

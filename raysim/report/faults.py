@@ -1,0 +1,83 @@
+"""summary.json's `faults`: one entry per injected fault that fired, with when raysim told
+it, the steps it cost and how the run went on. Pure functions over metrics.jsonl's
+records and the fault markers (raysim.rundir.fired_faults)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LATE_KINDS = ("slow_node", "data_stall")
+"""Faults that make a node late and fail nothing (a failure they precede is another's)."""
+
+
+def fault_entries(records: list[dict[str, Any]], fired: list[dict[str, Any]]) -> list[dict]:
+    """Each fired fault, in the order it fired."""
+    return [_entry(fault, records) for fault in sorted(fired, key=lambda f: f["fired_unix"])]
+
+
+def _entry(fault: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    entry = {k: fault[k] for k in ("kind", "rank", "epoch", "step")}
+    entry["fired_unix"] = fault["fired_unix"]
+    position = _error_position(fault, records)
+    if position is None:  # no failure: the run went on with the node late
+        entry.update(detected_after_s=_named_after(fault, records), lost_steps=0)
+        entry["went_on"] = "no failure: the run went on"
+        return entry
+    error = records[position]
+    stall = error.get("stall") or {}
+    entry["detected_after_s"] = stall.get("detected_after_s", error.get("detect_s"))
+    saved, lost = _lost_since_checkpoint(fault, records[:position])
+    entry["lost_steps"] = lost
+    entry["went_on"] = _went_on(records[position + 1 :], saved)
+    return entry
+
+
+def _error_position(fault: dict[str, Any], records: list[dict[str, Any]]) -> int | None:
+    """The failure this fault caused: the error record that lists it."""
+    if fault["kind"] in LATE_KINDS:
+        return None
+    for position, record in enumerate(records):
+        listed = [f.get("index") for f in record.get("faults", [])]
+        if record.get("kind") == "error" and fault["index"] in listed:
+            return position
+    return None
+
+
+def _named_after(fault: dict[str, Any], records: list[dict[str, Any]]) -> float | None:
+    """A fault that failed nothing is told when its epoch's line names its node the slowest
+    (that epoch's last report); None where it never was."""
+    epochs = [r for r in records if r.get("kind") == "epoch" and r.get("epoch") == fault["epoch"]]
+    if not epochs or epochs[0].get("slowest_rank") != fault["rank"]:
+        return None
+    reports = [
+        r["report_unix"] for r in records
+        if r.get("kind") == "rank" and r.get("epoch") == fault["epoch"] and "report_unix" in r
+    ]  # fmt: skip
+    return max(reports) - fault["fired_unix"] if reports else None
+
+
+def _lost_since_checkpoint(
+    fault: dict[str, Any], before: list[dict[str, Any]]
+) -> tuple[int | None, int]:
+    """The last checkpointed epoch before the failure (None: none) and the steps each node
+    redoes from there: the epochs recorded since, and the fault's epoch up to its step."""
+    epochs = [r for r in before if r.get("kind") == "epoch"]
+    saved = max((e["epoch"] for e in epochs if e.get("checkpoint")), default=None)
+    redone = [e for e in epochs if e["epoch"] > (saved or 0) and e["epoch"] < fault["epoch"]]
+    return saved, sum(_steps(e) for e in redone) + fault["step"] - 1
+
+
+def _steps(epoch: dict[str, Any]) -> int:
+    """Loader batches of an epoch: the built-in counts them; else its optimizer steps."""
+    return int(epoch.get("steps") or epoch.get("optimizer_steps") or 0)
+
+
+def _went_on(after: list[dict[str, Any]], saved: int | None) -> str:
+    recovered = next((r for r in after if r.get("kind") in ("recovered", "error")), None)
+    if recovered is None or recovered["kind"] == "error":
+        return "the run failed"
+    origin = f"epoch {saved}'s checkpoint" if saved is not None else "the start"
+    return (
+        f"restarted from {origin}; epoch {recovered['epoch']} reported "
+        f"{recovered['recover_s']:.1f} s after the fault"
+    )

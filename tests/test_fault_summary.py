@@ -1,0 +1,55 @@
+"""summary.json's faults from metrics.jsonl's records and the fault markers (no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from raysim.console.table import summary_table
+from raysim.report.faults import fault_entries
+
+HANG = {"kind": "hang", "rank": 1, "epoch": 3, "step": 4, "index": 0, "fired_unix": 100.0}
+SLOW = {"kind": "data_stall", "rank": 0, "epoch": 1, "step": 1, "index": 1, "fired_unix": 10.0}
+
+
+def records():
+    return [
+        {"kind": "rank", "epoch": 1, "rank": 0, "report_unix": 12.5},
+        {"kind": "epoch", "epoch": 1, "steps": 5, "slowest_rank": 0, "checkpoint": "c1"},
+        {"kind": "epoch", "epoch": 2, "steps": 5, "slowest_rank": 1},
+        {"kind": "error", "time_unix": 106.0, "faults": [SLOW, HANG], "detect_s": 6.0,
+         "stall": {"detected_after_s": 5.1}},
+        {"kind": "recovered", "epoch": 2, "recover_s": 40.0},
+    ]  # fmt: skip
+
+
+def test_each_fault_with_its_cost_and_how_the_run_went_on():
+    slow, hang = fault_entries(records(), [HANG, SLOW])
+    assert slow == {
+        "kind": "data_stall", "rank": 0, "epoch": 1, "step": 1, "fired_unix": 10.0,
+        "detected_after_s": 2.5, "lost_steps": 0, "went_on": "no failure: the run went on",
+    }  # fmt: skip
+    assert hang["detected_after_s"] == 5.1, "the hang watch's, not Ray's"
+    assert hang["lost_steps"] == 5 + 3, "epoch 2 and epoch 3's first three steps"
+    assert hang["went_on"] == (
+        "restarted from epoch 1's checkpoint; epoch 2 reported 40.0 s after the fault"
+    )
+
+
+def test_a_failure_not_recovered_and_no_checkpoint():
+    crash = {**HANG, "kind": "worker_crash"}
+    error = {"kind": "error", "faults": [crash], "detect_s": 1.5}
+    (entry,) = fault_entries([error], [crash])
+    assert (entry["detected_after_s"], entry["lost_steps"]) == (1.5, 3)
+    assert entry["went_on"] == "the run failed"
+
+
+def test_the_console_summary_shows_them():
+    summary = {"status": "failed", "epochs_completed": 0, "nodes": [],
+               "faults": fault_entries(records(), [HANG])}  # fmt: skip
+    text = summary_table(summary, Path("runs/x"))
+    header, rule, row = text.split("\n\n")[-1].splitlines()
+    assert header.split() == ["fault", "node", "at", "told", "after", "lost", "steps", "then"]
+    assert row.split()[:8] == ["hang", "node-1", "epoch", "3", "step", "4", "5.1", "s"]
+    assert row.rstrip().endswith(
+        "restarted from epoch 1's checkpoint; epoch 2 reported 40.0 s after the fault"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import struct
 from pathlib import Path
 
 from raysim.report.document import Block, Bullets, Heading, Images, Table, Text
@@ -31,8 +32,11 @@ th, td { border: 1px solid #d0d7de; padding: 4px 10px; }
 th { background: #f6f8fa; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #f9fafb; }
-figure { display: inline-block; margin: 8px 16px 16px 0; vertical-align: top; }
+.figures { display: flex; flex-wrap: wrap; gap: 16px; margin: 8px 0 16px; }
+figure { margin: 0; flex: 1 1 100%; }
+figure.half { flex: 0 1 calc(50% - 8px); }
 figure img { max-width: 100%; border: 1px solid #d8dee4; }
+figure.half img { width: 100%; }
 figcaption { font-size: 13px; color: #59636e; }
 """
 
@@ -42,8 +46,14 @@ def anchor(text: str) -> str:
     return "-".join(re.findall(r"\w+", text.lower()))
 
 
-def data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+HALF_WIDTH_PX = 800
+"""A plot at most this wide shares a row with the next (the 700-px plots go two a row);
+a wider one, a timeline, has its row."""
+
+
+def png_width(data: bytes) -> int:
+    """The width in a PNG's header chunk (bytes 16-19, big-endian)."""
+    return struct.unpack(">I", data[16:20])[0]
 
 
 def _cell(value: str, tag: str) -> str:
@@ -58,9 +68,11 @@ def table_html(table: Table) -> str:
 
 
 def figure_html(path: Path) -> str:
-    name = html.escape(path.stem)
+    data = path.read_bytes()
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    half = ' class="half"' if png_width(data) <= HALF_WIDTH_PX else ""
     return (
-        f'<figure id="{anchor(path.stem)}"><img src="{data_uri(path)}" alt="{name}">'
+        f'<figure id="{anchor(path.stem)}"{half}><img src="{uri}" alt="{html.escape(path.stem)}">'
         f"<figcaption>{html.escape(path.name)}</figcaption></figure>"
     )
 
@@ -76,7 +88,8 @@ def block_html(block: Block, out: Path) -> str:
         case Table():
             return table_html(block)
         case Images(paths):
-            return "\n".join(figure_html(out / p.name) for p in paths)
+            figures = "\n".join(figure_html(out / p.name) for p in paths)
+            return f'<div class="figures">\n{figures}\n</div>'
     raise TypeError(f"not a report block: {block!r}")
 
 

@@ -195,9 +195,12 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     target = parse_target(args.target) if args.target else None
     comparison = compare(args.run_dirs, out=args.out, target_accuracy=args.target_accuracy,
-                         target=target, step_time_ms=args.step_time_ms)  # fmt: skip
+                         target=target, step_time_ms=args.step_time_ms,
+                         html=args.html)  # fmt: skip
     _print_comparison(comparison)
     print(f"report: {args.out}/report.md")
+    if args.html:
+        print(f"page: {args.out}/report.html")
     return 0
 
 
@@ -385,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument(
         "--target-accuracy", type=float, help="default: 90%% of the best final accuracy"
     )
+    compare_parser.add_argument(
+        "--html", action="store_true",
+        help="also write report.html: one page with every table and plot, opens from disk",
+    )  # fmt: skip
     add_target_flags(compare_parser)
     compare_parser.set_defaults(handler=_cmd_compare)
 

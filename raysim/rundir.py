@@ -39,6 +39,11 @@ MLFLOW_ARTIFACTS_DIR = "mlartifacts"
 """Where that default store keeps the MLflow run's artifacts."""
 MLFLOW_RUN_FILE = "mlflow.json"
 """Which MLflow run the run is logged to (tracking URI, experiment and run id)."""
+WANDB_DIR = "wandb"
+"""Weights & Biases' own files of the run (offline-run-<time>-<id>/, one per process that
+opened it), which `wandb sync` uploads."""
+WANDB_RUN_FILE = "wandb.json"
+"""Which W&B run the run is logged to (project, mode and run id)."""
 
 RAYSIM_KEYS = frozenset(
     {

@@ -2,12 +2,14 @@
 
     tracking:
       mlflow: {uri: sqlite:///data/mlflow.db, experiment: resnet-scaling}
+      wandb: {project: resnet-scaling, mode: offline}
 
 Each key names a tracker and holds its settings (SETTINGS: the tracker's name -> its
 settings class). `mlflow: {}` (or `mlflow: true`) logs to a database inside the run
 directory (mlflow.db) under the experiment "raysim"; no `mlflow` (or `mlflow: null`) logs nothing.
-TensorBoard needs no key: every run writes its event files. The trackers themselves are
-raysim.record.trackers (MLflow needs the `mlflow` extra).
+`wandb: {}` logs a Weights & Biases run offline, its files in the run directory (wandb/),
+under the project "raysim". TensorBoard needs no key: every run writes its event files. The
+trackers themselves are raysim.record.trackers (MLflow and W&B need their extras).
 """
 
 from __future__ import annotations
@@ -60,7 +62,37 @@ class MlflowSettings:
         return problems
 
 
-SETTINGS: dict[str, type] = {"mlflow": MlflowSettings}
+WANDB_MODES = ("offline", "online")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WandbSettings:
+    """Where a Weights & Biases run goes."""
+
+    project: str = DEFAULT_EXPERIMENT
+    """The W&B project the run is logged under."""
+    mode: str = "offline"
+    """offline: W&B's files in the run directory only, nothing leaves the machine (`wandb
+    sync` uploads them later); online: to the W&B server (needs `wandb login`)."""
+
+    @staticmethod
+    def problems(value: dict[str, Any]) -> list[str]:
+        """Every problem of a `tracking.wandb` mapping as YAML gives it."""
+        problems = _key_problems("tracking.wandb", value, WandbSettings)
+        project = value.get("project", DEFAULT_EXPERIMENT)
+        if not (isinstance(project, str) and project.strip()):
+            problems.append(f"tracking.wandb.project: {project!r} must be a non-empty name")
+        mode = value.get("mode", "offline")
+        if mode not in WANDB_MODES:
+            hint = did_you_mean(mode, WANDB_MODES).strip()
+            problems.append(
+                f"tracking.wandb.mode: {mode!r} must be one of {', '.join(WANDB_MODES)}"
+                + (f"; {hint}" if hint else "")
+            )
+        return problems
+
+
+SETTINGS: dict[str, type] = {"mlflow": MlflowSettings, "wandb": WandbSettings}
 """A tracker's name under `tracking:` -> its settings (a frozen dataclass of its keys, with a
 static problems(mapping) -> list of problem lines)."""
 
@@ -71,6 +103,8 @@ class Tracking:
 
     mlflow: MlflowSettings | None = None
     """None: no MLflow run."""
+    wandb: WandbSettings | None = None
+    """None: no W&B run."""
 
     def chosen(self) -> dict[str, Any]:
         """The trackers turned on, by name, with their settings."""

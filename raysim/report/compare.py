@@ -18,13 +18,15 @@ def compare(
     target_accuracy: float | None = None,
     target: Target | None = None,
     step_time_ms: float | None = None,
+    html: bool = False,
 ) -> dict[str, Any]:
     """Read run directories, compute the figures, and (with `out`) write report.md and plots;
-    with `target`, each run projected onto that real cluster as well (labelled projected)."""
+    with `target`, each run projected onto that real cluster as well (labelled projected);
+    with `html`, report.html beside report.md (one file, its plots inlined)."""
     runs = [load_run(d) for d in run_dirs]
     comparison = compare_runs(runs, target_accuracy)
     if target is not None:
         comparison["projection"] = project_runs(runs, target, step_time_ms)
     if out is not None:
-        write_report(comparison, runs, Path(out))
+        write_report(comparison, runs, Path(out), html=html)
     return comparison

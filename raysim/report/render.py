@@ -1,4 +1,4 @@
-"""Render a comparison as report.md, PNG plots and comparison.json."""
+"""Render a comparison as report.md (and report.html), PNG plots and comparison.json."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from raysim.report.document import Block, Bullets, Heading, Images, Table, Text, markdown
 from raysim.report.runs import RunRecord
 from raysim.report.timeline import write_timelines
 from raysim.units import GB, MB
 
 COMPARISON_FILE = "comparison.json"
+REPORT_FILE, HTML_FILE = "report.md", "report.html"
 TIMELINES = (
-    "## Timelines\n\nA few traced steps of each run's last epoch on every node (from its "
-    "trace.json, which Perfetto and chrome://tracing open with every traced step): compute "
-    "phases above, each bucket's all-reduce and the emulated delay below.\n\n"
+    "A few traced steps of each run's last epoch on every node (from its trace.json, which "
+    "Perfetto and chrome://tracing open with every traced step): compute phases above, each "
+    "bucket's all-reduce and the emulated delay below."
 )
 
 
@@ -25,14 +27,8 @@ def _fmt(value: Any, spec: str = ".2f", scale: float = 1.0, unit: str = "") -> s
     return f"{value if scale == 1.0 else value / scale:{spec}}{unit}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _section(title: str, definition: str, header: list[str], rows: list[list[str]]) -> str:
-    return f"## {title}\n\n{definition}\n\n{_table(header, rows)}\n"
+def _section(title: str, definition: str, header: list[str], rows: list[list[str]]) -> list[Block]:
+    return [Heading(title), Text(definition), Table(header, rows)]
 
 
 Column = tuple[str, Callable[[dict], str]]
@@ -133,40 +129,41 @@ SECTION_NEEDS = {
 """A user's function has raysim's measured sections; the built-in experiment all of them."""
 
 
-def honest_reading(comparison: dict[str, Any]) -> str:
+def honest_reading(comparison: dict[str, Any]) -> list[Block]:
     """What the numbers can and cannot say: the nodes share one machine."""
     env = comparison["environment"]
     device = env.get("gpu_name") or (
         "a simulated device on the CPU" if env.get("simulated_device") else "one GPU"
     )
-    lines = [
+    shared = Text(
         f"All simulated nodes of a run shared one machine ({env.get('cpus', '?')} CPU cores, "
         f"{device}). Their aggregate throughput is what this machine delivers when it runs "
-        "N data-parallel processes, not what N real machines would deliver.\n",
-    ]
+        "N data-parallel processes, not what N real machines would deliver."
+    )
+    lines = []
     for run in comparison["runs"]:
         if "samples_per_s" not in run or run["nodes"] == 1:
             continue
         if run["equal_global_batch_baseline"] is None:
             lines.append(
-                f"- {run['name']}: no 1-node run at global batch {run['global_batch']} in this "
+                f"{run['name']}: no 1-node run at global batch {run['global_batch']} in this "
                 "comparison, so there is no like-for-like single-process figure."
             )
             continue
         speedup = run["equal_global_batch_speedup"]
         verdict = "faster" if speedup > 1 else "slower"
         lines.append(
-            f"- {run['name']}: {run['samples_per_s']:.1f} samples/s on {run['nodes']} simulated "
+            f"{run['name']}: {run['samples_per_s']:.1f} samples/s on {run['nodes']} simulated "
             f"nodes vs one process at the same global batch ({run['equal_global_batch_baseline']})"
             f": {speedup:.2f}×, i.e. {verdict}. Multi-node is more efficient here only if this "
             "is above 1."
         )
-    return "\n".join(lines)
+    return [shared, Bullets(lines)] if lines else [shared]
 
 
-def write_report(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    overview = _table(
+def runs_table(comparison: dict[str, Any]) -> Table:
+    """Every run with its status, shape and (for a failed one) the error's first line."""
+    return Table(
         ["run", "status", "nodes", "batch/node", "global batch", "error"],
         [
             [
@@ -180,37 +177,80 @@ def write_report(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -
             for r in comparison["runs"]
         ],
     )
-    parts = [
-        "# raysim comparison\n",
-        honest_reading(comparison) + "\n",
-        f"Target accuracy: {comparison['target_accuracy']:.4f}.\n",
-        "## Runs\n\n" + overview + "\n",
+
+
+def per_node_section(runs: list[RunRecord]) -> list[Block]:
+    """Each simulated node of each measured run, from its summary.json: the straggler and
+    the node closest to its memory budget show here, not in the run's aggregate."""
+    rows = [
+        [
+            run.name,
+            node.get("node_id", f"node-{node.get('rank')}"),
+            _fmt(node.get("samples_per_s"), ".1f"),
+            _fmt(node.get("step_time_s"), ".0f", 1e-3, " ms"),
+            _fmt(node.get("memory_peak_bytes"), ".0f", MB, " MB"),
+            _fmt(node.get("memory_budget_bytes"), ".0f", MB, " MB"),
+            _fmt(node.get("peak_rss_bytes"), ".0f", MB, " MB"),
+        ]
+        for run in runs
+        if run.measured
+        for node in run.summary.get("nodes", [])
     ]
+    if not rows:
+        return []
+    return _section(
+        "Per node",
+        "Each simulated node over the whole run: its samples/s and mean step time, its "
+        "training memory peak against its budget, and its whole-process peak RSS.",
+        ["run", "node", "samples/s", "step time", "memory peak", "budget", "peak RSS"],
+        rows,
+    )
+
+
+def report_blocks(comparison: dict[str, Any], runs: list[RunRecord], out: Path) -> list[Block]:
+    """What the report says, as blocks; its plots and timelines are written into `out`."""
+    blocks: list[Block] = [Heading("raysim comparison", 1), *honest_reading(comparison)]
+    blocks += [Text(f"Target accuracy: {comparison['target_accuracy']:.4f}.")]
+    blocks += [Heading("Runs"), runs_table(comparison)]
     for title, definition, columns in SECTIONS:
         header, rows = _rows(comparison["runs"], columns, SECTION_NEEDS[title])
         if rows:
-            parts.append(_section(title, definition, header, rows))
+            blocks += _section(title, definition, header, rows)
+    blocks += per_node_section(runs)
     projection = comparison.get("projection")
     if projection:
-        parts.append(projection_section(projection))
+        blocks += projection_section(projection)
     plots = write_plots(comparison, [r for r in runs if r.builtin], out)
     if projection and projection["curve"]:
         plots.append(plot_projection(projection, out))
-    parts.append("## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
+    blocks += [Heading("Plots"), Images(plots)]
     timelines = write_timelines([r.run_dir for r in runs], out)
     if timelines:
-        parts.append(TIMELINES + "\n".join(f"![{p.stem}]({p.name})" for p in timelines) + "\n")
-    (out / "report.md").write_text("\n".join(parts))
+        blocks += [Heading("Timelines"), Text(TIMELINES), Images(timelines)]
+    return blocks
+
+
+def write_report(
+    comparison: dict[str, Any], runs: list[RunRecord], out: Path, html: bool = False
+) -> None:
+    """report.md, its plots and comparison.json in `out`; with `html`, report.html too."""
+    out.mkdir(parents=True, exist_ok=True)
+    blocks = report_blocks(comparison, runs, out)
+    (out / REPORT_FILE).write_text(markdown(blocks))
+    if html:
+        from raysim.report.html_page import html_page
+
+        (out / HTML_FILE).write_text(html_page(blocks, out))
     (out / COMPARISON_FILE).write_text(json.dumps(comparison, indent=2))
 
 
-def projection_section(projection: dict[str, Any]) -> str:
+def projection_section(projection: dict[str, Any]) -> list[Block]:
     rows = [
         [r["name"], str(r["machines"]), str(r["gpus"]), f"{r['samples_per_s']:.1f}",
          f"{r['speedup']:.2f}×", f"{r['efficiency']:.1%}", r["step_source"]]
         for r in projection["rows"]
     ]  # fmt: skip
-    text = _section(
+    blocks = _section(
         f"Projected on a real cluster (not measured): {projection['target']}",
         "Each run's own model facts (buckets, when each was ready, backward's share) on as "
         "many machines as it had simulated nodes, by raysim's cluster model (README: 'How far "
@@ -220,8 +260,8 @@ def projection_section(projection: dict[str, Any]) -> str:
          "one GPU's step"],
         rows,
     )  # fmt: skip
-    skipped = "".join(f"- not projected: {line}\n" for line in projection["skipped"])
-    return text + ("\n" + skipped if skipped else "")
+    skipped = [f"not projected: {line}" for line in projection["skipped"]]
+    return blocks + [Bullets(skipped)] if skipped else blocks
 
 
 def plot_projection(projection: dict[str, Any], out: Path) -> Path:

@@ -3,7 +3,7 @@
 
 A new tracker is one file here (a Tracker subclass) plus one line in REGISTRY; its
 settings are a dataclass in raysim.config.tracking. No tracker imports its client before
-it is used, so the driver checks and builds the list without torch or MLflow.
+it is used, so the driver checks and builds the list without torch, MLflow or wandb.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from raysim.config.tracking import Tracking
 from raysim.record.trackers.base import RunEnd, Tracker, Trackers
 from raysim.record.trackers.mlflow import Mlflow
 from raysim.record.trackers.tensorboard import TensorBoard
+from raysim.record.trackers.wandb import Wandb
 
 __all__ = ["REGISTRY", "RunEnd", "Tracker", "Trackers", "check_trackers", "trackers_for"]
 
 REGISTRY: dict[str, type[Tracker]] = {
     "tensorboard": TensorBoard,
     "mlflow": Mlflow,
+    "wandb": Wandb,
 }
 """A tracker's name (its key under `tracking:`) -> its class."""
 

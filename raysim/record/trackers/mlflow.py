@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from raysim.config.tracking import MlflowSettings
-from raysim.errors import ConfigError, is_number
+from raysim.errors import ConfigError
 from raysim.failures import RunFailedError
 from raysim.record.trackers.base import RunEnd, Tracker
+from raysim.record.trackers.figures import epoch_figures, summary_figures
 from raysim.rundir import (
     MLFLOW_ARTIFACTS_DIR,
     MLFLOW_DB_FILE,
@@ -45,11 +46,6 @@ ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 MAX_PARAM_CHARS = 6000
 MAX_TAG_CHARS = 8000
-NOT_METRICS = {"epoch", "rank"}
-"""Numeric keys of the metrics lines that are not curves (and *_unix time stamps)."""
-NOT_SUMMARY = {"config", "environment", "nodes"}
-"""summary.json's parts that are not figures (the config is the params; the whole file
-is an artifact)."""
 
 
 class TrackingError(ConfigError):
@@ -134,35 +130,14 @@ def config_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return params
 
 
-def _numbers(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """A metrics line's curves: its numbers, without bookkeeping and time stamps."""
-    return {
-        _clean_key(f"{prefix}{key}"): float(value)
-        for key, value in record.items()
-        if is_number(value) and key not in NOT_METRICS and not key.endswith("_unix")
-    }
-
-
 def epoch_metrics(epoch: dict[str, Any], ranks: list[dict[str, Any]]) -> dict[str, float]:
-    """One epoch's metrics: the aggregate by name, each node under `<node_id>/`."""
-    metrics = _numbers(epoch)
-    for rank in ranks:
-        node = rank.get("node_id") or f"node-{rank['rank']}"
-        metrics.update(_numbers(rank, f"{node}/"))
-    return metrics
+    """One epoch's metrics (figures.py), their names as MLflow takes them."""
+    return {_clean_key(k): v for k, v in epoch_figures(epoch, ranks).items()}
 
 
-def summary_metrics(summary: dict[str, Any], prefix: str = "summary/") -> dict[str, float]:
-    """summary.json's figures, nested ones as summary/model.parameters and the like."""
-    metrics = {}
-    for key, value in summary.items():
-        if key in NOT_SUMMARY:
-            continue
-        if isinstance(value, dict):
-            metrics.update(summary_metrics(value, f"{prefix}{key}."))
-        elif is_number(value):
-            metrics[_clean_key(f"{prefix}{key}")] = float(value)
-    return metrics
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """summary.json's figures (figures.py), their names as MLflow takes them."""
+    return {_clean_key(k): v for k, v in summary_figures(summary).items()}
 
 
 def error_text(error: BaseException) -> str:

@@ -31,6 +31,8 @@ FAULTS_DIR = "faults"
 NODE_MEMORY_DIR = "node_memory"
 """Each node's training memory, rewritten while its CPU partition is enforced and removed
 when the node ends: what a process that died at its partition's limit leaves behind."""
+SCRIPT_OUTPUT_DIR = "output"
+"""A launched script's output, one file per node (raysim launch)."""
 MLFLOW_STORE_DIR = "mlruns"
 """The MLflow file store of a run tracked with the default tracking.mlflow.uri."""
 MLFLOW_RUN_FILE = "mlflow.json"
@@ -61,6 +63,10 @@ takes it out of the report into trace.json, so metrics lines never hold it."""
 
 def node_memory_path(run_dir: str | Path, rank: int) -> Path:
     return Path(run_dir) / NODE_MEMORY_DIR / f"rank-{rank}.txt"
+
+
+def script_output_path(run_dir: str | Path, rank: int) -> Path:
+    return Path(run_dir) / SCRIPT_OUTPUT_DIR / f"node-{rank}.log"
 
 
 def raysim_home() -> Path:

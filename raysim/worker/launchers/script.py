@@ -27,7 +27,7 @@ from raysim.worker.launchers.base import Launcher
 from raysim.worker.launchers.node import NodeError
 from raysim.worker.launchers.script_hooks import ScriptReports, install
 from raysim.worker.launchers.script_output import teed_output
-from raysim.worker.memory import is_out_of_memory
+from raysim.worker.memory import SimulatedOutOfMemoryError, is_out_of_memory
 from raysim.worker.node_context import NodeContext
 from raysim.worker.session import current_session
 
@@ -128,6 +128,8 @@ def run_script(spec: ScriptSpec, file: str, node: str) -> None:
         error = exit_failure(done.code, node)
         if error is not None:
             raise error from None
+    except SimulatedOutOfMemoryError as err:
+        raise NodeError(str(err)) from None  # raysim's refusal, said whole: one line
     except Exception as err:
         if is_out_of_memory(err):
             raise  # the node's memory partition: run_node explains it

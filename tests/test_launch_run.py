@@ -99,9 +99,7 @@ def test_a_budget_below_the_scripts_gradients_is_refused_naming_the_node(
     assert "Traceback" not in err, "one line, no raysim traceback"
 
 
-def test_an_exception_and_a_non_zero_exit_fail_in_the_scripts_words(
-    shared_ray, tmp_path, capsys
-):
+def test_an_exception_and_a_non_zero_exit_fail_in_the_scripts_words(shared_ray, tmp_path, capsys):
     script = tmp_path / "fails.py"
     script.write_text(
         "import os, sys\n\n"

@@ -154,3 +154,22 @@ def test_a_modules_own_reports_are_recorded_in_the_users_directory(
     assert epochs[0]["measured_samples"] == 2 * 3 * 8 and epochs[0]["step_time_s"] > 0
     told = (tmp_path / "module" / "output" / "node-0.log").read_text()
     assert "the script asked for nccl" in told and told.count("asked for nccl") == 1
+
+
+def test_an_injected_crash_at_a_scripts_step_restarts_the_script(shared_ray, tmp_path):
+    """worker_crash at rank 1's 3rd optimizer step of epoch 2; max_failures 1 restarts the
+    script from its start, as torchrun's --max-restarts does (it keeps no checkpoint)."""
+    assert launch(tmp_path, "crash", "--inject", "worker_crash:rank=1,epoch=2,step=3",
+                  "--max-failures", "1", str(EXAMPLE), "--epochs", "2",
+                  "--samples", "512") == 0  # fmt: skip
+    run_dir = tmp_path / "crash"
+    records = read_lines(run_dir / "metrics.jsonl")
+    kinds = [r.get("kind") for r in records]
+    assert kinds.count("error") == 1 and kinds.count("recovered") == 1
+    error = next(r for r in records if r.get("kind") == "error")
+    assert [(f["kind"], f["rank"], f["epoch"], f["step"]) for f in error["faults"]] == [
+        ("worker_crash", 1, 2, 3)
+    ]
+    assert [e["epoch"] for e in epoch_lines(records)] == [1, 2]
+    assert summary(run_dir)["status"] == "finished"
+    assert (run_dir / "output" / "node-0.log").read_text().count("epoch 0 loss") == 2

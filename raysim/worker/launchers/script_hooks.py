@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed import distributed_c10d
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data.distributed import DistributedSampler
 
 from raysim.worker.launchers.script_output import untee
@@ -36,10 +37,16 @@ class Patches:
         setattr(owner, name, value)
         return original
 
+    handles: list[Any] = field(default_factory=list)
+    """Hooks registered for the node's lifetime (torch's removable handles)."""
+
     def restore(self) -> None:
         for owner, name, original in reversed(self.saved):
             setattr(owner, name, original)
         self.saved.clear()
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
 
 
 @dataclass
@@ -114,6 +121,7 @@ def install(session: NodeSession, reports: ScriptReports) -> Patches:
     _process_group(patches, session, told)
     _ddp(patches, session, reports, told)
     _epochs_and_loss(patches, reports)
+    _faults(patches, session, reports)
     import ray.train
 
     patches.replace(ray.train, "report", reports.by_the_script)
@@ -183,3 +191,13 @@ def _epochs_and_loss(patches: Patches, reports: ScriptReports) -> None:
 
     patches.replace(DistributedSampler, "set_epoch", set_epoch)
     patches.replace(torch.Tensor, "backward", backward)
+
+
+def _faults(patches: Patches, session: NodeSession, reports: ScriptReports) -> None:
+    """--inject fires at the script's optimizer steps: epoch E is its E-th metrics line
+    (the sampler's epochs, or K steps), step S before its S-th optimizer step there."""
+
+    def before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        session.faults.at_step(reports.reported + 1, reports.steps + 1)
+
+    patches.handles.append(register_optimizer_step_pre_hook(before_step))

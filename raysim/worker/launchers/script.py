@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
+import ray.train
+
 from raysim.config.schema import ExperimentConfig
 from raysim.config.script import ScriptSpec, script_file
 from raysim.rundir import script_output_path
@@ -102,8 +104,6 @@ class ScriptLauncher(Launcher):
         env = torchrun_env(ctx, session.plan.torch_threads)
         argv = [file, *spec.args]
         path0 = spec.cwd if spec.module else os.path.dirname(file)
-        import ray.train
-
         reports = ScriptReports(session, ray.train.report, spec.report_every_steps)
         with (
             teed_output(script_output_path(ctx.run_dir, ctx.rank)),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ray.train
 import torch
 import torch.distributed as dist
 from torch.distributed import distributed_c10d
@@ -64,7 +65,9 @@ class ScriptReports:
     """Optimizer steps since the last line."""
     sampler_epochs: bool = False
     by_script: bool = False
-    loss_sum: float = 0.0
+    loss_sum: Any = 0.0
+    """The losses' sum as a tensor on their device: read at the line, not every step (a
+    read waits for the device)."""
     losses: int = 0
 
     def report(self, metrics: dict[str, Any], checkpoint: Any = None) -> None:
@@ -79,7 +82,7 @@ class ScriptReports:
         self.reported += 1
         metrics: dict[str, Any] = {"epoch": self.reported, "steps": self.steps}
         if self.losses:
-            metrics["train_loss"] = self.loss_sum / self.losses
+            metrics["train_loss"] = float(self.loss_sum) / self.losses
         self.loss_sum, self.losses = 0.0, 0
         self.report(metrics)
 
@@ -98,8 +101,8 @@ class ScriptReports:
         if not (self.sampler_epochs or self.by_script) and self.steps >= self.every:
             self.line()
 
-    def loss(self, value: float) -> None:
-        self.loss_sum += value
+    def loss(self, value: Any) -> None:
+        self.loss_sum = self.loss_sum + value
         self.losses += 1
 
     def finish(self) -> None:
@@ -122,8 +125,6 @@ def install(session: NodeSession, reports: ScriptReports) -> Patches:
     _ddp(patches, session, reports, told)
     _epochs_and_loss(patches, reports)
     _faults(patches, session, reports)
-    import ray.train
-
     patches.replace(ray.train, "report", reports.by_the_script)
     return patches
 
@@ -131,9 +132,12 @@ def install(session: NodeSession, reports: ScriptReports) -> Patches:
 def _process_group(patches: Patches, session: NodeSession, told: set[str]) -> None:
     """init_process_group joins Ray Train's group; destroying the default group leaves it
     (Ray Train ends it)."""
-    original_destroy = dist.destroy_process_group
+    original_init, original_destroy = dist.init_process_group, dist.destroy_process_group
 
     def init_process_group(backend: Any = None, *args: Any, **kwargs: Any) -> None:
+        if not dist.is_initialized():  # Ray Train sets one up for every node; if not, as asked
+            original_init(backend, *args, **kwargs)
+            return
         have = dist.get_backend()
         if backend is not None and str(backend).split(":")[0] not in (have, "cpu"):
             told_once(
@@ -186,7 +190,7 @@ def _epochs_and_loss(patches: Patches, reports: ScriptReports) -> None:
 
     def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         if tensor.numel() == 1 and torch.is_grad_enabled():
-            reports.loss(float(tensor.detach()))
+            reports.loss(tensor.detach().float())
         original_backward(tensor, *args, **kwargs)
 
     patches.replace(DistributedSampler, "set_epoch", set_epoch)

@@ -70,14 +70,15 @@ def test_the_torchrun_example_gives_torchruns_weights_with_raysims_measurements(
 
 
 def test_the_emulated_link_acts_on_the_scripts_ddp(shared_ray, tmp_path):
-    """A wide model's gradients over 1 GbE against loopback: at least half the modelled
-    all-reduce more per step, and not more than twice it plus the loopback step."""
-    script = [str(EXAMPLE), "--epochs", "1", "--samples", "512", "--hidden", "8192"]
+    """A wide model's 4.6 MB of gradients over 1 GbE against loopback, in the second epoch
+    (no first step in it): at least half the modelled all-reduce more per step, and not
+    more than twice it plus the loopback step."""
+    script = [str(EXAMPLE), "--epochs", "2", "--samples", "1024", "--hidden", "32768"]
     steps = {}
     for network in ("loopback", "1gbe"):
         assert launch(tmp_path, network, "--network", network, *script) == 0
         ranks = rank_lines(read_lines(tmp_path / network / "metrics.jsonl"))
-        steps[network] = max(r["step_time_s"] for r in ranks)
+        steps[network] = min(r["step_time_s"] for r in ranks if r["epoch"] == 2)
     model = summary(tmp_path / "1gbe")["model"]
     modelled = allreduce_seconds(model["gradient_bytes"], 2, PRESETS["1gbe"])
     added = steps["1gbe"] - steps["loopback"]

@@ -47,6 +47,8 @@ def test_everything_after_the_script_is_the_scripts_as_torchrun_reads_it():
         ("import torch.multiprocessing as mp\n\n\nmp.spawn(print, nprocs=2)\n", ["s.py"],
          "launch: {dir}/s.py calls mp.spawn (line 4); raysim launch starts one process per "
          "node as torchrun does: use the torchrun style"),
+        ("from torch.multiprocessing import spawn as go\ngo(print, nprocs=2)\n", ["s.py"],
+         "launch: {dir}/s.py calls mp.spawn (line 2)"),
         ("def main(:\n    pass\n", ["s.py"],
          "launch: {dir}/s.py does not compile: SyntaxError: invalid syntax (line 1)"),
         (None, ["-m", "no_such_module_here"], "launch -m no_such_module_here: no such module"),

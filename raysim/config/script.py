@@ -70,6 +70,7 @@ def script_spec(argv: Sequence[str] | ScriptSpec, all_ranks_output: bool = False
 
 
 SPAWNERS = {"mp", "multiprocessing", "torch.multiprocessing"}
+SPAWNING = ("spawn", "start_processes")
 TORCHRUN_STYLE = (
     "raysim launch starts one process per node as torchrun does: use the torchrun style "
     "(RANK and WORLD_SIZE from the environment, init_process_group(), no spawn)"
@@ -101,13 +102,23 @@ def script_file(spec: ScriptSpec) -> str:
 
 
 def spawn_line(tree: ast.AST) -> int | None:
-    """The first line that starts processes with torch.multiprocessing's spawn, if any."""
+    """The first line that starts processes with torch.multiprocessing's spawn, if any:
+    mp.spawn(...), or spawn(...) imported from torch.multiprocessing."""
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module in SPAWNERS
+        for alias in node.names
+        if alias.name in SPAWNING
+    }
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        spawns = isinstance(func, ast.Attribute) and func.attr in ("spawn", "start_processes")
-        if spawns and ast.unparse(func.value) in SPAWNERS:
+        spawns = isinstance(func, ast.Attribute) and func.attr in SPAWNING
+        if (spawns and ast.unparse(func.value) in SPAWNERS) or (
+            isinstance(func, ast.Name) and func.id in imported
+        ):
             return node.lineno
     return None
 

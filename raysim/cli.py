@@ -30,6 +30,7 @@ from raysim.config import (
     read_yaml,
     resume_config,
 )
+from raysim.config.script import REPORT_EVERY_STEPS, ScriptSpec, script_spec
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.projection.collectives import ALGORITHMS, Topology
@@ -127,20 +128,55 @@ def load_train_fn(spec: str):
 def run_command(args: argparse.Namespace) -> int:
     if args.inject:
         args.faults = [parse_inject(text) for text in args.inject]
-    if args.resume:
+    if getattr(args, "resume", None):
         cfg = resume_config(args.resume, overrides_from_args(args))
     else:
         cfg = config_from_args(args)
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
-    train_fn = load_train_fn(args.train_fn) if args.train_fn else None
+    train_fn = load_train_fn(args.train_fn) if getattr(args, "train_fn", None) else None
+    script = launched_script(args)
     if cfg.address is None:
         make_plan(cfg, hardware_for(cfg))  # an impossible packing fails before Ray Train loads
     from raysim.experiment import run  # Ray Train: after the config's and the plan's checks
 
-    result = run(cfg, train_fn=train_fn, resume=bool(args.resume))
+    result = run(cfg, train_fn=train_fn, resume=bool(getattr(args, "resume", None)), script=script)
     return 0 if result.summary["status"] == "finished" else 1
+
+
+def launched_script(args: argparse.Namespace) -> ScriptSpec | None:
+    """`raysim launch`'s script, checked before the plan (None for `raysim run`)."""
+    if getattr(args, "script_argv", None) is None:
+        return None
+    from raysim.config.script import check_script
+
+    script_argv = args.script_argv[1:] if args.script_argv[:1] == ["--"] else args.script_argv
+    spec = script_spec(script_argv, all_ranks_output=args.all_ranks)
+    spec = dataclasses.replace(spec, report_every_steps=args.report_every_steps)
+    check_script(spec)
+    return spec
+
+
+def split_launch(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`launch [flags] SCRIPT ARGS...`: everything from the script (or -m) on is the
+    script's, as torchrun reads it, whatever it looks like; handed over after `--`."""
+    launch = next(
+        action.choices["launch"]
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    takes_value = {
+        flag: action.nargs != 0 for flag, action in launch._option_string_actions.items()
+    }
+    index = 1
+    while index < len(argv):
+        token = argv[index]
+        if token == "-m" or not token.startswith("-") or token == "--":
+            break
+        index += 2 if takes_value.get(token, False) and "=" not in token else 1
+    script = argv[index + 1 :] if index < len(argv) and argv[index] == "--" else argv[index:]
+    return [*argv[:index], "--", *script]
 
 
 def _int_list(text: str) -> list[int]:
@@ -382,6 +418,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(run_parser)
     run_parser.set_defaults(handler=run_command)
 
+    launch_parser = commands.add_parser(
+        "launch", help="run an unmodified torchrun-style script on the simulated cluster",
+        usage="raysim launch [raysim run's flags] SCRIPT [SCRIPT ARGS...]  (or -m MODULE ...)",
+    )  # fmt: skip
+    launch_parser.add_argument("--config", help="YAML config file (see configs/)")
+    launch_parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+    launch_parser.add_argument(
+        "--inject", action="append", metavar="FAULT",
+        help="kind:rank=R,epoch=E[,step=S][,seconds=T], e.g. worker_crash:rank=1,epoch=2",
+    )  # fmt: skip
+    launch_parser.add_argument(
+        "--all-ranks", action="store_true",
+        help="every node's output on the console, prefixed by node (default: rank 0's)",
+    )  # fmt: skip
+    launch_parser.add_argument(
+        "--report-every-steps", type=int, default=REPORT_EVERY_STEPS, metavar="K",
+        help="a metrics line per K optimizer steps where no DistributedSampler reveals the "
+        f"script's epochs (default {REPORT_EVERY_STEPS})",
+    )  # fmt: skip
+    add_config_flags(launch_parser)
+    launch_parser.add_argument(
+        "script_argv", nargs=argparse.REMAINDER, metavar="SCRIPT [SCRIPT ARGS...]",
+        help="the script and its own arguments, as torchrun takes them; or -m MODULE ...",
+    )  # fmt: skip
+    launch_parser.set_defaults(handler=run_command)
+
     compare_parser = commands.add_parser("compare", help="compare finished run directories")
     compare_parser.add_argument("run_dirs", nargs="+", help="run directories, e.g. runs/<name>")
     compare_parser.add_argument("--out", default="report", help="report folder (default report)")
@@ -500,7 +564,11 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["launch"]:
+        argv = split_launch(parser, argv)
+    args = parser.parse_args(argv)
     return guarded(args.handler, args)
 
 

@@ -9,7 +9,7 @@ import contextlib
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,8 +25,10 @@ from raysim.cluster import (
 )
 from raysim.cluster.train_helpers import cluster_is_this_host, lean_torch_trainer, run_helpers
 from raysim.config import ExperimentConfig, dump_yaml
+from raysim.config.script import ScriptSpec, script_spec
 from raysim.console import (
     ProgressFollower,
+    ScriptOutputFollower,
     hang_line,
     make_board,
     node_lost_line,
@@ -34,7 +36,7 @@ from raysim.console import (
 )
 from raysim.driver_startup import DriverStartup
 from raysim.failures import NodeMemory, RunFailedError, failure_message
-from raysim.node_program import NodeProgram, node_program
+from raysim.node_program import NodeProgram, node_program, script_program
 from raysim.plan import Hardware, ResourcePlan, make_plan
 from raysim.record.trackers import check_trackers, trackers_for
 from raysim.report.faults import fault_entries
@@ -97,7 +99,7 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
     from ray.train.torch import TorchConfig
 
     from raysim.record import MetricsRecorder
-    from raysim.worker.launchers import FunctionLauncher, run_node
+    from raysim.worker.launchers import run_node
 
     return lean_torch_trainer()(  # without the helper actors raysim does not use
         train_loop_per_worker=run_node,
@@ -105,7 +107,7 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
             "experiment": cfg,
             "plan": plan,
             "run_dir": str(run_dir),
-            "launcher": FunctionLauncher(program.load()),
+            "launcher": program.load(),
             "progress_board": progress_board,
         },  # fmt: skip
         torch_config=TorchConfig(backend=plan.backend),
@@ -201,18 +203,23 @@ def run(
     train_fn: Callable[[dict], None] | None = None,
     out: TextIO | None | str = "stdout",
     resume: bool = False,
+    script: Sequence[str] | ScriptSpec | None = None,
 ) -> RunResult:
     """Run one experiment on the simulated cluster; progress and summary go to `out`
     (default: sys.stdout as it is when the run starts; None: nothing is printed).
 
     train_fn: the user's per-node training function, called with the config as a dict
     (default: the built-in ResNet18 experiment). resume: continue the run in cfg's run
-    directory from its latest checkpoint.
+    directory from its latest checkpoint. script: an unmodified torchrun-style script
+    instead, as torchrun reads it (["train.py", "--lr", "0.1"] or ["-m", "pkg.train"]),
+    or a ScriptSpec.
     """
     startup = DriverStartup()
     if out == "stdout":
         out = sys.stdout  # looked up now: a redirected or captured stdout is honoured
-    program = node_program(train_fn)
+    if script is not None and train_fn is not None:
+        raise ValueError("run: give train_fn or script, not both")
+    program = node_program(train_fn) if script is None else script_program(script_spec(script))
     check_trackers(cfg.tracking)  # the mlflow extra is checked before Ray starts
     startup.import_ahead(program.imports)
     try:
@@ -291,7 +298,10 @@ def _fit_on_cluster(
     try:
         with (
             SimCluster(plan, cfg.address, cfg.verbose, dashboard_port_of(cfg)) as cluster,
-            ProgressFollower(run_dir / METRICS_FILE, cfg.num_epochs, out) as follower,
+            ProgressFollower(
+                run_dir / METRICS_FILE, cfg.num_epochs if program.epochs_known else 0, out
+            ) as follower,
+            _output_follower(program, run_dir, out),
         ):
             startup.mark("cluster_ready")
             if out is not None and cluster.dashboard_url:
@@ -305,6 +315,13 @@ def _fit_on_cluster(
     except RunFailedError as err:
         return err
     return None
+
+
+def _output_follower(program: NodeProgram, run_dir: Path, out: TextIO | None):
+    """A script's own output on the console (rank 0's, or every node's)."""
+    if not program.console_output:
+        return contextlib.nullcontext()
+    return ScriptOutputFollower(run_dir, program.console_output == "all", out)
 
 
 def _node_loss_watch(plan: ResourcePlan, run_dir: Path, cluster: SimCluster, follower: Any):

@@ -1,6 +1,6 @@
-"""What each simulated node runs, as the spine is handed it: the function, its name, the
+"""What each simulated node runs, as the spine is handed it: its launcher, its name, the
 modules the driver imports ahead for it and what the driver checks of it before Ray
-starts. Built once per run: the built-in experiment, or a user's function."""
+starts. Built once per run: the built-in experiment, a user's function or a script."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from raysim.builtin.checks import (
     check_data,
@@ -18,11 +19,15 @@ from raysim.builtin.checks import (
 )
 from raysim.config import ExperimentConfig
 from raysim.config.faults import step_problems
+from raysim.config.script import ScriptSpec, check_script
 from raysim.driver_startup import DriverStartup
 from raysim.plan import PlanError, ResourcePlan
 from raysim.plan.memory_floor import ADAM_MOMENTS, state_floor_problem
 from raysim.rundir import raysim_home
 from raysim.worker.strategies import get_strategy
+
+if TYPE_CHECKING:
+    from raysim.worker.launchers import Launcher
 
 TrainFn = Callable[[dict], None]
 Check = Callable[[ExperimentConfig, ResourcePlan, DriverStartup], None]
@@ -39,14 +44,20 @@ class NodeProgram:
     """Handed to the spine, which names no experiment."""
 
     name: str
-    """How summary.json names it: "builtin:resnet18", or the function's module.name."""
-    load: Callable[[], TrainFn]
-    """The function Ray Train calls on every node with the config as a dict, loaded once the
-    training stack is imported (the built-in's module imports torch)."""
+    """How summary.json names it: "builtin:resnet18", the function's module.name, or
+    "script:" and the script."""
+    load: Callable[[], Launcher]
+    """How every node runs it (a function called with the config as a dict, or a script),
+    loaded once the training stack is imported (the launchers import torch)."""
     imports: tuple[str, ...] = ()
     """Modules the driver imports ahead for it, on the start-up thread."""
     check: Check = no_checks
     """Before Ray starts: what would fail every node alike."""
+    epochs_known: bool = True
+    """Whether the config's num_epochs is how many epochs it runs (a script decides)."""
+    console_output: str = ""
+    """Whose own output the console shows as it runs: "" (none: it reports its lines),
+    "rank0" or "all" (a script's, prefixed by node)."""
 
 
 def check_state_fits(cfg: ExperimentConfig, plan: ResourcePlan) -> None:
@@ -87,10 +98,16 @@ def builtin_checks(cfg: ExperimentConfig, plan: ResourcePlan, startup: DriverSta
     check_data(cfg, raysim_home() / "cache")
 
 
-def _load_builtin() -> TrainFn:
+def _function_launcher(train_fn: TrainFn) -> Launcher:
+    from raysim.worker.launchers import FunctionLauncher
+
+    return FunctionLauncher(train_fn)
+
+
+def _load_builtin() -> Launcher:
     from raysim.builtin import resnet18_experiment
 
-    return resnet18_experiment
+    return _function_launcher(resnet18_experiment)
 
 
 def ship_by_value(train_fn: Callable) -> None:
@@ -105,9 +122,27 @@ def ship_by_value(train_fn: Callable) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
-def _shipped(train_fn: TrainFn) -> TrainFn:
+def _shipped(train_fn: TrainFn) -> Launcher:
     ship_by_value(train_fn)
-    return train_fn
+    return _function_launcher(train_fn)
+
+
+def _script_launcher(spec: ScriptSpec) -> Launcher:
+    from raysim.worker.launchers import ScriptLauncher
+
+    return ScriptLauncher(spec)
+
+
+def script_program(spec: ScriptSpec) -> NodeProgram:
+    """An unmodified torchrun-style script; checked before Ray: it exists, compiles and
+    does not spawn its own processes."""
+    check_script(spec)
+    return NodeProgram(
+        spec.name,
+        functools.partial(_script_launcher, spec),
+        epochs_known=False,
+        console_output="all" if spec.all_ranks_output else "rank0",
+    )
 
 
 def node_program(train_fn: TrainFn | None) -> NodeProgram:

@@ -26,6 +26,8 @@ TRACE_FILE = "trace.json"
 """The timeline of the traced steps on every node (Chrome trace event format)."""
 PROFILE_DIR = "profile"
 """torch.profiler's trace of each node (profile_steps), one file per node."""
+SCRIPT_OUTPUT_DIR = "output"
+"""A launched script's output, one file per node (raysim launch)."""
 FAULTS_DIR = "faults"
 """Markers of injected faults that fired (each fires once per run), and of hangs found."""
 COLLECTIVES_DIR = "collectives"
@@ -71,6 +73,10 @@ takes it out of the report into trace.json, so metrics lines never hold it."""
 
 def node_memory_path(run_dir: str | Path, rank: int) -> Path:
     return Path(run_dir) / NODE_MEMORY_DIR / f"rank-{rank}.txt"
+
+
+def script_output_path(run_dir: str | Path, rank: int) -> Path:
+    return Path(run_dir) / SCRIPT_OUTPUT_DIR / f"node-{rank}.log"
 
 
 def raysim_home() -> Path:

@@ -15,7 +15,8 @@ DIGITS_SAMPLES = 1797
 DIGITS_TEST_SHARE = 0.2
 
 RESNET18_BACKBONE_PARAMETERS = 11_176_512
-"""torchvision's ResNet18 without its classifier (tests/local_ray/test_memory.py counts the real one)."""
+"""torchvision's ResNet18 without its classifier (tests/local_ray/test_memory.py counts the
+real one)."""
 
 
 def parameter_count(num_classes: int) -> int:

@@ -10,7 +10,8 @@ from raysim.units import MB, figure
 
 
 def epoch_line(epoch: dict[str, Any], num_epochs: int) -> str:
-    head = f"epoch {epoch['epoch']:>3}/{num_epochs}  nodes {epoch['world_size']}  "
+    of = f"/{num_epochs}" if num_epochs else ""  # 0: a script's, not known ahead
+    head = f"epoch {epoch['epoch']:>3}{of}  nodes {epoch['world_size']}  "
     if "test_accuracy" in epoch:  # the built-in experiment
         columns = [
             f"loss {epoch['train_loss']:.4f}  acc {epoch['train_accuracy']:.3f}",

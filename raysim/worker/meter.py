@@ -66,11 +66,12 @@ class StepMeter:
         if self.tracer is not None:
             self.tracer.data_wait(started, started + seconds)
 
-    def before_forward(self, module: torch.nn.Module, args: tuple) -> None:
+    def before_forward(self, module: torch.nn.Module, args: tuple, kwargs: Any = None) -> None:
+        """Registered with_kwargs: a Hugging Face model gets its batch as keywords."""
         if module.training:
             now = time.perf_counter()
             self._start(now)
-            self.samples += batch_size_of(args)
+            self.samples += batch_size_of(args) or batch_size_of(kwargs or {})
             if self.tracer is not None:
                 self.tracer.forward_starts(now)
 

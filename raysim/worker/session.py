@@ -131,7 +131,7 @@ class NodeSession:
         step) and on this process's optimizer steps."""
         meter = self.meter
         self.strategy.watch_model(model, self.facts, self.context.world_size, self.plan)
-        model.register_forward_pre_hook(meter.before_forward)
+        model.register_forward_pre_hook(meter.before_forward, with_kwargs=True)
         model.register_forward_hook(meter.after_forward)
         meter.on_forward_end.append(self.forward_ended)
         meter.on_step_end.append(self.step_ended)

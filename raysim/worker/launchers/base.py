@@ -1,7 +1,8 @@
 """What a launcher is: how the training runs on a node once raysim has set the node up.
 
-A function today (function.py); an unmodified script next. Ray Train calls the same
-entry on every worker (node.py), which sets the node up and hands over to the launcher.
+A function (function.py) or an unmodified torchrun-style script (script.py). Ray Train
+calls the same entry on every worker (node.py), which sets the node up and hands over to
+the launcher.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ def run_node(loop_config: dict) -> None:
     launcher: Launcher = loop_config["launcher"]
     try:
         launcher.launch(cfg)
+    except NodeError:
+        raise  # told already, with the traceback that matters (a script's own)
     except Exception as err:
         guard = current_session().guard
         explain = guard is not None and is_out_of_memory(err)

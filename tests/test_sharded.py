@@ -23,9 +23,9 @@ WIDTH = 128
 """Every layer's rows divide by 4 nodes, so FSDP's shards are exact quarters."""
 
 
-def make_model() -> nn.Module:
+def make_model(width: int = WIDTH) -> nn.Module:
     return nn.Sequential(
-        nn.Linear(32, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, 4)
+        nn.Linear(32, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 4)
     )  # fmt: skip
 
 
@@ -49,7 +49,8 @@ def sharded_fn(config: dict) -> None:
     ctx = worker.context()
     torch.manual_seed(config["seed"])
     loader = DataLoader(make_data(), batch_size=config["batch_size"], shuffle=False)
-    model, loader = worker.prepare(make_model(), loader)
+    width = config["train_config"].get("width", WIDTH)
+    model, loader = worker.prepare(deep_model() if width == "deep" else make_model(width), loader)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for epoch in range(1, config["num_epochs"] + 1):
@@ -73,12 +74,13 @@ def sharded_fn(config: dict) -> None:
     (out / f"rank-{ctx.rank}.json").write_text(json.dumps(figures))
 
 
-def run_strategy(tiny_config, tmp_path, strategy: str, nodes: int, **overrides):
+def run_strategy(tiny_config, tmp_path, strategy: str, nodes: int, width=WIDTH, **overrides):
     out = tmp_path / strategy
     out.mkdir()
     cfg = tiny_config(
         strategy=strategy, num_nodes=nodes, num_epochs=2, batch_size=16, gpu_fraction=0.25,
-        memory_fraction=0.25, run_name=strategy, train_config={"out": str(out)}, **overrides,
+        memory_fraction=0.25, run_name=strategy, train_config={"out": str(out), "width": width},
+        **overrides,
     )  # fmt: skip
     result = raysim.run(cfg, train_fn=sharded_fn, out=None)
     ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(nodes)]
@@ -136,3 +138,12 @@ def test_the_emulated_link_adds_fsdps_modelled_collective_time(shared_ray, tiny_
         assert 0 < added <= modelled
         assert rank["allreduce_wait_s_per_step"] + added >= 0.99 * modelled
         assert rank["step_time_s"] >= modelled
+
+
+def deep_model() -> nn.Module:
+    """The memory tests' model (tests/test_memory_estimate.py): 8.4M parameters in eight
+    equal layers, so FSDP's units are small."""
+    layers: list[nn.Module] = [nn.Linear(32, 1024)]
+    for _ in range(8):
+        layers += [nn.ReLU(), nn.Linear(1024, 1024)]
+    return nn.Sequential(*layers, nn.ReLU(), nn.Linear(1024, 4))

@@ -23,6 +23,24 @@ if TYPE_CHECKING:
     from raysim.worker.model_facts import ModelFacts
 
 
+MMAP_THRESHOLD = 1 << 20
+"""Allocations from 1 MiB up are mapped and unmapped on their own (glibc's M_MMAP_THRESHOLD)."""
+
+
+def fix_mmap_threshold() -> None:
+    """FSDP frees and re-allocates every unit's gathered parameters twice a step; glibc then
+    raises its dynamic mmap threshold and keeps them in the heap, which the CPU budget sees
+    as held: 380 MB above the baseline against 129 MB with the threshold fixed, for an
+    8.5M-parameter MLP on 2 ranks (torch 2.14.1, glibc, 2026-12-06). A fixed threshold
+    returns them, as a device's caching allocator reuses its blocks."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is not None:
+        ctypes.CDLL(name).mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
+
+
 def shard_units(model: torch.nn.Module) -> torch.nn.Module:
     """fully_shard with the default units (module doc), on the default process group."""
     from torch.distributed.fsdp import FSDPModule, fully_shard
@@ -47,6 +65,9 @@ class FSDP(Strategy):
         model = model.to(ray.train.torch.get_device())
         if not dist.is_initialized() or dist.get_world_size() < 2:
             return model
+        first = next(model.parameters(), None)
+        if first is not None and first.device.type == "cpu":
+            fix_mmap_threshold()
         return shard_units(model)
 
     def emulate_network(self, model: torch.nn.Module, setup: CollectiveSetup) -> CollectiveHooks:

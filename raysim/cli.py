@@ -273,6 +273,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from raysim.estimate import estimate, format_estimate  # torch: after the flags' checks
+
+    cfg = config_from_args(args)
+    shape = tuple(int(n) for n in args.input_shape.split(",")) if args.input_shape else None
+    result = estimate(cfg, args.model, shape)
+    print(format_estimate(result))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(result.to_dict(), handle, indent=2)
+        print(f"written: {args.out}")
+    return 0
+
+
 def _link_arg(text: str) -> str | dict:
     """A link's name, or a YAML/JSON mapping such as '{bandwidth_gbps: 80, latency_us: 5}'."""
     value = yaml.safe_load(text) if text.strip().startswith("{") else text
@@ -485,6 +499,20 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_config_flags(fit_parser)
     fit_parser.set_defaults(handler=_cmd_fit)
+
+    estimate_parser = commands.add_parser(
+        "estimate",
+        help="each node's peak memory per strategy at --num-nodes, without running (seconds)",
+    )
+    estimate_parser.add_argument("--config", help="YAML config file (see configs/)")
+    estimate_parser.add_argument(
+        "--model", metavar="MODULE:FACTORY", help="a factory returning an nn.Module (default:"
+        " the built-in ResNet18)",
+    )  # fmt: skip
+    estimate_parser.add_argument("--input-shape", help="one sample's shape, e.g. 3,32,32")
+    estimate_parser.add_argument("--out", help="also write the estimate as JSON here")
+    add_config_flags(estimate_parser)
+    estimate_parser.set_defaults(handler=_cmd_estimate)
 
     project_parser = commands.add_parser(
         "project",

@@ -55,8 +55,11 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def parameter_checksum(model: nn.Module) -> str:
-    """Hash of every parameter's bytes: equal on every rank iff the weights are identical."""
+    """Hash of every parameter's whole bytes: equal on every rank iff the weights are identical
+    (under FSDP a collective: every rank calls it)."""
     digest = hashlib.sha256()
     for param in model.parameters():
-        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+        # A sharded parameter (FSDP's DTensor) is gathered whole: every rank takes part.
+        whole = param.full_tensor() if hasattr(param, "full_tensor") else param
+        digest.update(whole.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

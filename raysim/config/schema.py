@@ -19,7 +19,7 @@ DATASETS = ("digits", "imagefolder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
 TOPOLOGIES = ("single_host", "multi_node")
-STRATEGIES = ("ddp",)
+STRATEGIES = ("ddp", "zero", "fsdp")
 """Every name raysim.worker.strategies registers."""
 
 
@@ -111,7 +111,9 @@ class ExperimentConfig:
     torch_threads: int | None = None
     """Intra-op threads per worker; None divides the cores among the workers."""
     strategy: str = "ddp"
-    """How the training is spread over the nodes: ddp (each node a whole replica)."""
+    """How the training is spread over the nodes: ddp (each node a whole replica), zero
+    (DDP with the optimizer's state sharded, ZeRO-1) or fsdp (parameters, gradients and
+    optimizer state sharded, torch's FSDP2)."""
     ddp_bucket_mb: float | None = None
     """DDP's gradient bucket size in MB; None lets the plan choose (raysim.plan.ddp_bucket_mb):
     one bucket for the whole model where the nodes share this host's cores, else DDP's 25."""

@@ -51,6 +51,34 @@ def replicated_state(
     )
 
 
+def sharded_state(
+    parameters: int,
+    moments: int | None,
+    optimizer: str,
+    world_size: int,
+    *,
+    gradients_sharded: bool,
+) -> TrainingState:
+    """A node's share where the optimizer's moments (ZeRO-1), or the gradients too (FSDP,
+    whose parameters are sharded as well and, like DDP's, counted in the baseline), are
+    split over world_size nodes: each holds 1/world_size of them (rounded up)."""
+    moments = moments or 0
+    per_node = math.ceil(parameters / world_size)
+    gradients = per_node if gradients_sharded else parameters
+    what = "sharded gradients" if gradients_sharded else "gradients"
+    held = f"{what} and {optimizer}'s {moments} sharded moments" if moments else what
+    if gradients_sharded:
+        count = f"{parameters / 1e6:.1f}M fp32 parameters × {1 + moments} / {world_size} nodes"
+    else:
+        count = f"{parameters / 1e6:.1f}M fp32 parameters × (1 + {moments} / {world_size} nodes)"
+    return TrainingState(
+        parameters=parameters,
+        bytes=(gradients + per_node * moments) * FP32_BYTES,
+        held=held,
+        count=count,
+    )
+
+
 def optimizer_moments(optimizer: object) -> int:
     """Running moments an optimizer keeps per parameter: Adam's family two, momentum one."""
     name = type(optimizer).__name__

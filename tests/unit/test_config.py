@@ -138,5 +138,7 @@ def test_node_loss_in_an_elastic_multi_node_run_is_valid():
 
 def test_strategy_is_ddp_and_a_near_miss_is_named():
     assert load_config().strategy == "ddp"
-    with pytest.raises(ConfigError, match=r"strategy: 'dpp' is not one of ddp; did you mean 'ddp'"):
+    with pytest.raises(
+        ConfigError, match=r"strategy: 'dpp' is not one of ddp, zero, fsdp; did you mean 'ddp'"
+    ):
         load_config(strategy="dpp")

@@ -13,7 +13,9 @@ def test_the_config_allows_exactly_the_registered_strategies():
 
 
 def test_an_unknown_strategy_names_the_near_miss():
-    with pytest.raises(ValueError, match=r"'dpp' is not one of ddp; did you mean 'ddp'"):
+    with pytest.raises(
+        ValueError, match=r"'dpp' is not one of ddp, zero, fsdp; did you mean 'ddp'"
+    ):
         get_strategy("dpp")
 
 

@@ -1,0 +1,52 @@
+"""`raysim estimate` against real runs: each node's measured peak under ddp, zero and fsdp
+beside the estimate for the same model and batch (2 nodes, an 8.4M-parameter MLP), and the
+estimate at 64 nodes in seconds."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raysim.config.loading import load_config
+from raysim.estimate import estimate
+from raysim.rundir import read_lines
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_sharded import run_strategy  # noqa: E402
+
+
+def test_the_estimate_answers_at_64_nodes_in_seconds():
+    cfg = load_config(num_nodes=64, batch_size=16, strategy="fsdp")
+    start = time.perf_counter()
+    result = estimate(cfg, "tests.test_sharded:make_model", (32,))
+    assert time.perf_counter() - start < 60
+    fsdp, ddp = result.per_strategy["fsdp"], result.per_strategy["ddp"]
+    assert fsdp.categories["optimizer"] * 64 == pytest.approx(ddp.categories["optimizer"], 1e-3)
+    assert result.to_dict()["peak_bytes"] == fsdp.peak_bytes
+
+
+@pytest.mark.slow
+def test_the_estimate_bounds_each_strategys_measured_peak(shared_ray, tiny_config, tmp_path):
+    measured, estimated = {}, {}
+    for strategy in ("ddp", "zero", "fsdp"):
+        result, _, _ = run_strategy(tiny_config, tmp_path, strategy, 2, width="deep")
+        ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
+        measured[strategy] = max(r["memory_peak_bytes"] for r in ranks)
+        cfg = load_config(num_nodes=2, batch_size=16, strategy=strategy)
+        node = estimate(cfg, "tests.test_sharded:deep_model", (32,)).per_strategy[strategy]
+        estimated[strategy] = node.charged_bytes
+    print(json.dumps({"measured": measured, "estimated": estimated}))
+    # the estimate orders the strategies as their state does; the CPU budget's measure (the
+    # data segment) agrees for ddp within 15 % (-8 % on 2026-12-06) but sees the sharded
+    # strategies' freed collective buffers still held by glibc (zero 188 MB against 123
+    # estimated, fsdp 151 against 68): an estimate that never overstates, for them
+    assert estimated["fsdp"] < estimated["zero"] < estimated["ddp"]
+    assert measured["ddp"] == pytest.approx(estimated["ddp"], rel=0.15)
+    for strategy in ("zero", "fsdp"):
+        assert measured[strategy] >= 0.9 * estimated[strategy]

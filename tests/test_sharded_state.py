@@ -1,0 +1,52 @@
+"""What each strategy's node holds (the memory floor), its collectives' modelled cost, and
+the config's choice of strategy: no Ray, no process group."""
+
+from __future__ import annotations
+
+import pytest
+
+from raysim.config.loading import load_config
+from raysim.config.network import PRESETS
+from raysim.errors import ConfigError
+from raysim.projection.sharded_comm import gather_seconds
+from raysim.worker.strategies import get_strategy
+from raysim.worker.strategies.zero_optimizer import partition
+
+PARAMS = 1_000_000
+
+
+@pytest.mark.parametrize("nodes", [2, 4])
+def test_sharded_strategies_hold_a_share_of_the_state(nodes):
+    ddp = get_strategy("ddp").training_state(PARAMS, 2, "Adam", nodes)
+    zero = get_strategy("zero").training_state(PARAMS, 2, "Adam", nodes)
+    fsdp = get_strategy("fsdp").training_state(PARAMS, 2, "Adam", nodes)
+    assert ddp.bytes == PARAMS * 4 * 3
+    assert zero.bytes == PARAMS * 4 * (1 + 2 / nodes)  # whole gradients, shared moments
+    assert fsdp.bytes == PARAMS * 4 * 3 / nodes
+    assert fsdp.bytes < zero.bytes < ddp.bytes
+    assert "sharded" in fsdp.held and f"/ {nodes} nodes" in fsdp.count
+
+
+def test_a_strategy_is_chosen_by_config_with_a_near_miss_named():
+    assert load_config(strategy="fsdp").strategy == "fsdp"
+    with pytest.raises(ConfigError, match="fsdp"):
+        load_config(strategy="fdsp")
+
+
+def test_a_gather_costs_half_an_allreduce_on_a_ring():
+    link = (
+        PRESETS["10gbe"]
+        if "10gbe" in PRESETS
+        else next(spec for spec in PRESETS.values() if not spec.is_loopback)
+    )
+    nbytes = 100 * 2**20
+    one_way = (4 - 1) / 4 * nbytes / link.bytes_per_second + 3 * link.latency_us * 1e-6
+    assert gather_seconds(nbytes, 4, link) == pytest.approx(one_way)
+    assert gather_seconds(nbytes, 1, link) == 0
+
+
+def test_zero_partitions_the_largest_parameters_first_over_the_ranks():
+    import torch
+
+    params = [torch.empty(n) for n in (10, 40, 30, 20)]
+    assert partition(params, 2) == [0, 0, 1, 1]  # 40+10 and 30+20

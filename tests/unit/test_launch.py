@@ -20,7 +20,7 @@ from raysim.worker.launchers.script import exit_failure, run_script, torchrun_en
 from raysim.worker.launchers.script_hooks import Patches, ScriptReports
 from raysim.worker.node_context import NodeContext
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch_argv(*argv: str):

@@ -21,7 +21,7 @@ from raysim.rundir import epoch_lines, rank_lines, read_lines
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "torchrun_ddp.py"
 
 

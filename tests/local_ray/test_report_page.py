@@ -21,7 +21,7 @@ from raysim.report import RunRecord, compare_runs
 from raysim.report.render import write_report
 from tests import browser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PNG_URI = "data:image/png;base64,"
 
 

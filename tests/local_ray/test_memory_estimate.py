@@ -15,7 +15,7 @@ from raysim.config.loading import load_config
 from raysim.estimate import estimate
 from raysim.rundir import read_lines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.test_sharded import run_strategy  # noqa: E402

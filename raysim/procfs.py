@@ -64,6 +64,19 @@ def pss_bytes(process: str | int = "self") -> int | None:
     return None
 
 
+def meminfo_bytes(field: str) -> int | None:
+    """A /proc/meminfo figure (MemTotal; MemAvailable: what can be allocated without
+    swapping, free memory plus the cache the kernel can reclaim); None without it."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(field.encode() + b":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 _statm: tuple[int, int] | None = None
 """(pid, fd) of this process's /proc/<pid>/statm, kept open: a step samples it twice."""
 

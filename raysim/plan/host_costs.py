@@ -1,0 +1,33 @@
+"""What a simulated node and the run around it cost on the host, as bench_scale measured.
+
+Kept equal to benchmarks/results/bench_scale.json by a test (tests/test_host_memory.py):
+rerun the bench and copy its `constants` here when start-up or memory changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HostCosts:
+    fixed_bytes: int
+    """The driver, Ray's processes and its other actors (PSS), the largest over N."""
+    worker_pss_bytes: int
+    """One training worker's PSS at its peak, the largest over N (training memory included)."""
+    worker_training_bytes: int
+    """The training memory inside that PSS (the built-in's, charged to its budget)."""
+    worker_group_base_s: float
+    worker_group_per_node_s: float
+    """Ray Train's controller, worker group and process group: base + N × per node seconds
+    (a least-squares line through the measured N)."""
+
+
+MEASURED = HostCosts(
+    fixed_bytes=1_504_000_000,
+    worker_pss_bytes=800_000_000,
+    worker_training_bytes=200_000_000,
+    worker_group_base_s=5.8,
+    worker_group_per_node_s=1.95,
+)
+"""Placeholders from issue 35's table until bench_scale's kept result replaces them."""

@@ -105,27 +105,14 @@ def scale_run(run_dir: str, nodes: int, steps: int) -> dict:
     }
 
 
-def line_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least squares: (intercept, slope); a flat line through one point."""
-    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    if len(set(xs)) < 2:
-        return mean_y, 0.0
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mean_x) ** 2 for x in xs
-    )
-    return mean_y - slope * mean_x, slope
-
-
 def constants(runs: list[dict]) -> dict:
     """What raysim/plan/host_costs.py keeps: the largest memory figures over N, and the
-    worker-group stage as a line in N (rounded, so the kept module reads plainly)."""
-    base, per_node = line_fit([r["nodes"] for r in runs], [r["worker_group_s"] for r in runs])
+    worker-group stage's largest seconds per node (rounded, so the module reads plainly)."""
     return {
         "fixed_bytes": round(max(r["fixed_bytes"] for r in runs), -6),
         "worker_pss_bytes": round(max(r["worker_pss_bytes"] for r in runs), -6),
         "worker_training_bytes": round(max(r["worker_training_bytes"] for r in runs), -6),
-        "worker_group_base_s": round(base, 1),
-        "worker_group_per_node_s": round(per_node, 2),
+        "worker_group_per_node_s": round(max(r["worker_group_s"] / r["nodes"] for r in runs), 2),
     }
 
 
@@ -177,7 +164,7 @@ def scale(data: dict | None) -> str:
         f"Kept in raysim/plan/host_costs.py: fixed {kept['fixed_bytes'] / mb:,.0f} MB, "
         f"{kept['worker_pss_bytes'] / mb:,.0f} MB a worker "
         f"({kept['worker_training_bytes'] / mb:,.0f} MB of it training memory), worker group "
-        f"{kept['worker_group_base_s']} s + {kept['worker_group_per_node_s']} s × N."
+        f"at most {kept['worker_group_per_node_s']} s × N."
     )
     return table(header, rows) + "\n\n" + line
 

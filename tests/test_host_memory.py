@@ -25,8 +25,7 @@ MB, GB = 1e6, 1e9
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = ROOT / "benchmarks" / "results" / "bench_scale.json"
 COSTS = HostCosts(fixed_bytes=1_500_000_000, worker_pss_bytes=800_000_000,
-                  worker_training_bytes=200_000_000, worker_group_base_s=6.0,
-                  worker_group_per_node_s=2.0)  # fmt: skip
+                  worker_training_bytes=200_000_000, worker_group_per_node_s=4.0)  # fmt: skip
 
 
 def test_pss_is_this_process_share_of_its_resident_memory():
@@ -111,9 +110,9 @@ def test_the_command_line_refuses_more_nodes_than_host_memory_holds(tmp_path):
 
 def test_the_worker_group_timeout_grows_with_n_unless_the_user_set_it():
     assert worker_start_timeout_s(2, None, COSTS) == RAY_DEFAULT_TIMEOUT_S
-    assert worker_start_timeout_s(32, None, COSTS) == pytest.approx(3 * (6.0 + 64.0))
+    assert worker_start_timeout_s(32, None, COSTS) == pytest.approx(3 * 4.0 * 32)
     assert worker_start_timeout_s(32, 10.0, COSTS) == 10.0
     # never shorter than the measured start-up of any N
     for nodes in (1, 8, 16, 64, 128):
-        start = COSTS.worker_group_base_s + nodes * COSTS.worker_group_per_node_s
+        start = nodes * COSTS.worker_group_per_node_s
         assert worker_start_timeout_s(nodes, None, COSTS) >= max(start, RAY_DEFAULT_TIMEOUT_S)

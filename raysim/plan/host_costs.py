@@ -17,17 +17,16 @@ class HostCosts:
     """One training worker's PSS at its peak, the largest over N (training memory included)."""
     worker_training_bytes: int
     """The training memory inside that PSS (the built-in's, charged to its budget)."""
-    worker_group_base_s: float
     worker_group_per_node_s: float
-    """Ray Train's controller, worker group and process group: base + N × per node seconds
-    (a least-squares line through the measured N)."""
+    """Ray Train's controller, worker group and process group, seconds per node: the
+    largest stage ÷ N measured, so the line N × it lies above every measurement (a fitted
+    line's slope went negative on a loaded host, where the smallest N started slowest)."""
 
 
 MEASURED = HostCosts(
     fixed_bytes=1_504_000_000,
     worker_pss_bytes=800_000_000,
     worker_training_bytes=200_000_000,
-    worker_group_base_s=5.8,
     worker_group_per_node_s=1.95,
 )
 """Placeholders from issue 35's table until bench_scale's kept result replaces them."""

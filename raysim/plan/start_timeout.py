@@ -22,5 +22,5 @@ def worker_start_timeout_s(
     start-up of N nodes, never below Ray's default."""
     if user_set is not None:
         return user_set
-    predicted = costs.worker_group_base_s + num_nodes * costs.worker_group_per_node_s
+    predicted = num_nodes * costs.worker_group_per_node_s
     return max(RAY_DEFAULT_TIMEOUT_S, MARGIN * predicted)

@@ -153,8 +153,10 @@ def node_memory(run_dir: Path, ranks: list[int]) -> dict[int, NodeMemory]:
 
 def worker_start_timeout(cfg: ExperimentConfig):
     """Ray Train reads its worker-group start timeout from the environment (and passes it
-    on to its controller); set it for this run only, from N unless the user set it."""
-    seconds = worker_start_timeout_s(cfg.num_nodes, cfg.worker_start_timeout_s)
+    on to its controller); set it for this run only, from N unless the user set it or the
+    run is elastic."""
+    elastic = cfg.min_nodes is not None
+    seconds = worker_start_timeout_s(cfg.num_nodes, cfg.worker_start_timeout_s, elastic)
     return scoped_env({WORKER_START_TIMEOUT_ENV: str(seconds)})
 
 

@@ -16,11 +16,14 @@ MARGIN = 3.0
 
 
 def worker_start_timeout_s(
-    num_nodes: int, user_set: float | None, costs: HostCosts = MEASURED
+    num_nodes: int, user_set: float | None, elastic: bool = False, costs: HostCosts = MEASURED
 ) -> float:
     """The user's worker_start_timeout_s where set, else a margin over the measured
-    start-up of N nodes, never below Ray's default."""
+    start-up of N nodes, never below Ray's default. Elastic (min_nodes): Ray's default,
+    because there it is also how long a restart waits for a lost node before going on."""
     if user_set is not None:
         return user_set
+    if elastic:
+        return RAY_DEFAULT_TIMEOUT_S
     predicted = num_nodes * costs.worker_group_per_node_s
     return max(RAY_DEFAULT_TIMEOUT_S, MARGIN * predicted)

@@ -105,6 +105,9 @@ BENCHMARKS = (
               ("readme_main_job.json", "fit_readme.json")),
     Benchmark("suite", "bench_suite.py", ("--out", "{out}/test_suite.json"),
               ("--quick", "--out", "{out}/test_suite.json"), ("test_suite.json",)),
+    Benchmark("scale", "bench_scale.py", ("--out", "{out}/bench_scale.json"),
+              ("--nodes", "2", "--steps", "2", "--out", "{out}/bench_scale.json"),
+              ("bench_scale.json",)),
 )  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from raysim.driver_startup import DriverStartup
 from raysim.failures import NodeMemory, RunFailedError, failure_message
 from raysim.node_program import NodeProgram, node_program, script_program
 from raysim.plan import Hardware, ResourcePlan, make_plan
+from raysim.plan.start_timeout import worker_start_timeout_s
 from raysim.record.trackers import check_trackers, trackers_for
 from raysim.report.faults import fault_entries
 from raysim.report.summary import summarize
@@ -134,7 +135,7 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: Node
     trainer = _trainer(cfg, plan, run_dir, program, progress_board)
     startup.mark("fit_start")
     try:
-        with worker_start_timeout(cfg.worker_start_timeout_s), run_helpers(cluster_is_this_host()):
+        with worker_start_timeout(cfg), run_helpers(cluster_is_this_host()):
             trainer.fit()
     except ray.train.TrainingFailedError as err:
         message = hang_lead(run_dir) + failure_message(err, node_memory(run_dir, failed_ranks(err)))
@@ -169,11 +170,12 @@ def node_memory(run_dir: Path, ranks: list[int]) -> dict[int, NodeMemory]:
     return seen
 
 
-def worker_start_timeout(seconds: float | None):
+def worker_start_timeout(cfg: ExperimentConfig):
     """Ray Train reads its worker-group start timeout from the environment (and passes it
-    on to its controller); set it for this run only."""
-    if seconds is None:
-        return contextlib.nullcontext()
+    on to its controller); set it for this run only, from N unless the user set it or the
+    run is elastic."""
+    elastic = cfg.min_nodes is not None
+    seconds = worker_start_timeout_s(cfg.num_nodes, cfg.worker_start_timeout_s, elastic)
     return scoped_env({WORKER_START_TIMEOUT_ENV: str(seconds)})
 
 

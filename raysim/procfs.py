@@ -1,5 +1,5 @@
-"""Processes as Linux's /proc describes them: this one's start time, resident and data
-memory; another's descendants."""
+"""Processes as Linux's /proc describes them: this one's start time, resident, proportional
+and data memory; another's descendants."""
 
 from __future__ import annotations
 
@@ -47,6 +47,34 @@ def process_rss_bytes() -> int:
 
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def pss_bytes(process: str | int = "self") -> int | None:
+    """Proportional set size: resident memory with each shared page divided among the
+    processes that map it. RSS counts torch's and Ray's shared libraries whole in every
+    process, so N nodes cost N x PSS, not N x RSS. None where smaps_rollup is absent
+    (not Linux, a kernel before 4.14) or the process has ended."""
+    try:
+        with open(f"/proc/{process}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def meminfo_bytes(field: str) -> int | None:
+    """A /proc/meminfo figure (MemTotal; MemAvailable: what can be allocated without
+    swapping, free memory plus the cache the kernel can reclaim); None without it."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(field.encode() + b":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 _statm: tuple[int, int] | None = None

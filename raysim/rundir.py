@@ -50,7 +50,7 @@ WANDB_RUN_FILE = "wandb.json"
 RAYSIM_KEYS = frozenset(
     {
         "kind", "epoch", "rank", "world_size", "node_id", "ray_node_id", "report_unix",
-        "interval_s", "rss_bytes", "peak_rss_bytes", "memory_budget_bytes",
+        "interval_s", "rss_bytes", "peak_rss_bytes", "pss_bytes", "memory_budget_bytes",
         "memory_peak_bytes", "memory_headroom_bytes", "report_s", "prepared", "model",
         "straggler_sleep_s_per_step", "modelled_comm_s_per_step", "allreduce_wait_s_per_step",
         "added_comm_delay_s_per_step", "optimizer_steps", "measured_samples", "train_time_s",

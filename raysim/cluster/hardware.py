@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 
 from raysim.cluster.join import join
 from raysim.config.schema import ExperimentConfig
+from raysim.plan.host_memory import usable_before_ray_kills
 from raysim.plan.resources import Hardware
+from raysim.procfs import meminfo_bytes
 
 CUDA_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/proc/driver/nvidia")
 """Where an NVIDIA driver shows itself on Linux (/dev/dxg: WSL2's GPU); without one of
@@ -26,15 +29,21 @@ def cuda_may_be_present(device_files: tuple[str, ...] = CUDA_DEVICE_FILES) -> bo
 
 def detect_hardware() -> Hardware:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    host = Hardware(
+        num_cpus=cpus or 1,
+        memory_available_bytes=usable_before_ray_kills(
+            meminfo_bytes("MemAvailable"), meminfo_bytes("MemTotal")
+        ),
+    )
     if not cuda_may_be_present():
-        return Hardware(num_cpus=cpus or 1)
+        return host
     import torch
 
     if not torch.cuda.is_available():
-        return Hardware(num_cpus=cpus or 1)
+        return host
     props = torch.cuda.get_device_properties(0)
-    return Hardware(
-        num_cpus=cpus or 1,
+    return replace(
+        host,
         num_gpus=torch.cuda.device_count(),
         gpu_memory_bytes=props.total_memory,
         gpu_name=props.name,

@@ -72,7 +72,8 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
         run_rows.append(["all-reduce", summary["allreduce"]])
     run_rows.append(["run directory", str(run_dir)])
     node_rows = [
-        ["node", "rank", "samples/s", "step time", "peak RSS", "memory peak", "budget", "headroom"]
+        ["node", "rank", "samples/s", "step time", "peak RSS", "peak PSS"]
+        + ["memory peak", "budget", "headroom"]
     ]
     node_rows += [
         [
@@ -81,6 +82,7 @@ def summary_table(summary: dict[str, Any], run_dir: Path) -> str:
             "–" if n["samples_per_s"] is None else f"{n['samples_per_s']:.1f}",
             "–" if n["step_time_s"] is None else f"{n['step_time_s'] * 1000:.0f} ms",
             f"{n['peak_rss_bytes'] / MB:.0f} MB",
+            "–" if n.get("peak_pss_bytes") is None else f"{n['peak_pss_bytes'] / MB:.0f} MB",
             f"{n['memory_peak_bytes'] / MB:.0f} MB",
             f"{n['memory_budget_bytes'] / MB:.0f} MB",
             f"{(n['memory_budget_bytes'] - n['memory_peak_bytes']) / MB:.0f} MB",

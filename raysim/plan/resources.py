@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from raysim.config.schema import ExperimentConfig
 from raysim.errors import ConfigError
+from raysim.plan.host_memory import host_memory_problem
 from raysim.units import GIB
 
 DEVICE_RESOURCE = "raysim_device"
@@ -35,6 +36,9 @@ class Hardware:
     num_gpus: int = 0
     gpu_memory_bytes: int = 0
     gpu_name: str = ""
+    memory_available_bytes: int | None = None
+    """Host memory the run may use before Ray's memory monitor kills workers, where the
+    nodes run on this host; None: not checked."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,17 @@ def cpu_share(cluster_cpus: int, num_workers: int) -> float:
     return float(math.floor(share)) if share >= 1 else math.floor(share * 10_000) / 10_000
 
 
+def host_memory_check(cfg: ExperimentConfig, device_kind: str, available: int | None) -> None:
+    """Refuse, before Ray starts, nodes that the host's memory cannot hold."""
+    if available is None:
+        return
+    budget = int(cfg.memory_fraction * cfg.device_memory_gb * GIB)
+    enforced = device_kind == "cpu" and cfg.enforce_memory
+    problem = host_memory_problem(cfg.num_nodes, budget if enforced else None, available)
+    if problem:
+        raise PlanError([problem])
+
+
 def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
     device_kind = choose_device(cfg, hw)
     if cfg.amp == "fp16" and device_kind != "cuda":
@@ -171,6 +186,7 @@ def make_plan(cfg: ExperimentConfig, hw: Hardware) -> ResourcePlan:
         problems = packing_problems(cfg.num_nodes, cfg.gpu_fraction, cfg.memory_fraction, devices)
         if problems:
             raise PlanError(problems)
+        host_memory_check(cfg, device_kind, hw.memory_available_bytes)
     cluster_cpus = cfg.cpus or hw.num_cpus
     shares_a_device = cfg.num_nodes > 1 and cfg.gpu_fraction < 1
     if device_kind == "cuda":

@@ -14,6 +14,11 @@ def _mean_of(records: list[dict[str, Any]], key: str) -> float | None:
     return statistics.mean(values) if values else None
 
 
+def _max_of(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in records if r.get(key) is not None]
+    return max(values) if values else None
+
+
 def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per simulated node: throughput, step time and memory over the whole run.
 
@@ -31,6 +36,7 @@ def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "samples_per_s": _mean_of(mine, "samples_per_s"),
                 "step_time_s": _mean_of(mine, "step_time_s"),
                 "peak_rss_bytes": max(r.get("peak_rss_bytes", 0) for r in mine),
+                "peak_pss_bytes": _max_of(mine, "pss_bytes"),
                 "memory_peak_bytes": max(r.get("memory_peak_bytes", 0) for r in mine),
                 "memory_budget_bytes": mine[-1].get("memory_budget_bytes", 0),
                 "memory_baseline_bytes": mine[-1].get("memory_baseline_bytes"),

@@ -23,7 +23,7 @@ from raysim.config.schema import ExperimentConfig
 from raysim.errors import is_number
 from raysim.plan.memory_floor import optimizer_moments, state_floor_problem
 from raysim.plan.resources import NODE_LABEL, ResourcePlan
-from raysim.procfs import peak_rss_bytes, process_rss_bytes
+from raysim.procfs import peak_rss_bytes, process_rss_bytes, pss_bytes
 from raysim.rundir import PROFILE_DIR, STARTUP_KEY, TRACE_KEY, node_memory_path, raysim_home
 from raysim.worker.collective_ledger import CollectiveLedger
 from raysim.worker.emulation import Emulation, set_up_emulation
@@ -303,6 +303,7 @@ def raysim_measurements() -> dict[str, Any]:
         "interval_s": now - session.last_report,
         "rss_bytes": process_rss_bytes(),
         "peak_rss_bytes": peak_rss_bytes(),
+        "pss_bytes": pss_bytes(),
         "memory_budget_bytes": ctx.memory_budget_bytes,
     }
     session.last_report = now

@@ -16,14 +16,21 @@ TINY = {"image_size": 16, "num_epochs": 2, "batch_size": 8, "device": "cpu"}
 
 
 def pytest_collection_modifyitems(config, items):
-    # Tests with a cluster of their own stop the shared Ray: they go last.
-    items.sort(key=lambda item: "own_cluster" in item.keywords)
+    # The tests without Ray go first, so that what they check of this process (no Ray
+    # started, its memory figures) is not left over from a run; tests with a cluster of
+    # their own stop the shared Ray: they go last.
+    items.sort(key=lambda item: ("own_cluster" in item.keywords, _tier(item) != "unit"))
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+def _tier(item: pytest.Item) -> str:
+    """The tier folder a test lives in (unit, local_ray, clusters, gpu, benchmarks)."""
+    return item.path.parent.name
 
 
 @pytest.fixture(scope="session")

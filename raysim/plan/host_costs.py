@@ -1,6 +1,6 @@
 """What a simulated node and the run around it cost on the host, as bench_scale measured.
 
-Kept equal to benchmarks/results/bench_scale.json by a test (tests/test_host_memory.py):
+Kept equal to benchmarks/results/bench_scale.json by a test (tests/local_ray/test_host_memory.py):
 rerun the bench and copy its `constants` here when start-up or memory changes.
 """
 

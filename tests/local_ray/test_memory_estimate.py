@@ -18,13 +18,13 @@ from raysim.rundir import read_lines
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_sharded import run_strategy  # noqa: E402
+from tests.local_ray.test_sharded import run_strategy  # noqa: E402
 
 
 def test_the_estimate_answers_at_64_nodes_in_seconds():
     cfg = load_config(num_nodes=64, batch_size=16, strategy="fsdp")
     start = time.perf_counter()
-    result = estimate(cfg, "tests.test_sharded:make_model", (32,))
+    result = estimate(cfg, "tests.local_ray.test_sharded:make_model", (32,))
     assert time.perf_counter() - start < 60
     fsdp, ddp = result.per_strategy["fsdp"], result.per_strategy["ddp"]
     assert fsdp.categories["optimizer"] * 64 == pytest.approx(ddp.categories["optimizer"], 1e-3)

@@ -22,7 +22,7 @@ from raysim.report.summary import per_node_summary
 from raysim.rundir import read_lines
 
 MB, GB = 1e6, 1e9
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEPT = ROOT / "benchmarks" / "results" / "bench_scale.json"
 COSTS = HostCosts(fixed_bytes=1_500_000_000, worker_pss_bytes=800_000_000,
                   worker_training_bytes=200_000_000, worker_group_per_node_s=4.0)  # fmt: skip

@@ -39,7 +39,9 @@ def test_the_estimate_bounds_each_strategys_measured_peak(shared_ray, tiny_confi
         ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
         measured[strategy] = max(r["memory_peak_bytes"] for r in ranks)
         cfg = load_config(num_nodes=2, batch_size=16, strategy=strategy)
-        node = estimate(cfg, "tests.test_sharded:deep_model", (32,)).per_strategy[strategy]
+        node = estimate(cfg, "tests.local_ray.test_sharded:deep_model", (32,)).per_strategy[
+            strategy
+        ]
         estimated[strategy] = node.charged_bytes
     print(json.dumps({"measured": measured, "estimated": estimated}))
     # the estimate orders the strategies as their state does; the CPU budget's measure (the

@@ -193,6 +193,8 @@ def test_a_failed_run_ends_failed_with_its_error(shared_ray, tiny_config, monkey
     client, run = open_run(Path(cfg.run_dir) / "run", monkeypatch)
     assert run.info.status == "FAILED"
     assert "node-0 (rank 0) ran out of its memory" in run.data.tags["raysim.error"]
-    assert run.data.params["faults"] == json.dumps([{**fault, "step": 1, "seconds": 5.0}])
+    assert run.data.params["faults"] == json.dumps(
+        [{**fault, "step": 1, "seconds": 5.0, "notice_s": 5.0}]
+    )
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"summary.json", "metrics.jsonl", "config.yaml"} <= artifacts

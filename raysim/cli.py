@@ -266,11 +266,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
     result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution, train_fn)
     print(format_fit(result))
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result.to_dict(), handle, indent=2)
-        print(f"written: {args.out}")
+    _write_out(args.out, result.to_dict())
     return 0
+
+
+def _write_out(path: str | None, data: dict) -> None:
+    """A command's result as JSON where --out says, if it says."""
+    if path:
+        with open(path, "w") as handle:
+            json.dump(data, handle, indent=2)
+        print(f"written: {path}")
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
@@ -280,10 +285,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     shape = tuple(int(n) for n in args.input_shape.split(",")) if args.input_shape else None
     result = estimate(cfg, args.model, shape)
     print(format_estimate(result))
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result.to_dict(), handle, indent=2)
-        print(f"written: {args.out}")
+    _write_out(args.out, result.to_dict())
     return 0
 
 

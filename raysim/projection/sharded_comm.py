@@ -11,25 +11,13 @@ collectives, the estimate and the tests share them.
 
 from __future__ import annotations
 
-import math
-
-from raysim.projection.comm_model import AlphaBetaLink
+from raysim.projection.comm_model import AlphaBetaLink, allreduce_seconds
 
 
 def gather_seconds(nbytes: int, nodes: int, spec: AlphaBetaLink) -> float:
-    """One all-gather (or reduce-scatter) whose whole tensor is nbytes, over nodes."""
-    if nodes < 1:
-        raise ValueError(f"nodes: {nodes!r} must be at least 1")
-    if nbytes < 0:
-        raise ValueError(f"nbytes: {nbytes!r} must be >= 0")
-    if nodes == 1 or spec.is_loopback:
-        return 0.0
-    alpha = spec.latency_us * 1e-6
-    beta = 1 / spec.bytes_per_second
-    if spec.algorithm == "tree":
-        levels = math.ceil(math.log2(nodes))
-        return levels * alpha + levels * nbytes * beta
-    return (nodes - 1) * alpha + (nodes - 1) / nodes * nbytes * beta
+    """One all-gather (or reduce-scatter) whose whole tensor is nbytes, over nodes: half of
+    an all-reduce of the same bytes, ring or tree alike."""
+    return allreduce_seconds(nbytes, nodes, spec) / 2
 
 
 def fsdp_step_bytes(unit_bytes: list[int]) -> dict[str, int]:

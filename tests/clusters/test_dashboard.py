@@ -144,8 +144,14 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
         if shutil.which(CHROMIUM) or os.environ.get("CI") == "true":  # the Actors page in a
             screens = docs_script()  # real browser, as a user sees it (CI: tests/browser.py)
             with screens.TokenProxy(url, token) as proxy:
-                page = screens.page_text(f"{proxy.url}/#/actors", browser.chromium())
-            assert "TrainController" in page and "RayTrainWorker" in page
+                pages = {
+                    name: screens.page_text(f"{proxy.url}/#/{name}", browser.chromium())
+                    for name in ("actors", "jobs", "cluster", "metrics")
+                }  # what README says a user finds on each
+            assert "TrainController" in pages["actors"] and "RayTrainWorker" in pages["actors"]
+            assert "raysim.cli run" in pages["jobs"], "the run's driver as a job"
+            assert "raysim_device" in pages["cluster"], "the simulated device's resource"
+            assert "Grafana" in pages["metrics"], "charts only after Prometheus and Grafana"
     finally:
         ended = raysim_cli("down", env=env)
     assert ended.returncode == 0 and state["address"] in ended.stdout

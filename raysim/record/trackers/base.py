@@ -17,7 +17,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raysim.errors import ConfigError
+from raysim.failures import RunFailedError
 from raysim.rundir import SUMMARY_FILE
+
+
+class TrackerError(ConfigError):
+    """A tracking problem the user can fix, told in one line (not a list of config keys)."""
+
+    def __init__(self, message: str):
+        self.problems = [message]
+        ValueError.__init__(self, message)
+
+
+def require_extra(key: str, package: str, module: str) -> None:
+    """Before Ray starts: the tracker's extra is installed, or one line says how to install
+    it (`key` is its name under `tracking:` and its extra's)."""
+    try:
+        __import__(module)
+    except ImportError as err:
+        raise TrackerError(
+            f"tracking.{key} is set but {package} cannot be imported ({err}); "
+            f"install raysim's {key} extra: pip install 'raysim[{key}]'"
+        ) from None
+
+
+def error_text(error: BaseException) -> str:
+    """A run's error as a tracker records it: raysim's own message, or type and message."""
+    return str(error) if isinstance(error, RunFailedError) else f"{type(error).__name__}: {error}"
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 @dataclass(frozen=True)

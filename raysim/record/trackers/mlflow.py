@@ -29,9 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from raysim.config.tracking import MlflowSettings
-from raysim.errors import ConfigError
-from raysim.failures import RunFailedError
-from raysim.record.trackers.base import RunEnd, Tracker
+from raysim.record.trackers.base import (
+    RunEnd,
+    Tracker,
+    TrackerError,
+    error_text,
+    first_line,
+    require_extra,
+)
 from raysim.record.trackers.figures import epoch_figures, summary_figures
 from raysim.rundir import (
     MLFLOW_ARTIFACTS_DIR,
@@ -41,30 +46,10 @@ from raysim.rundir import (
     write_json,
 )
 
-INSTALL_HINT = "pip install 'raysim[mlflow]'"
 ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 MAX_PARAM_CHARS = 6000
 MAX_TAG_CHARS = 8000
-
-
-class TrackingError(ConfigError):
-    """A tracking problem the user can fix, told in one line (not a list of config keys)."""
-
-    def __init__(self, message: str):
-        self.problems = [message]
-        ValueError.__init__(self, message)
-
-
-def require_mlflow() -> None:
-    """Before Ray starts: the extra is installed, or one line says how to install it."""
-    try:
-        import mlflow  # noqa: F401
-    except ImportError as err:
-        raise TrackingError(
-            f"tracking.mlflow is set but MLflow cannot be imported ({err}); "
-            f"install raysim's mlflow extra: {INSTALL_HINT}"
-        ) from None
 
 
 def resolve_uri(uri: str | None, run_dir: Path) -> str:
@@ -140,10 +125,6 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return {_clean_key(k): v for k, v in summary_figures(summary).items()}
 
 
-def error_text(error: BaseException) -> str:
-    return str(error) if isinstance(error, RunFailedError) else f"{type(error).__name__}: {error}"
-
-
 class Mlflow(Tracker):
     """One raysim run's MLflow run. The driver opens and ends it; the controller's copy
     logs the epochs (the client is made lazily in each process)."""
@@ -158,7 +139,7 @@ class Mlflow(Tracker):
     @classmethod
     def check(cls, settings: MlflowSettings) -> None:
         """The extra is installed, or one line says how to install it."""
-        require_mlflow()
+        require_extra("mlflow", "MLflow", "mlflow")
 
     @property
     def client(self):
@@ -180,9 +161,8 @@ class Mlflow(Tracker):
             with self.allowed():
                 self._open(resume)
         except Exception as err:  # an unreachable server, a store MLflow cannot open
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TrackingError(
-                f"tracking.mlflow: cannot open an MLflow run at {self.uri}: {first}"
+            raise TrackerError(
+                f"tracking.mlflow: cannot open an MLflow run at {self.uri}: {first_line(err)}"
             ) from None
         saved = {"tracking_uri": self.uri, "run_id": self.run_id,
                  "experiment": self.settings.experiment}  # fmt: skip

@@ -24,41 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from raysim.config.tracking import WandbSettings
-from raysim.errors import ConfigError
-from raysim.failures import RunFailedError
-from raysim.record.trackers.base import RunEnd, Tracker
+from raysim.record.trackers.base import (
+    RunEnd,
+    Tracker,
+    TrackerError,
+    error_text,
+    first_line,
+    require_extra,
+)
 from raysim.record.trackers.figures import epoch_figures, summary_figures
 from raysim.rundir import WANDB_RUN_FILE, write_json
-
-INSTALL_HINT = "pip install 'raysim[wandb]'"
-
-
-class WandbError(ConfigError):
-    """A W&B problem the user can fix, told in one line (not a list of config keys)."""
-
-    def __init__(self, message: str):
-        self.problems = [message]
-        ValueError.__init__(self, message)
-
-
-def require_wandb() -> None:
-    """Before Ray starts: the extra is installed, or one line says how to install it."""
-    try:
-        import wandb  # noqa: F401
-    except ImportError as err:
-        raise WandbError(
-            f"tracking.wandb is set but wandb cannot be imported ({err}); "
-            f"install raysim's wandb extra: {INSTALL_HINT}"
-        ) from None
-
-
-def error_text(error: BaseException) -> str:
-    return str(error) if isinstance(error, RunFailedError) else f"{type(error).__name__}: {error}"
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 class Wandb(Tracker):
@@ -73,7 +48,7 @@ class Wandb(Tracker):
     @classmethod
     def check(cls, settings: WandbSettings) -> None:
         """The extra is installed, or one line says how to install it."""
-        require_wandb()
+        require_extra("wandb", "wandb", "wandb")
 
     def _open(self, **init: Any):
         """This process's part of the run (W&B's console capture and system metrics off:
@@ -100,7 +75,7 @@ class Wandb(Tracker):
         try:
             self._open(config=self.config).finish()
         except Exception as err:  # a server that cannot be reached, a login missing
-            raise WandbError(
+            raise TrackerError(
                 f"tracking.wandb: cannot open a W&B run ({self.settings.mode}, project "
                 f"{self.settings.project}): {first_line(err)}"
             ) from None

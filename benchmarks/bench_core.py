@@ -99,15 +99,20 @@ def rates_of(epochs: list[list[float]]) -> list[float]:
     return [samples / seconds for samples, seconds in epochs]
 
 
+def rank_replicas(ranks: range, nodes: int, batch: int, image_size: int):
+    """Each rank's loader (its shard of the digits), model and Adam, seeded as raysim's."""
+    torch.manual_seed(0)
+    data = digits(image_size)
+    loaders = [train_loader(data.train, batch, r, nodes, seed=0, workers=0) for r in ranks]
+    replicas = [build_model(10) for _ in ranks]
+    return loaders, replicas, [adam(m, 1e-4) for m in replicas]
+
+
 def serial_same_work(nodes: int, batch: int, image_size: int, epochs: int,
                      max_steps: int | None) -> list[float]:  # fmt: skip
     """One process doing what `nodes` simulated nodes do, with no communication."""
     torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
-    data = digits(image_size)
-    loaders = [train_loader(data.train, batch, r, nodes, seed=0, workers=0) for r in range(nodes)]
-    replicas = [build_model(10) for _ in range(nodes)]
-    optimizers = [adam(m, 1e-4) for m in replicas]
+    loaders, replicas, optimizers = rank_replicas(range(nodes), nodes, batch, image_size)
     loss_fn = torch.nn.CrossEntropyLoss()
     rates = []
     for epoch in range(epochs):
@@ -172,12 +177,8 @@ def _no_exchange_worker(proc: int, procs: int, nodes: int, batch: int, image_siz
                         queue) -> None:  # fmt: skip
     """Ranks proc, proc + procs, ... one after another; each epoch starts with the others."""
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    data = digits(image_size)
     ranks = range(proc, nodes, procs)
-    loaders = [train_loader(data.train, batch, r, nodes, seed=0, workers=0) for r in ranks]
-    replicas = [build_model(10) for _ in ranks]
-    optimizers = [adam(m, 1e-4) for m in replicas]
+    loaders, replicas, optimizers = rank_replicas(ranks, nodes, batch, image_size)
     loss_fn = torch.nn.CrossEntropyLoss()
     epochs_done = []
     for epoch in range(epochs):

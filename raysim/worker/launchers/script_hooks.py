@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data.distributed import DistributedSampler
 
+from raysim.worker.launchers.script_frameworks import attach_framework_callbacks
 from raysim.worker.launchers.script_output import untee
 from raysim.worker.model_facts import ModelFacts
 from raysim.worker.session import NodeSession, raysim_measurements
@@ -87,8 +88,10 @@ class ScriptReports:
         self.report(metrics)
 
     def by_the_script(self, metrics: dict[str, Any], checkpoint: Any = None) -> None:
-        """The script's own ray.train.report: recorded with raysim's measurements."""
+        """The script's own ray.train.report (or its framework's, through raysim's
+        callback): recorded with raysim's measurements; a line all the same for faults."""
         self.by_script = True
+        self.reported += 1
         self.report(dict(metrics), checkpoint)
 
     def epoch_starts(self) -> None:
@@ -158,7 +161,7 @@ def _process_group(patches: Patches, session: NodeSession, told: set[str]) -> No
 def _ddp(patches: Patches, session: NodeSession, reports: ScriptReports, told: set[str]) -> None:
     """The first DDP model the script builds gets prepare()'s instrumentation: the memory
     floor before it is built, then the network emulation, stragglers, step measurements,
-    model facts and memory guard."""
+    model facts and memory guard; the framework that built it, raysim's callback."""
     original_init = DistributedDataParallel.__init__
     defaults = session.plan.ddp_kwargs
 
@@ -175,6 +178,7 @@ def _ddp(patches: Patches, session: NodeSession, reports: ScriptReports, told: s
         session.instrument(ddp, None, facts)
         adopted.append(ddp)
         session.meter.on_step_end.append(reports.step_done)
+        attach_framework_callbacks(module, patches.replace)
 
     patches.replace(DistributedDataParallel, "__init__", __init__)
 

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,13 @@ from raysim.cluster.local import dashboard_banner, dashboard_kwargs
 from raysim.rundir import read_lines
 from tests import browser
 from tests.ray_nodes import processes_naming
-from tests.run_checks import check_run_actors
+from tests.run_checks import LEFT_OUT, check_run_actors
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"  # Debian's; .ci/run installs it, and CI fails without it
+JOB_PAGE = ("Task Timeline", "Download trace file", "Task Table", "Actor Table",
+            "Placement Group Table", "Driver logs are only available when submitting")  # fmt: skip
+IN_USE = "4600.0/10000.0 raysim_device"  # the Overview's Resource Status: 2 nodes x 0.23
 
 
 def docs_script():
@@ -98,8 +103,70 @@ def test_a_dashboard_port_in_use_is_a_clear_error(tmp_path):
     assert not (tmp_path / "cluster.json").exists()
 
 
+def seen_in_a_browser() -> bool:
+    """Whether the page checks run: with Chromium here, and always in CI (where
+    tests/browser.py fails rather than skips without it)."""
+    return shutil.which(CHROMIUM) is not None or os.environ.get("CI") == "true"
+
+
+def pages_during_the_run(proxy_url: str, running: subprocess.Popen) -> dict[str, str]:
+    """The Overview and Jobs pages' DOMs while the run goes: the Overview read again until
+    its Resource Status shows the nodes' device share in use (the autoscaler's status
+    refreshes every few seconds), then the Jobs page."""
+    screens = docs_script()
+    screens.wait_for_run(proxy_url, running, timeout_s=240)
+    pages: dict[str, str] = {}
+    while running.poll() is None and IN_USE not in browser.text(pages.get("overview", "")):
+        pages["overview"] = screens.page_text(f"{proxy_url}/#/overview", browser.chromium())
+    pages["jobs"] = screens.page_text(f"{proxy_url}/#/jobs", browser.chromium())
+    assert running.poll() is None, "the pages were read after the run ended: make it longer"
+    return pages
+
+
+def check_pages_during_the_run(pages: dict[str, str]) -> None:
+    overview, jobs = browser.text(pages["overview"]), browser.text(pages["jobs"])
+    assert IN_USE in overview, "Resource Status: 2 nodes x 0.23 of the device in use"
+    assert "Set up Prometheus and Grafana" in overview, "the Overview's charts need them"
+    assert "raysim.cli run" in jobs and "RUNNING" in jobs, "the run's driver as a job"
+    assert 'data-testid="progress-bar-segment"' in pages["jobs"], "its tasks' progress bar"
+    for dom in pages.values():  # Ray 2.60's client has no route for a Train page
+        nav = browser.text(dom).split("Updated")[0].split()
+        assert "Overview" in nav and "Train" not in nav, nav
+        assert not re.search(r'href="#/train', dom, re.I)
+
+
+def check_pages_after_the_run(proxy_url: str, actors: list[str]) -> None:
+    """The Actors, Cluster and Metrics pages and the run's job page, as README tells them."""
+    screens = docs_script()
+    text = {
+        name: browser.text(screens.page_text(f"{proxy_url}/#/{name}", browser.chromium()))
+        for name in ("actors", "cluster", "metrics")
+    }
+    assert set(actors) <= set(text["actors"].split()), "each of the cluster's actors"
+    assert text["actors"].split().count("RayTrainWorker") == 2, "one per simulated node"
+    assert {"TrainStateActor", "AutoscalingCoordinator"} <= set(text["actors"].split())
+    assert not LEFT_OUT & set(text["actors"].split()), "the helpers a run leaves out"
+    assert text["actors"].count("Log CPU") == len(actors), "each actor with its log"
+    for column in ("CPU", "Memory", "Disk(root)", "Logical Resources", "(Head)"):
+        assert column in text["cluster"], column
+    assert "0.0/10000.0 raysim_device Expand" in text["cluster"], "under Logical Resources"
+    assert "Set up Prometheus and Grafana" in text["metrics"]
+    jobs = screens.get_json(f"{proxy_url}/api/jobs/")
+    job_id = next(j["job_id"] for j in jobs if j.get("type") == "DRIVER")
+    job = screens.page_text(f"{proxy_url}/#/jobs/{job_id}", browser.chromium())
+    shown = browser.text(job)
+    for part in JOB_PAGE:
+        assert part in shown, part
+    href = re.search(r'href="([^"]*tasks/timeline[^"]*)"', job).group(1).replace("&amp;", "&")
+    with urllib.request.urlopen(urllib.parse.urljoin(f"{proxy_url}/", href)) as download:
+        timeline = download.read().decode()
+    assert "run_train_fn" in timeline and "poll_status" in timeline, "Ray's tasks, for Perfetto"
+
+
 @pytest.mark.slow
 def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
+    """A 2-node run on `raysim up`'s cluster: its Prometheus gauges, the dashboard's HTTP API,
+    and each page README describes, in headless Chromium during the run and after it."""
     env = {**os.environ, "RAYSIM_HOME": str(tmp_path / "home")}
     env.pop("RAY_ADDRESS", None)
     started = raysim_cli("up", "--dashboard-port", "0", "--cpus", "2", env=env)
@@ -107,6 +174,8 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
     state = json.loads((tmp_path / "home" / "cluster.json").read_text())
     try:
         assert state["dashboard_url"] in started.stdout and "auth_token" in started.stdout
+        url = state["dashboard_url"]
+        token = (Path.home() / ".ray" / "auth_token").read_text().strip()
         running = subprocess.Popen(
             [sys.executable, "-m", "raysim.cli", "run", "--address", "auto",
              "--num-nodes", "2", "--num-epochs", "4", "--image-size", "16", "--batch-size", "16",
@@ -114,44 +183,39 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
              "--run-name", "seen"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip
-        exported = scrape_while(running, state["metrics_url"])
-        output = running.communicate(timeout=300)[0]
-        assert running.returncode == 0, output[-3000:]
-        # Ray prefixes user metrics with ray_; a gauge shows for ~2 report intervals.
-        assert {'node="node-0"', 'node="node-1"'} <= {
-            tag for line in exported if line.startswith("ray_raysim_step_time_s")
-            for tag in line.split("{")[1].split("}")[0].split(",")
-        }, exported[:5]  # fmt: skip
-        assert any(line.startswith("ray_raysim_memory_budget_bytes") for line in exported)
-        ranks = [r for r in read_lines(tmp_path / "seen" / "metrics.jsonl") if r["kind"] == "rank"]
-        assert {r["rank"] for r in ranks} == {0, 1}
+        with docs_script().TokenProxy(url, token) as proxy, ThreadPoolExecutor(1) as pool:
+            scraping = pool.submit(scrape_while, running, state["metrics_url"])
+            pages = pages_during_the_run(proxy.url, running) if seen_in_a_browser() else {}
+            exported = scraping.result()
+            output = running.communicate(timeout=300)[0]
+            assert running.returncode == 0, output[-3000:]
+            if pages:
+                check_pages_during_the_run(pages)
+            # Ray prefixes user metrics with ray_; a gauge shows for ~2 report intervals.
+            assert {'node="node-0"', 'node="node-1"'} <= {
+                tag for line in exported if line.startswith("ray_raysim_step_time_s")
+                for tag in line.split("{")[1].split("}")[0].split(",")
+            }, exported[:5]  # fmt: skip
+            assert any(line.startswith("ray_raysim_memory_budget_bytes") for line in exported)
+            ranks = [r for r in read_lines(tmp_path / "seen" / "metrics.jsonl")
+                     if r["kind"] == "rank"]  # fmt: skip
+            assert {r["rank"] for r in ranks} == {0, 1}
 
-        url = state["dashboard_url"]
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            get(f"{url}/api/v0/nodes", token=None)
-        assert refused.value.code == 401, "token authentication stays on"
-        token = (Path.home() / ".ray" / "auth_token").read_text().strip()
-        nodes = get(f"{url}/api/v0/nodes", token)["data"]["result"]["result"]
-        assert [n["resources_total"]["raysim_device"] for n in nodes] == [10000.0]
-        assert nodes[0]["resources_total"]["CPU"] == 2.0
-        train_api = re.search(r"the run's state is at (\S+)", started.stdout).group(1)
-        runs = get(train_api, token)["train_runs"]  # where the banner sends the user
-        assert [(r["name"], r["status"]) for r in runs] == [("seen", "FINISHED")]
-        actors = get(f"{url}/api/v0/actors?limit=200", token)["data"]["result"]["result"]
-        controllers = [a for a in actors if a["class_name"] == "TrainController"]
-        assert len(controllers) == 1 and controllers[0]["state"] == "DEAD"
-        check_run_actors([a["class_name"] for a in actors if a["state"] == "DEAD"], nodes=2)
-        if shutil.which(CHROMIUM) or os.environ.get("CI") == "true":  # the Actors page in a
-            screens = docs_script()  # real browser, as a user sees it (CI: tests/browser.py)
-            with screens.TokenProxy(url, token) as proxy:
-                pages = {
-                    name: screens.page_text(f"{proxy.url}/#/{name}", browser.chromium())
-                    for name in ("actors", "jobs", "cluster", "metrics")
-                }  # what README says a user finds on each
-            assert "TrainController" in pages["actors"] and "RayTrainWorker" in pages["actors"]
-            assert "raysim.cli run" in pages["jobs"], "the run's driver as a job"
-            assert "raysim_device" in pages["cluster"], "the simulated device's resource"
-            assert "Grafana" in pages["metrics"], "charts only after Prometheus and Grafana"
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                get(f"{url}/api/v0/nodes", token=None)
+            assert refused.value.code == 401, "token authentication stays on"
+            nodes = get(f"{url}/api/v0/nodes", token)["data"]["result"]["result"]
+            assert [n["resources_total"]["raysim_device"] for n in nodes] == [10000.0]
+            assert nodes[0]["resources_total"]["CPU"] == 2.0
+            train_api = re.search(r"the run's state is at (\S+)", started.stdout).group(1)
+            runs = get(train_api, token)["train_runs"]  # where the banner sends the user
+            assert [(r["name"], r["status"]) for r in runs] == [("seen", "FINISHED")]
+            actors = get(f"{url}/api/v0/actors?limit=200", token)["data"]["result"]["result"]
+            controllers = [a for a in actors if a["class_name"] == "TrainController"]
+            assert len(controllers) == 1 and controllers[0]["state"] == "DEAD"
+            check_run_actors([a["class_name"] for a in actors if a["state"] == "DEAD"], nodes=2)
+            if pages:
+                check_pages_after_the_run(proxy.url, [a["class_name"] for a in actors])
     finally:
         ended = raysim_cli("down", env=env)
     assert ended.returncode == 0 and state["address"] in ended.stdout

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -113,6 +114,13 @@ def charts_page(url: str, tries: int = 3) -> str:
     return html
 
 
+def chart_sections(keys: list[str]) -> dict[str, int]:
+    """Model metrics' sections as MLflow groups a run's metrics: one per key prefix
+    (`node-1/...`), the keys without one under "Model metrics"; a chart per metric."""
+    sections = Counter(k.split("/")[0] if "/" in k else "Model metrics" for k in keys)
+    return dict(sections)
+
+
 # Stores, no server.
 
 
@@ -153,18 +161,26 @@ def test_a_file_store_uri_still_works_with_mlflows_opt_in_set_by_raysim(tmp_path
 @pytest.mark.slow
 def test_mlflow_ui_serves_the_default_store_and_its_run_page(shared_ray, tiny_config, tmp_path):
     """README's command on a run: `mlflow ui --backend-store-uri sqlite:///runs/<name>/
-    mlflow.db`; the run's page in Chromium has its params, its metrics tab a chart."""
+    mlflow.db`; the run's page in Chromium: its params and metrics on Overview, a chart per
+    metric under Model metrics, its files under Artifacts."""
     cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking={"mlflow": {}})
     run_dir = raysim.run(cfg, out=None).run_dir
     store = f"sqlite:///{run_dir}/mlflow.db"
     with serving("ui", "--backend-store-uri", store) as url:
         saved = check_served_run(url, run_dir, "raysim")
         page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
+        logged = rest(url, "runs/get", run_id=saved["run_id"])["run"]["data"]["metrics"]
         overview = browser.text(browser.dom(page))
         assert "Parameters" in overview and "num_nodes 2" in overview
         assert "Status Finished" in overview and "max_steps_per_epoch 3" in overview
+        assert f"Metrics ({len(logged)})" in overview, "every metric on Overview"
+        assert "summary/final_test_accuracy" in overview and "node-1/step_time_s" in overview
         charts = charts_page(f"{page}/model-metrics")
         assert "js-plotly-plot" in charts, browser.text(charts)[:2000]
+        for section, count in chart_sections([m["key"] for m in logged]).items():
+            assert f"{section} ({count})" in browser.text(charts), "a chart per metric"
+        files = browser.text(browser.dom(f"{page}/artifacts"))
+        assert {"config.yaml", "metrics.jsonl", "summary.json"} <= set(files.split())
         shot = tmp_path / "mlflow_run.png"
         browser.screenshot(page, shot)
         if os.environ.get("RAYSIM_DOCS_SCREENSHOTS") == "1":  # retake docs/mlflow_run.png

@@ -45,6 +45,7 @@ from raysim.report.projection import (
     describe_inputs,
     format_cluster_table,
     format_cost_table,
+    format_duration,
     run_workload,
 )
 from raysim.report.runs import load_run
@@ -214,6 +215,23 @@ def _print_comparison(comparison: dict) -> None:
                   f"efficiency {row['efficiency']:.1%}")  # fmt: skip
         for line in projection["skipped"]:
             print(f"  not projected: {line}")
+        if "price" in projection:
+            _print_projected_costs(projection)
+
+
+def _print_projected_costs(projection: dict) -> None:
+    print(f"projected cost at ${projection['usd_per_gpu_hour']:g} per GPU-hour "
+          f"({projection['price']}):")  # fmt: skip
+    for row in projection["rows"]:
+        if "epoch_s" not in row:
+            continue
+        to_target = ("target not reached" if row["to_target_usd"] is None else
+                     f"to target {format_duration(row['to_target_s'])}, "
+                     f"${row['to_target_usd']:,.2f}")  # fmt: skip
+        print(
+            f"  {row['name']:<18} {row['gpus']} GPUs: epoch {format_duration(row['epoch_s'])}, "
+            f"${row['epoch_usd']:,.2f}; {to_target}"
+        )
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -226,13 +244,30 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
         "--step-time-ms", type=float,
         help="with --target: one target GPU's step alone (default: each run's own)",
     )  # fmt: skip
+    parser.add_argument(
+        "--usd-per-gpu-hour", metavar="USD|PRESET",
+        help=f"with --target: price per GPU-hour (or a list price: {', '.join(PRICES)}): "
+        "each projected row's cost per epoch and to the target accuracy",
+    )  # fmt: skip
+
+
+def _target_of(args: argparse.Namespace) -> Any:
+    """The --target cluster (None without one); a price is checked here, before any run."""
+    if args.usd_per_gpu_hour is not None:
+        if not args.target:
+            raise ConfigError([
+                "--usd-per-gpu-hour: prices the projected rows, so it needs --target, e.g. "
+                "--target gpus_per_node=8,network=ib_hdr"
+            ])  # fmt: skip
+        parse_price(args.usd_per_gpu_hour)
+    return parse_target(args.target) if args.target else None
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    target = parse_target(args.target) if args.target else None
+    target = _target_of(args)
     comparison = compare(args.run_dirs, out=args.out, target_accuracy=args.target_accuracy,
                          target=target, step_time_ms=args.step_time_ms,
-                         html=args.html)  # fmt: skip
+                         html=args.html, usd_per_gpu_hour=args.usd_per_gpu_hour)  # fmt: skip
     _print_comparison(comparison)
     print(f"report: {args.out}/report.md")
     if args.html:
@@ -248,10 +283,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides.pop("batch_size", None)
     base = load_config(args.config, **overrides)
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
-    target = parse_target(args.target) if args.target else None  # before any run starts
+    target = _target_of(args)  # before any run starts
     comparison = sweep(
         base, args.num_nodes, args.batch_size, args.target_accuracy, out=sys.stdout,
         train_fn=train_fn, target=target, step_time_ms=args.step_time_ms,
+        usd_per_gpu_hour=args.usd_per_gpu_hour,
     )  # fmt: skip
     print()
     _print_comparison(comparison)

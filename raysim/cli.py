@@ -35,6 +35,7 @@ from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.projection.collectives import ALGORITHMS, Topology
 from raysim.projection.cost import IMAGENET_TRAIN_SAMPLES, PRICES, cost_of, parse_price
+from raysim.projection.fsdp_step import project_fsdp_scaling
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, parse_link
 from raysim.projection.step_model import project_scaling
 from raysim.projection.target import parse_target
@@ -42,6 +43,7 @@ from raysim.report import compare
 from raysim.report.figures import time_to_target
 from raysim.report.projection import (
     cluster_rows_json,
+    describe_fsdp_inputs,
     describe_inputs,
     format_cluster_table,
     format_cost_table,
@@ -367,6 +369,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         network=parse_link(_link_arg(args.network), "--network", NETWORK_LINKS),
         nics_per_node=args.nics_per_node, algorithm=args.algorithm,
     )  # fmt: skip
+    if args.strategy == "fsdp":
+        return _project_fsdp(args, topology)
     if args.run_dir is not None:
         run = load_run(args.run_dir)
         work = run_workload(run, args.step_time_ms)
@@ -388,6 +392,29 @@ def _cmd_project(args: argparse.Namespace) -> int:
         with open(args.out, "w") as handle:
             json.dump(cluster_rows_json(rows, work), handle, indent=2)
         print(f"written: {args.out}")
+    return 0
+
+
+def _project_fsdp(args: argparse.Namespace, topology: Topology) -> int:
+    """`raysim project --strategy fsdp`: a torchvision model's FSDP units, each gathered
+    for forward and backward and its gradients reduce-scattered (raysim.projection.fsdp_step)."""
+    if args.run_dir is not None:
+        raise ConfigError([
+            "--strategy fsdp: projects a --model (a run does not record its FSDP units yet); "
+            "e.g. --model resnet50 --batch-size 64 --step-time-ms 180 --strategy fsdp"
+        ])  # fmt: skip
+    from raysim.projection.model_profile import fsdp_model_workload  # torch: only when asked
+
+    work = fsdp_model_workload(args.model, args.batch_size, args.step_time_ms)
+    rows = project_fsdp_scaling(work, topology, args.nodes)
+    title = f"{args.model} under FSDP projected onto machines of {args.gpus_per_node} GPU(s)"
+    print(format_cluster_table(rows, title=title, topology=topology, strategy="fsdp"))
+    for line in describe_fsdp_inputs(work, topology):
+        print(f"  {line}")
+    if args.usd_per_gpu_hour is not None:
+        _print_costs(args, rows, None)
+    _write_out(args.out, [{**dataclasses.asdict(row), "strategy": "fsdp",
+                           "batch_per_gpu": work.batch_per_gpu} for row in rows])  # fmt: skip
     return 0
 
 
@@ -591,6 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
     project_parser.add_argument(
         "--target-accuracy", type=float,
         help="with a run and a price: time and cost to the accuracy the run reached",
+    )  # fmt: skip
+    project_parser.add_argument(
+        "--strategy", choices=("ddp", "fsdp"), default="ddp",
+        help="ddp (bucketed all-reduce beside backward; the default) or fsdp (each unit "
+        "all-gathered for forward and backward, its gradients reduce-scattered; with --model)",
     )  # fmt: skip
     project_parser.add_argument("--out", help="also write the rows as JSON here")
     project_parser.set_defaults(handler=_cmd_project)

@@ -17,6 +17,7 @@ from raysim.projection.bands import band_for, efficiency_range
 from raysim.projection.collectives import Topology
 from raysim.projection.comm_model import compressed_bytes
 from raysim.projection.cost import Cost, cost_of
+from raysim.projection.fsdp_step import FsdpWorkload
 from raysim.projection.links import RDMA
 from raysim.projection.step_model import (
     BACKWARD_TO_FORWARD,
@@ -167,10 +168,10 @@ _CLUSTER_COLUMNS = (
 )
 
 
-def validated_band(row: ProjectedStep, topology: Topology) -> str:
+def validated_band(row: ProjectedStep, topology: Topology, strategy: str = "ddp") -> str:
     """The published efficiency the validation allows beside this row's, or why none."""
     sized = dataclasses.replace(topology, nodes=row.nodes)
-    regime, band = band_for(sized)
+    regime, band = band_for(sized, strategy)
     if band is None:
         return f"not checked ({regime or 'more GPUs than any published point'})"
     low, high = efficiency_range(row.efficiency, band)
@@ -178,12 +179,16 @@ def validated_band(row: ProjectedStep, topology: Topology) -> str:
 
 
 def format_cluster_table(
-    rows: Sequence[ProjectedStep], title: str | None = None, topology: Topology | None = None
+    rows: Sequence[ProjectedStep],
+    title: str | None = None,
+    topology: Topology | None = None,
+    strategy: str = "ddp",
 ) -> str:
-    """The cluster rows; with `topology`, each row's validated band beside its efficiency."""
+    """The cluster rows; with `topology`, each row's validated band (the strategy's check)
+    beside its efficiency."""
     if topology is None:
         return _format(rows, _CLUSTER_COLUMNS, title)
-    band = ("validated band", "{}", lambda r: validated_band(r, topology))
+    band = ("validated band", "{}", lambda r: validated_band(r, topology, strategy))
     return _format(rows, (*_CLUSTER_COLUMNS[:8], band, *_CLUSTER_COLUMNS[8:]), title)
 
 
@@ -224,6 +229,25 @@ def describe_inputs(work: Workload, topology: Topology) -> list[str]:
         f"overhead {work.sync_overhead_s * 1e3:.1f} ms per step (both fitted on published points)",
         "validated band: the published efficiency the leave-one-series-out errors of published "
         "points in the same regime allow (benchmarks/results/projection_validation.json)",
+        "projected, not measured: see README 'How far to trust the projection'",
+    ]
+
+
+def describe_fsdp_inputs(work: FsdpWorkload, topology: Topology) -> list[str]:
+    gathered = sum(u.params for u in work.units if u.regather)
+    return [
+        f"step of one GPU alone: {work.step_s * 1e3:.1f} ms ({work.step_source})",
+        f"FSDP units: {len(work.units)} ({work.units_source}); per step each GPU gathers "
+        f"{sum(u.params for u in work.units):,} parameters for forward and {gathered:,} again "
+        "for backward, and reduce-scatters every gradient",
+        f"machines of {topology.gpus_per_node} GPU(s), inside: {topology.intra.describe()}",
+        f"between machines: {topology.network.describe()}, {topology.nics_per_node} NIC(s) "
+        "per machine shared by its GPUs; all-gather and reduce-scatter: rings, one at a time",
+        "overlap: the next unit's all-gather beside this unit's compute (FSDP2's prefetch), "
+        "its reduce-scatter beside the next unit's backward; compute beside a busy link slowed "
+        "by DDP's contention (fitted on DDP points only)",
+        "validated band: the published efficiency the errors on published FSDP points allow "
+        "(benchmarks/results/projection_fsdp_validation.json)",
         "projected, not measured: see README 'How far to trust the projection'",
     ]
 

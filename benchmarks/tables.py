@@ -26,6 +26,7 @@ import bench_measure_hooks
 import bench_network
 import bench_node_work
 import bench_projection
+import bench_projection_fsdp
 import bench_readme
 import bench_scale
 import bench_startup
@@ -44,7 +45,7 @@ BLOCK = re.compile(
 )
 BENCHES = (bench_measure, bench_measure_hooks, bench_trace, bench_core, bench_readme,
            bench_topology, bench_network, bench_switches, bench_startup, bench_imports,
-           bench_node_work, bench_projection, bench_scale)  # fmt: skip
+           bench_node_work, bench_projection, bench_projection_fsdp, bench_scale)  # fmt: skip
 BLOCKS: dict[str, tuple[str, Renderer]] = {
     name: entry for bench in BENCHES for name, entry in bench.TABLES.items()
 }

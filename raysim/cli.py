@@ -35,6 +35,7 @@ from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.projection.collectives import ALGORITHMS, Topology
 from raysim.projection.cost import IMAGENET_TRAIN_SAMPLES, PRICES, cost_of, parse_price
+from raysim.projection.fsdp_step import project_fsdp_scaling
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, parse_link
 from raysim.projection.step_model import project_scaling
 from raysim.projection.target import parse_target
@@ -42,9 +43,11 @@ from raysim.report import compare
 from raysim.report.figures import time_to_target
 from raysim.report.projection import (
     cluster_rows_json,
+    describe_fsdp_inputs,
     describe_inputs,
     format_cluster_table,
     format_cost_table,
+    format_duration,
     run_workload,
 )
 from raysim.report.runs import load_run
@@ -214,6 +217,23 @@ def _print_comparison(comparison: dict) -> None:
                   f"efficiency {row['efficiency']:.1%}")  # fmt: skip
         for line in projection["skipped"]:
             print(f"  not projected: {line}")
+        if "price" in projection:
+            _print_projected_costs(projection)
+
+
+def _print_projected_costs(projection: dict) -> None:
+    print(f"projected cost at ${projection['usd_per_gpu_hour']:g} per GPU-hour "
+          f"({projection['price']}):")  # fmt: skip
+    for row in projection["rows"]:
+        if "epoch_s" not in row:
+            continue
+        to_target = ("target not reached" if row["to_target_usd"] is None else
+                     f"to target {format_duration(row['to_target_s'])}, "
+                     f"${row['to_target_usd']:,.2f}")  # fmt: skip
+        print(
+            f"  {row['name']:<18} {row['gpus']} GPUs: epoch {format_duration(row['epoch_s'])}, "
+            f"${row['epoch_usd']:,.2f}; {to_target}"
+        )
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -226,13 +246,30 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
         "--step-time-ms", type=float,
         help="with --target: one target GPU's step alone (default: each run's own)",
     )  # fmt: skip
+    parser.add_argument(
+        "--usd-per-gpu-hour", metavar="USD|PRESET",
+        help=f"with --target: price per GPU-hour (or a list price: {', '.join(PRICES)}): "
+        "each projected row's cost per epoch and to the target accuracy",
+    )  # fmt: skip
+
+
+def _target_of(args: argparse.Namespace) -> Any:
+    """The --target cluster (None without one); a price is checked here, before any run."""
+    if args.usd_per_gpu_hour is not None:
+        if not args.target:
+            raise ConfigError([
+                "--usd-per-gpu-hour: prices the projected rows, so it needs --target, e.g. "
+                "--target gpus_per_node=8,network=ib_hdr"
+            ])  # fmt: skip
+        parse_price(args.usd_per_gpu_hour)
+    return parse_target(args.target) if args.target else None
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    target = parse_target(args.target) if args.target else None
+    target = _target_of(args)
     comparison = compare(args.run_dirs, out=args.out, target_accuracy=args.target_accuracy,
                          target=target, step_time_ms=args.step_time_ms,
-                         html=args.html)  # fmt: skip
+                         html=args.html, usd_per_gpu_hour=args.usd_per_gpu_hour)  # fmt: skip
     _print_comparison(comparison)
     print(f"report: {args.out}/report.md")
     if args.html:
@@ -248,10 +285,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     overrides.pop("batch_size", None)
     base = load_config(args.config, **overrides)
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
-    target = parse_target(args.target) if args.target else None  # before any run starts
+    target = _target_of(args)  # before any run starts
     comparison = sweep(
         base, args.num_nodes, args.batch_size, args.target_accuracy, out=sys.stdout,
         train_fn=train_fn, target=target, step_time_ms=args.step_time_ms,
+        usd_per_gpu_hour=args.usd_per_gpu_hour,
     )  # fmt: skip
     print()
     _print_comparison(comparison)
@@ -331,6 +369,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         network=parse_link(_link_arg(args.network), "--network", NETWORK_LINKS),
         nics_per_node=args.nics_per_node, algorithm=args.algorithm,
     )  # fmt: skip
+    if args.strategy == "fsdp":
+        return _project_fsdp(args, topology)
     if args.run_dir is not None:
         run = load_run(args.run_dir)
         work = run_workload(run, args.step_time_ms)
@@ -352,6 +392,29 @@ def _cmd_project(args: argparse.Namespace) -> int:
         with open(args.out, "w") as handle:
             json.dump(cluster_rows_json(rows, work), handle, indent=2)
         print(f"written: {args.out}")
+    return 0
+
+
+def _project_fsdp(args: argparse.Namespace, topology: Topology) -> int:
+    """`raysim project --strategy fsdp`: a torchvision model's FSDP units, each gathered
+    for forward and backward and its gradients reduce-scattered (raysim.projection.fsdp_step)."""
+    if args.run_dir is not None:
+        raise ConfigError([
+            "--strategy fsdp: projects a --model (a run does not record its FSDP units yet); "
+            "e.g. --model resnet50 --batch-size 64 --step-time-ms 180 --strategy fsdp"
+        ])  # fmt: skip
+    from raysim.projection.model_profile import fsdp_model_workload  # torch: only when asked
+
+    work = fsdp_model_workload(args.model, args.batch_size, args.step_time_ms)
+    rows = project_fsdp_scaling(work, topology, args.nodes)
+    title = f"{args.model} under FSDP projected onto machines of {args.gpus_per_node} GPU(s)"
+    print(format_cluster_table(rows, title=title, topology=topology, strategy="fsdp"))
+    for line in describe_fsdp_inputs(work, topology):
+        print(f"  {line}")
+    if args.usd_per_gpu_hour is not None:
+        _print_costs(args, rows, None)
+    _write_out(args.out, [{**dataclasses.asdict(row), "strategy": "fsdp",
+                           "batch_per_gpu": work.batch_per_gpu} for row in rows])  # fmt: skip
     return 0
 
 
@@ -555,6 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
     project_parser.add_argument(
         "--target-accuracy", type=float,
         help="with a run and a price: time and cost to the accuracy the run reached",
+    )  # fmt: skip
+    project_parser.add_argument(
+        "--strategy", choices=("ddp", "fsdp"), default="ddp",
+        help="ddp (bucketed all-reduce beside backward; the default) or fsdp (each unit "
+        "all-gathered for forward and backward, its gradients reduce-scattered; with --model)",
     )  # fmt: skip
     project_parser.add_argument("--out", help="also write the rows as JSON here")
     project_parser.set_defaults(handler=_cmd_project)

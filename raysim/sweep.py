@@ -48,6 +48,7 @@ def sweep(
     train_fn: Callable[[dict], None] | None = None,
     target: Target | None = None,
     step_time_ms: float | None = None,
+    usd_per_gpu_hour: str | None = None,
 ) -> dict[str, Any]:
     """Runs one after another; a failed run is reported as failed and the others still count.
     train_fn: the user's per-node function (default: the built-in experiment); target: also
@@ -76,6 +77,7 @@ def sweep(
                         print(f"raysim: {cfg.run_name} failed: {err}", file=out, flush=True)
                     run_dirs.append(_record_failure(cfg, err))
     comparison = compare(run_dirs, out=sweep_dir / "report", target_accuracy=target_accuracy,
-                         target=target, step_time_ms=step_time_ms)  # fmt: skip
+                         target=target, step_time_ms=step_time_ms,
+                         usd_per_gpu_hour=usd_per_gpu_hour)  # fmt: skip
     comparison["report_dir"] = str(sweep_dir / "report")
     return comparison

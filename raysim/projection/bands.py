@@ -47,8 +47,20 @@ BANDS: dict[str, Band] = {
 """Regime -> band, copied from the kept validation result (see the module's docstring)."""
 
 
-def band_for(topology: Topology) -> tuple[str | None, Band | None]:
+FSDP_BAND = Band(-0.0, 8.7, 6)
+"""The FSDP projection's errors on published FSDP points (benchmarks/bench_projection_fsdp.py,
+benchmarks/results/projection_fsdp_validation.json: 1 to 128 H100/H200 GPUs, RDMA), one
+band for them all: too few points to split by regime."""
+FSDP_CHECKED_GPUS = 128
+"""The most GPUs a published FSDP point had: beyond it the FSDP projection was not checked."""
+
+
+def band_for(topology: Topology, strategy: str = "ddp") -> tuple[str | None, Band | None]:
     """(regime, its band): band None when nothing like `topology` was checked."""
+    if strategy == "fsdp":
+        if topology.gpus > FSDP_CHECKED_GPUS:
+            return None, None
+        return "fsdp, up to 128 GPUs", FSDP_BAND
     name = regime(topology.nodes, topology.gpus, topology.network.transport)
     return name, BANDS.get(name) if name else None
 

@@ -17,6 +17,11 @@ link bandwidths (raysim.projection.links) instead of NCCL's detected ones:
 - hierarchical (Horovod's hierarchical all-reduce, NCCL's CollNet in spirit): reduce-scatter
   inside each machine, a ring all-reduce of each GPU's 1/G share across machines (the G
   shares share the machine's NICs), all-gather inside.
+
+An all-gather or a reduce-scatter (FSDP's) is one half of the ring all-reduce: p−1 ring
+steps, each GPU moving (p−1)/p of the whole tensor through the slowest hop (NCCL runs both
+as rings, src/enqueue.cc; nccl-tests' PERFORMANCE.md: their bus bandwidth is
+algbw × (p−1)/p, so the same achieved busbw prices them).
 """
 
 from __future__ import annotations
@@ -126,6 +131,19 @@ def hierarchical_seconds(nbytes: int, topo: Topology) -> float:
     across_us = (RING_BASE_US + 2 * (n - 1) * topo.network.latency_us) * RING_PLATEAU
     across = across_us * 1e-6 + nbytes * 2 * (n - 1) / n / nic_bw
     return intra + across
+
+
+def gather_seconds(nbytes: int, topo: Topology) -> float:
+    """One ring all-gather (or reduce-scatter) whose whole tensor is nbytes: p−1 steps,
+    (p−1)/p of the bytes through the slowest hop (the module's docstring)."""
+    _check(nbytes, topo)
+    p, n = topo.gpus, topo.nodes
+    if p == 1:
+        return 0.0
+    latency_us = RING_BASE_US + (p - n) * topo.intra.latency_us + (n - 1) * topo.network.latency_us
+    if n > 1:
+        latency_us *= RING_PLATEAU
+    return latency_us * 1e-6 + nbytes * (p - 1) / p / bottleneck_bytes_per_s(topo)
 
 
 def allreduce_cost(nbytes: int, topo: Topology) -> tuple[float, str]:

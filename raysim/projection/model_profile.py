@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from raysim.errors import ConfigError, did_you_mean
 from raysim.projection.comm_model import bucket_layout
+from raysim.projection.fsdp_step import FsdpUnit, FsdpWorkload
 from raysim.projection.step_model import (
     BACKWARD_TO_FORWARD,
     TORCH_DDP_OVERHEAD_S_PER_GB,
@@ -95,6 +96,12 @@ def classification_models() -> list[str]:
 def torchvision_profile(name: str) -> ModelProfile:
     """A torchvision classification model, built without weights on the meta device, at
     its native input size (224, or 299 for inception_v3)."""
+    return profile_model(*torchvision_model(name), name)
+
+
+def torchvision_model(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A torchvision classification model built without weights on the meta device, and an
+    example batch of two at its native input size (224, or 299 for inception_v3)."""
     import torchvision
 
     known = classification_models()
@@ -108,7 +115,8 @@ def torchvision_profile(name: str) -> ModelProfile:
     with torch.device("meta"):
         model = torchvision.models.get_model(name, weights=None, **extra)
         example = torch.empty(2, 3, size, size)
-    return profile_model(model, example, name)
+    model.train()
+    return model, example
 
 
 def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
@@ -125,3 +133,55 @@ def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
         f"backward = {BACKWARD_TO_FORWARD:g}x forward",
         sync_overhead_s=TORCH_DDP_OVERHEAD_S_PER_GB * sum(profile.buckets_bytes) / 1e9,
     )
+
+
+def fsdp_units(model: torch.nn.Module, example: Any) -> tuple[FsdpUnit, ...]:
+    """FSDP's default units of `model` (raysim's fsdp strategy: its direct children holding
+    parameters, in definition order, then the root with the rest), each with its share of
+    forward's FLOPs on `example` (the meta device: shapes only). The root keeps its
+    parameters after forward (FSDP2's root does)."""
+    counter = FlopCounterMode(display=False)
+    children = [(n, c) for n, c in model.named_children() if any(True for _ in c.parameters())]
+    spent: dict[str, int] = {}
+    """FLOPs counted while each unit ran (its calls' FLOPs, summed)."""
+
+    def timed(name: str):
+        def before(module, args) -> None:
+            spent[name] = spent.get(name, 0) - counter.get_total_flops()
+
+        def after(module, args, output) -> None:
+            spent[name] += counter.get_total_flops()
+
+        return before, after
+
+    handles = []
+    for name, child in children:
+        before, after = timed(name)
+        handles += [child.register_forward_pre_hook(before), child.register_forward_hook(after)]
+    try:
+        with counter:
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    total = counter.get_total_flops() or 1
+    in_children = {id(p) for _, c in children for p in c.parameters()}
+    root_params = sum(p.numel() for p in model.parameters() if id(p) not in in_children)
+    units = [FsdpUnit(name, sum(p.numel() for p in child.parameters()), spent.get(name, 0) / total)
+             for name, child in children]  # fmt: skip
+    root_share = 1 - sum(u.compute_share for u in units)
+    return (FsdpUnit("root", root_params, max(root_share, 0.0), regather=False), *units)
+
+
+def fsdp_model_workload(name: str, batch: int, step_time_ms: float) -> FsdpWorkload:
+    """A torchvision model under FSDP without a run: its default units (fsdp_units), fp32
+    parameters and gradients on the wire (no mixed precision)."""
+    model, example = torchvision_model(name)
+    units = fsdp_units(model, example)
+    return FsdpWorkload(
+        step_s=step_time_ms / 1e3, batch_per_gpu=batch, units=units,
+        backward_share=assumed_backward_share(), step_source="given: --step-time-ms",
+        units_source=f"{name}'s direct children holding parameters, then the root; their "
+        f"FLOPs (meta device), backward = {BACKWARD_TO_FORWARD:g}x forward; fp32 all-gather "
+        "and reduce-scatter",
+    )  # fmt: skip

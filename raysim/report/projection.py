@@ -16,7 +16,8 @@ from typing import Any
 from raysim.projection.bands import band_for, efficiency_range
 from raysim.projection.collectives import Topology
 from raysim.projection.comm_model import compressed_bytes
-from raysim.projection.cost import Cost
+from raysim.projection.cost import Cost, cost_of
+from raysim.projection.fsdp_step import FsdpWorkload
 from raysim.projection.links import RDMA
 from raysim.projection.step_model import (
     BACKWARD_TO_FORWARD,
@@ -167,10 +168,10 @@ _CLUSTER_COLUMNS = (
 )
 
 
-def validated_band(row: ProjectedStep, topology: Topology) -> str:
+def validated_band(row: ProjectedStep, topology: Topology, strategy: str = "ddp") -> str:
     """The published efficiency the validation allows beside this row's, or why none."""
     sized = dataclasses.replace(topology, nodes=row.nodes)
-    regime, band = band_for(sized)
+    regime, band = band_for(sized, strategy)
     if band is None:
         return f"not checked ({regime or 'more GPUs than any published point'})"
     low, high = efficiency_range(row.efficiency, band)
@@ -178,20 +179,24 @@ def validated_band(row: ProjectedStep, topology: Topology) -> str:
 
 
 def format_cluster_table(
-    rows: Sequence[ProjectedStep], title: str | None = None, topology: Topology | None = None
+    rows: Sequence[ProjectedStep],
+    title: str | None = None,
+    topology: Topology | None = None,
+    strategy: str = "ddp",
 ) -> str:
-    """The cluster rows; with `topology`, each row's validated band beside its efficiency."""
+    """The cluster rows; with `topology`, each row's validated band (the strategy's check)
+    beside its efficiency."""
     if topology is None:
         return _format(rows, _CLUSTER_COLUMNS, title)
-    band = ("validated band", "{}", lambda r: validated_band(r, topology))
+    band = ("validated band", "{}", lambda r: validated_band(r, topology, strategy))
     return _format(rows, (*_CLUSTER_COLUMNS[:8], band, *_CLUSTER_COLUMNS[8:]), title)
 
 
 _COST_COLUMNS = (
     ("gpus", "{:d}", lambda c: c.gpus),
-    ("epoch", "{}", lambda c: _duration(c.epoch_s)),
+    ("epoch", "{}", lambda c: format_duration(c.epoch_s)),
     ("USD/epoch", "{:,.2f}", lambda c: c.epoch_usd),
-    ("to target", "{}", lambda c: _duration(c.to_target_s)),
+    ("to target", "{}", lambda c: format_duration(c.to_target_s)),
     (
         "USD to target",
         "{}",
@@ -200,7 +205,7 @@ _COST_COLUMNS = (
 )
 
 
-def _duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
@@ -228,6 +233,25 @@ def describe_inputs(work: Workload, topology: Topology) -> list[str]:
     ]
 
 
+def describe_fsdp_inputs(work: FsdpWorkload, topology: Topology) -> list[str]:
+    gathered = sum(u.params for u in work.units if u.regather)
+    return [
+        f"step of one GPU alone: {work.step_s * 1e3:.1f} ms ({work.step_source})",
+        f"FSDP units: {len(work.units)} ({work.units_source}); per step each GPU gathers "
+        f"{sum(u.params for u in work.units):,} parameters for forward and {gathered:,} again "
+        "for backward, and reduce-scatters every gradient",
+        f"machines of {topology.gpus_per_node} GPU(s), inside: {topology.intra.describe()}",
+        f"between machines: {topology.network.describe()}, {topology.nics_per_node} NIC(s) "
+        "per machine shared by its GPUs; all-gather and reduce-scatter: rings, one at a time",
+        "overlap: the next unit's all-gather beside this unit's compute (FSDP2's prefetch), "
+        "its reduce-scatter beside the next unit's backward; compute beside a busy link slowed "
+        "by DDP's contention (fitted on DDP points only)",
+        "validated band: the published efficiency the errors on published FSDP points allow "
+        "(benchmarks/results/projection_fsdp_validation.json)",
+        "projected, not measured: see README 'How far to trust the projection'",
+    ]
+
+
 def cluster_rows_json(rows: Sequence[ProjectedStep], work: Workload) -> list[dict]:
     return [
         {**dataclasses.asdict(row), "batch_per_gpu": work.batch_per_gpu,
@@ -236,11 +260,33 @@ def cluster_rows_json(rows: Sequence[ProjectedStep], work: Workload) -> list[dic
     ]  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class Pricing:
+    """A price per GPU-hour (and where it comes from), and the samples each run took to
+    its target accuracy (run name -> samples; None: not reached)."""
+
+    usd_per_gpu_hour: float
+    source: str
+    samples_to_target: dict[str, int | None]
+
+
+def _costs(step: ProjectedStep, run: RunRecord, pricing: Pricing) -> dict[str, Any]:
+    """The projected row's time and cost per epoch (the run's epoch) and to the run's target."""
+    cost = cost_of(step, run.epochs[-1]["train_samples"], pricing.usd_per_gpu_hour,
+                   pricing.samples_to_target.get(run.name))  # fmt: skip
+    return {"epoch_s": cost.epoch_s, "epoch_usd": cost.epoch_usd,
+            "to_target_s": cost.to_target_s, "to_target_usd": cost.to_target_usd}  # fmt: skip
+
+
 def project_runs(
-    runs: Sequence[RunRecord], target: Target, step_time_ms: float | None = None
+    runs: Sequence[RunRecord],
+    target: Target,
+    step_time_ms: float | None = None,
+    pricing: Pricing | None = None,
 ) -> dict[str, Any]:
     """Each run with model facts, projected onto as many machines of `target` as it had
-    simulated nodes; plus the curve 1 … the largest node count for the plot."""
+    simulated nodes; plus the curve 1 … the largest node count for the plot. With
+    `pricing`, each row's time and cost per epoch and to the accuracy its run reached."""
     rows, skipped, curve = [], [], []
     for run in runs:
         try:
@@ -255,6 +301,7 @@ def project_runs(
             "samples_per_s": step.samples_per_s, "speedup": step.samples_per_s / alone,
             "efficiency": step.efficiency, "step_s": step.step_s_overlap,
             "step_source": work.step_source,
+            **(_costs(step, run, pricing) if pricing and run.epochs else {}),
         })  # fmt: skip
         if not curve or run.nodes > curve[-1]["machines"]:
             curve = [
@@ -263,4 +310,8 @@ def project_runs(
                  "ideal_samples_per_s": n * target.gpus_per_node * alone}
                 for n in range(1, run.nodes + 1)
             ]  # fmt: skip
-    return {"target": target.describe(), "rows": rows, "curve": curve, "skipped": skipped}
+    priced = (
+        {"price": pricing.source, "usd_per_gpu_hour": pricing.usd_per_gpu_hour} if pricing else {}
+    )
+    return {"target": target.describe(), "rows": rows, "curve": curve, "skipped": skipped,
+            **priced}  # fmt: skip

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from raysim.report.document import Block, Bullets, Heading, Images, Table, Text, markdown
+from raysim.report.projection import format_duration
 from raysim.report.runs import RunRecord
 from raysim.report.timeline import write_timelines
 from raysim.units import GB, MB
@@ -260,8 +261,32 @@ def projection_section(projection: dict[str, Any]) -> list[Block]:
          "one GPU's step"],
         rows,
     )  # fmt: skip
+    if "price" in projection:
+        blocks += cost_section(projection)
     skipped = [f"not projected: {line}" for line in projection["skipped"]]
     return blocks + [Bullets(skipped)] if skipped else blocks
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def cost_section(projection: dict[str, Any]) -> list[Block]:
+    """Each projected row's time and cost per epoch and to the accuracy its run reached."""
+    rows = [
+        [r["name"], str(r["gpus"]), format_duration(r["epoch_s"]), _usd(r["epoch_usd"]),
+         format_duration(r["to_target_s"]), _usd(r["to_target_usd"])]
+        for r in projection["rows"] if "epoch_s" in r
+    ]  # fmt: skip
+    return _section(
+        f"Projected cost (not measured): ${projection['usd_per_gpu_hour']:g} per GPU-hour",
+        f"Price: {projection['price']}. GPU-hours × the price, at the projected samples/s: "
+        "an epoch is the run's own; to target is the samples the run took to reach the "
+        "target accuracy on the shared host, assumed to carry over (same global batch); "
+        "'-' where the run did not reach it.",
+        ["run", "GPUs", "epoch", "USD/epoch", "to target", "USD to target"],
+        rows,
+    )
 
 
 def plot_projection(projection: dict[str, Any], out: Path) -> Path:

@@ -169,6 +169,7 @@ class MetricsRecorder(UserCallback):
             "nodes": node_labels(info.preempted_node_ids),
             "ray_node_ids": list(info.preempted_node_ids),
             "deadline_unix": info.deadline_ms / 1000 if info.deadline_ms else None,
+            "ray_core_draining": draining_nodes(),
         }
         append_lines(self.metrics_path, [{"kind": "preempting", **self.preempting}])
 
@@ -217,3 +218,11 @@ def node_labels(ray_node_ids: list[str]) -> list[str]:
 
     labels = {node["NodeID"]: node.get("Labels", {}) for node in ray.nodes()}
     return [labels.get(node_id, {}).get(NODE_LABEL, node_id) for node_id in ray_node_ids]
+
+
+def draining_nodes() -> dict[str, int]:
+    """Ray Core's drained nodes now, {node id: deadline in ms} (what Ray Train's watcher
+    polls), kept with the record as Ray's own account of the drain."""
+    import ray
+
+    return dict(ray._private.state.state.get_draining_nodes())

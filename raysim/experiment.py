@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from raysim.cluster import (
     NodeLossWatcher,
+    PreemptionDriver,
     SimCluster,
     dashboard_banner,
     dashboard_port_of,
@@ -23,7 +24,12 @@ from raysim.cluster import (
     joined,
     scoped_env,
 )
-from raysim.cluster.train_helpers import cluster_is_this_host, lean_torch_trainer, run_helpers
+from raysim.cluster.train_helpers import (
+    cluster_is_this_host,
+    lean_torch_trainer,
+    preemption_watch,
+    run_helpers,
+)
 from raysim.config import ExperimentConfig, dump_yaml
 from raysim.config.script import ScriptSpec, script_spec
 from raysim.console import (
@@ -32,6 +38,7 @@ from raysim.console import (
     hang_line,
     make_board,
     node_lost_line,
+    preempt_line,
     summary_table,
 )
 from raysim.driver_startup import DriverStartup
@@ -102,6 +109,7 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
     from raysim.record import MetricsRecorder
     from raysim.worker.launchers import run_node
 
+    recorder = MetricsRecorder(run_dir, time.time(), cfg.to_dict())
     return lean_torch_trainer()(  # without the helper actors raysim does not use
         train_loop_per_worker=run_node,
         train_loop_config={
@@ -120,7 +128,7 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
         run_config=ray.train.RunConfig(
             name=train_run_name(run_dir),
             storage_path=str(run_dir),
-            callbacks=[MetricsRecorder(run_dir, time.time(), cfg.to_dict())],
+            callbacks=[recorder, *recorder.controller_callbacks()],
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep),
         ),
@@ -135,7 +143,12 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: Node
     trainer = _trainer(cfg, plan, run_dir, program, progress_board)
     startup.mark("fit_start")
     try:
-        with worker_start_timeout(cfg), run_helpers(cluster_is_this_host()):
+        preempts = any(fault.kind == "preempt" for fault in cfg.faults)
+        with (
+            worker_start_timeout(cfg),
+            preemption_watch(preempts),
+            run_helpers(cluster_is_this_host() and not preempts),
+        ):
             trainer.fit()
     except ray.train.TrainingFailedError as err:
         message = hang_lead(run_dir) + failure_message(err, node_memory(run_dir, failed_ranks(err)))
@@ -311,8 +324,9 @@ def _fit_on_cluster(
             if out is not None and out.isatty():
                 follower.board = make_board()
             node_loss = _node_loss_watch(plan, run_dir, cluster, follower)
+            preempt = _preempt_driver(plan, run_dir, cluster, follower)
             startup.imports_done()  # Ray Train's fit() needs the training stack
-            with node_loss:
+            with node_loss, preempt:
                 _fit(cfg, plan, run_dir, program, follower.board, startup)
     except RunFailedError as err:
         return err
@@ -334,6 +348,25 @@ def _node_loss_watch(plan: ResourcePlan, run_dir: Path, cluster: SimCluster, fol
         run_dir,
         cluster.remove_node,
         lambda fault, log: follower.tell_before_failure(node_lost_line(fault, log)),
+    )
+
+
+def _preempt_driver(plan: ResourcePlan, run_dir: Path, cluster: SimCluster, follower: Any):
+    """Where nodes are Ray nodes, a preempt fault drains one through Ray Core, and it goes
+    at the deadline."""
+    if not plan.multi_node:
+        return contextlib.nullcontext()
+
+    def drain(rank: int, deadline_unix: float):
+        return cluster.preempt(rank, deadline_unix, f"raysim: preempt fault on node-{rank}")
+
+    return PreemptionDriver(
+        run_dir,
+        drain,
+        cluster.reclaim,
+        lambda fault, drained: follower.tell_before_failure(
+            preempt_line(fault, drained.ray_node_id)
+        ),
     )
 
 

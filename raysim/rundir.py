@@ -69,6 +69,8 @@ STARTUP_KEY = "startup"
 TRACE_KEY = "trace_spans"
 """The report's key for the spans traced on a node since its last report: the recorder
 takes it out of the report into trace.json, so metrics lines never hold it."""
+PREEMPT_CHECKPOINT_KEY = "preempt_checkpoint"
+"""Marks a report as the just-in-time checkpoint on a preemption notice (not an epoch)."""
 
 
 def node_memory_path(run_dir: str | Path, rank: int) -> Path:

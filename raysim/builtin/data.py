@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,11 +239,41 @@ def _decode(path: Path, side: int) -> torch.Tensor:
     return pil_to_tensor(image.resize((side, side), Image.Resampling.BILINEAR))
 
 
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler whose next pass can start part-way, where an interrupted pass
+    stopped: its order is a function of (seed, epoch), so skipping what was done is exact.
+
+    A loader draws its base seed from torch's RNG when a pass's iterator is made, then
+    asks the sampler for its first indices before it loads (and augments) the first
+    batch: `on_start` runs there, so a resumed pass can put back the RNG state the
+    interrupted pass had at that point."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start = 0
+        self.on_start: Callable[[], None] | None = None
+
+    def resume_at(self, start: int, on_start: Callable[[], None] | None = None) -> None:
+        """The next pass skips its first `start` indices; on_start runs as it begins."""
+        self.start, self.on_start = start, on_start
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        start, on_start = self.start, self.on_start
+        self.start, self.on_start = 0, None  # one pass only
+        if on_start is not None:
+            on_start()
+        yield from indices[start:]
+
+    def __len__(self) -> int:
+        return super().__len__() - self.start
+
+
 def train_loader(
     data: Dataset, batch_size: int, rank: int, world_size: int, seed: int, workers: int
 ) -> DataLoader:
     """Shuffled shard per rank; call loader.sampler.set_epoch(epoch) each epoch."""
-    sampler = DistributedSampler(
+    sampler = ResumableSampler(
         data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
     )
     return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers)

@@ -10,7 +10,7 @@ import random
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from raysim import worker
-from raysim.builtin.checkpoint import load_state, save_state
+from raysim.builtin.checkpoint import load_state, restore_rng, save_progress, save_state
 from raysim.builtin.data import eval_loader, load_data, train_loader
 from raysim.builtin.model import adam, build_model, checkpoint_stages, parameter_checksum
 
@@ -32,6 +32,8 @@ class EpochStats:
     steps: int = 0
     seconds: float = 0.0
     start_unix: float = 0.0
+    resumed_unix: float = 0.0
+    """When a preempted epoch went on from its just-in-time checkpoint (0: it did not)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -66,15 +68,16 @@ class Switches:
 
 def train_epoch(
     model, loader, optimizer, device, max_steps: int | None, on_step, before_step=None,
-    switches: Switches | None = None,
+    switches: Switches | None = None, stats: EpochStats | None = None,
 ) -> EpochStats:  # fmt: skip
     """One epoch; a step is one loader batch. With accumulation the optimizer steps every
     accumulate_steps batches, DDP all-reducing only then; batches after the epoch's last
-    full accumulation are dropped (every rank drops the same number)."""
+    full accumulation are dropped (every rank drops the same number). stats: the sums of
+    an epoch resumed part-way (its loader starts where it stopped), added to."""
     switches = switches or Switches()
     model.train()
     loss_fn = nn.CrossEntropyLoss()
-    stats = EpochStats(start_unix=time.time())
+    stats = stats or EpochStats(start_unix=time.time())
     optimizer.zero_grad(set_to_none=True)
     start = time.perf_counter()
     for images, labels in loader:
@@ -105,7 +108,7 @@ def train_epoch(
         on_step(stats.steps)
         if max_steps is not None and stats.steps >= max_steps:
             break
-    stats.seconds = time.perf_counter() - start
+    stats.seconds += time.perf_counter() - start
     return stats
 
 
@@ -144,14 +147,49 @@ def epoch_metrics(epoch: int, stats: EpochStats, test: tuple[int, int], eval_s: 
     }
 
 
-def resume_point(model, optimizer) -> tuple[int, int]:
-    """(first epoch to run, global step): after the latest checkpoint, if Ray Train has one."""
+@dataclass
+class Resume:
+    """Where a (re)started run picks up."""
+
+    epoch: int
+    """The first epoch to run."""
+    global_step: int
+    """Steps done before that epoch."""
+    step: int = 0
+    """Steps of that epoch done before a preemption's just-in-time checkpoint."""
+    stats: EpochStats | None = None
+    """That epoch's sums up to there."""
+    rng: dict | None = None
+    """The RNG state its loader had there."""
+
+
+def resume_point(model, optimizer, rank: int) -> Resume:
+    """After the latest checkpoint, if Ray Train has one: the next epoch, or the rest of the
+    epoch a preemption interrupted."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return 1, 0
+        return Resume(1, 0)
     with checkpoint.as_directory() as directory:
-        epoch, global_step = load_state(Path(directory), model, optimizer)
-    return epoch + 1, global_step
+        saved = load_state(Path(directory), model, optimizer, rank)
+    if not saved.step:
+        return Resume(saved.epoch + 1, saved.global_step)
+    stats = EpochStats(**saved.partial)
+    return Resume(saved.epoch, saved.global_step - saved.step, saved.step, stats, saved.rng)
+
+
+def checkpoint_on_notice(rank: int, model, optimizer, epoch: int, stats: EpochStats,
+                         global_step: int) -> None:  # fmt: skip
+    """A node is being drained: the just-in-time checkpoint after this step (rank 0 saves
+    the state, every rank its own sums and RNG into the same checkpoint), then no more
+    training until Ray Train restarts the group from it."""
+    with tempfile.TemporaryDirectory(prefix="raysim-ckpt-") as directory:
+        if rank == 0:
+            save_state(Path(directory), model, optimizer, epoch, global_step + stats.steps,
+                       stats.steps)  # fmt: skip
+        save_progress(Path(directory), rank, asdict(stats))
+        checkpoint = ray.train.Checkpoint.from_directory(directory)
+        worker.report_preemption_checkpoint(epoch, stats.steps, checkpoint)
+    worker.hold_for_preemption()
 
 
 def report_epoch(metrics: dict, save: bool, rank: int, model, optimizer, global_step: int):
@@ -185,25 +223,51 @@ def resnet18_experiment(config: dict) -> None:
     model, train = worker.prepare(model, train)  # raysim times its steps from here on
     switches = Switches.from_config(cfg)
     optimizer = adam(model, cfg.learning_rate)
-    start_epoch, global_step = resume_point(model, optimizer)
+    resume = resume_point(model, optimizer, rank)
     steps_per_epoch = min(len(train), cfg.max_steps_per_epoch or len(train))
-    for epoch in range(start_epoch, cfg.num_epochs + 1):
-        train.sampler.set_epoch(epoch)
+    global_step = resume.global_step
+    for epoch in range(resume.epoch, cfg.num_epochs + 1):
+        stats = epoch_start(train, epoch, resume, cfg.batch_size)
 
         def before_step(step: int, epoch: int = epoch) -> None:
             worker.inject_faults(epoch, step)
 
-        def after_step(step: int, epoch: int = epoch) -> None:
+        def after_step(step: int, epoch: int = epoch, stats: EpochStats = stats,
+                       before: int = global_step) -> None:  # fmt: skip
             worker.progress(epoch, step, steps_per_epoch)
+            if asks_for_notice(step, steps_per_epoch, switches) and worker.preemption_notice():
+                checkpoint_on_notice(rank, model, optimizer, epoch, stats, before)
 
         stats = train_epoch(
             model, train, optimizer, device, cfg.max_steps_per_epoch, after_step, before_step,
-            switches,
+            switches, stats,
         )  # fmt: skip
         eval_start = time.perf_counter()
         test_counts = evaluate(model, test, device, switches)
         metrics = epoch_metrics(epoch, stats, test_counts, time.perf_counter() - eval_start)
         metrics["param_checksum"] = parameter_checksum(model)
+        if epoch == resume.epoch and resume.step:
+            metrics.update(resumed_at_step=resume.step, resumed_unix=stats.resumed_unix)
         global_step += stats.steps
         due = cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0
         report_epoch(metrics, due, rank, model, optimizer, global_step)
+
+
+def asks_for_notice(step: int, steps_per_epoch: int, switches: Switches) -> bool:
+    """Whether to ask for a preemption notice after this step: every rank asks at the same
+    steps (the notice is agreed there), only where the optimizer just stepped (no
+    accumulated gradient is left out of the checkpoint), and not after an epoch's last
+    step (its report and checkpoint come next; a notice then is taken after the next
+    epoch's first step)."""
+    return step % switches.accumulate_steps == 0 and step < steps_per_epoch
+
+
+def epoch_start(train, epoch: int, resume: Resume, batch_size: int) -> EpochStats:
+    """The epoch's sums to add to: new ones, or for the epoch a preemption interrupted its
+    sums so far, with the loader set to start after its done steps and with their RNG."""
+    train.sampler.set_epoch(epoch)
+    if epoch != resume.epoch or not resume.step:
+        return EpochStats(start_unix=time.time())
+    train.sampler.resume_at(resume.step * batch_size, lambda: restore_rng(resume.rng))
+    resume.stats.resumed_unix = time.time()
+    return resume.stats

@@ -5,10 +5,12 @@ from raysim.cluster.hardware import detect_hardware, hardware_for
 from raysim.cluster.join import joined
 from raysim.cluster.local import SimCluster, dashboard_banner, dashboard_port_of
 from raysim.cluster.node_loss import NodeLossWatcher
+from raysim.cluster.preemption import PreemptionDriver
 
 __all__ = [
     "ClusterError",
     "NodeLossWatcher",
+    "PreemptionDriver",
     "SimCluster",
     "check_port_free",
     "dashboard_banner",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
 
 from raysim.cluster.env import (
     ClusterError,
@@ -66,6 +70,15 @@ def dashboard_banner(dashboard_url: str, metrics_url: str | None) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Drained:
+    """A Ray node drained for a preemption (SimCluster.preempt)."""
+
+    index: int
+    ray_node_id: str
+    node: Any
+
+
 class SimCluster:
     """Context manager: starts (or joins) Ray on enter; stops only a Ray it started.
 
@@ -91,6 +104,8 @@ class SimCluster:
         self.local_cluster = None
         self.nodes: list = []
         """multi_node: the simulated nodes' Ray nodes, by node index."""
+        self.retired: list = []
+        """Drained Ray nodes whose simulated node has a new one (preempt)."""
 
     def __enter__(self) -> SimCluster:
         import ray
@@ -142,28 +157,74 @@ class SimCluster:
         head = ray._private.worker._global_node
         self.local_cluster.head_node = head
         self.local_cluster.redis_address = head.redis_address
+        for index in range(self.plan.num_workers):
+            self.nodes.append(self._start_node(index))
+
+    def _start_node(self, index: int):
+        """A Ray node for simulated node `index`: the planned resources, its label."""
         resources = dict(self.plan.node_resources or {})
         cpus, gpus = int(resources.pop("CPU")), int(resources.pop("GPU", 0))
-        for index in range(self.plan.num_workers):
+        # Ray sets a SIGTERM hook for the node, which Python allows on the main thread only;
+        # a preemption's replacement starts on the driver's watch thread, so it goes
+        # without (this cluster's exit ends it, or else the exit hook set here).
+        on_main = threading.current_thread() is threading.main_thread()
+        self.local_cluster._shutdown_at_exit = on_main
+        try:
             node = self.local_cluster.add_node(
                 num_cpus=cpus, num_gpus=gpus, resources=resources,
                 labels={NODE_LABEL: f"node-{index}"}, node_ip_address="127.0.0.1",
                 include_dashboard=False,
             )  # fmt: skip
-            self.nodes.append(node)
+        finally:
+            self.local_cluster._shutdown_at_exit = True
+        if not on_main:
+            atexit.register(node.kill_all_processes, check_alive=False, allow_graceful=False)
+        return node
 
     def remove_node(self, index: int) -> str | None:
         """Take simulated node `index` away as a host that dies: every process of its Ray
         node is killed at once, with no clean-up. Returns its raylet's log file, where its
         last lines stay (the folder of Ray's logs if unknown; None if already gone)."""
         node = self.nodes[index]
+        self.nodes[index] = None
+        return self._take_away(node)
+
+    def _take_away(self, node) -> str | None:
         if node is None or node not in self.local_cluster.worker_nodes:
             return None
         log = raylet_log(node) or node.get_logs_dir_path()
         kill_at_once(node)
         self.local_cluster.remove_node(node, allow_graceful=False)  # reaps, forgets it
-        self.nodes[index] = None
         return log
+
+    def preempt(self, index: int, deadline_unix: float, message: str) -> Drained:
+        """Drain simulated node `index`'s Ray node through Ray Core for a preemption at
+        deadline_unix (the GCS's DrainNode, as Ray's autoscaler sends it for a reclaimed
+        spot instance), and start a new Ray node for the simulated node, as a cluster's
+        autoscaler does (the drain keeps Ray from placing anything new on the old one)."""
+        import ray
+        from ray.core.generated import autoscaler_pb2
+
+        node = self.nodes[index]
+        gcs = ray._raylet.GcsClient(address=self.local_cluster.gcs_address)
+        accepted, why = gcs.drain_node(
+            node.node_id,
+            autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"),
+            message,
+            int(deadline_unix * 1000),
+        )
+        if not accepted:
+            raise ClusterError([f"Ray refused to drain node-{index}'s Ray node: {why}"])
+        self.retired.append(node)
+        self.nodes[index] = self._start_node(index)
+        return Drained(index, node.node_id, node)
+
+    def reclaim(self, drained: Drained) -> str | None:
+        """The drained node's host goes at its deadline (the cloud's part: Ray Core's drain
+        never ends a node). Returns its raylet's log (None: already gone)."""
+        if drained.node in self.retired:
+            self.retired.remove(drained.node)
+        return self._take_away(drained.node)
 
     def check_resources(self, available: dict[str, float]) -> None:
         """Ray would wait forever for a missing resource; fail with the fix instead."""
@@ -182,8 +243,9 @@ class SimCluster:
     def __exit__(self, *exc) -> None:
         import ray
 
-        for index in range(len(self.nodes)):
-            self.remove_node(index)
+        for node in [*self.nodes, *self.retired]:
+            self._take_away(node)
+        self.nodes, self.retired = [None] * len(self.nodes), []
         if self.owned and ray.is_initialized():
             ray.shutdown()
         self.owned = False

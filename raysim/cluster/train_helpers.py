@@ -35,6 +35,12 @@ LEFT_OUT_CALLBACKS = frozenset({"DatasetsCallback", "PlacementGroupCleanerCallba
 a Ray that renames one runs the helper again, which a test notices."""
 PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 """Read by Ray Train's controller; the trainer passes it on from the driver's environment."""
+PREEMPTION_POLL_ENV = "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S"
+"""How often Ray Train's watcher asks Ray Core for drained nodes (default 5 s); passed on
+like the switch."""
+INJECTED_PREEMPTION_POLL_S = 0.5
+"""For a run with a preempt fault: a notice of a few seconds is seen within a step or two,
+not after most of it is gone."""
 
 
 def watches_preemption(node_addresses: Iterable[str], driver_address: str) -> bool:
@@ -89,6 +95,17 @@ def run_helpers(cluster_is_this_host: bool) -> Iterator[None]:
     coordinator_started()
     with scoped_env(settings), placement_groups_released():
         yield
+
+
+def preemption_watch(injected: bool):
+    """For a run that drains a node (a preempt fault): Ray Train's watcher on, polling
+    every INJECTED_PREEMPTION_POLL_S unless the user set how often."""
+    if not injected:
+        return contextlib.nullcontext()
+    settings = {PREEMPTION_WATCHER_ENV: "1"}
+    if PREEMPTION_POLL_ENV not in os.environ:
+        settings[PREEMPTION_POLL_ENV] = str(INJECTED_PREEMPTION_POLL_S)
+    return scoped_env(settings)
 
 
 @contextlib.contextmanager

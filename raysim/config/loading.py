@@ -128,8 +128,6 @@ def _topology_problems(values: dict[str, Any]) -> list[str]:
             "(address) every machine is a node already: use topology: single_host"
         )
     lost = [f for f in values.get("faults") or [] if isinstance(f, dict)]
-    if any(f.get("kind") == "preempt" for f in lost) and multi_node:
-        problems.append("faults: preempt through Ray's drain is not built yet (issue 33)")
     for kind in sorted({f.get("kind") for f in lost} & set(RAY_NODE_KINDS)):
         if not multi_node:
             problems.append(

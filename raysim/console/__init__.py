@@ -3,11 +3,11 @@ launched script's own output."""
 
 from raysim.console.bar import make_board
 from raysim.console.follower import ProgressFollower
-from raysim.console.lines import hang_line, node_lost_line
+from raysim.console.lines import hang_line, node_lost_line, preempt_line
 from raysim.console.script_output import ScriptOutputFollower
 from raysim.console.table import summary_table
 
 __all__ = [
     "ProgressFollower", "ScriptOutputFollower", "hang_line", "make_board", "node_lost_line",
-    "summary_table",
+    "preempt_line", "summary_table",
 ]  # fmt: skip

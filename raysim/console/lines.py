@@ -68,6 +68,8 @@ def event_line(record: dict[str, Any]) -> str:
             f"raysim: recovered: epoch {record['epoch']} reported "
             f"{record['recover_s']:.1f} s after the failure"
         )
+    if record.get("preemption"):
+        return _preempted_line(record)
     ranks = ", ".join(sorted(record["ranks"], key=int))
     text = f"raysim: the worker group failed (rank {ranks})"
     if record.get("stall"):
@@ -75,6 +77,19 @@ def event_line(record: dict[str, Any]) -> str:
     if record.get("faults"):
         injected = ", ".join(f"{f['kind']} on node-{f['rank']}" for f in record["faults"])
         text += f": injected {injected}, noticed after {record['detect_s']:.1f} s"
+    return text
+
+
+def _preempted_line(record: dict[str, Any]) -> str:
+    """Ray Train's controller waited out a drained node's deadline and restarts the group."""
+    preemption = record["preemption"]
+    nodes = " and ".join(preemption.get("nodes") or map(str, preemption["ranks"]))
+    text = (
+        f"raysim: Ray Train restarts the worker group: {nodes} was preempted (its "
+        "controller's PreemptingState ended at the deadline)"
+    )
+    if record.get("faults"):
+        text += f"; the notice reached Ray Train {record['detect_s']:.1f} s after the fault"
     return text
 
 
@@ -105,3 +120,12 @@ def node_lost_line(fault: dict[str, Any], ray_log: str | None) -> str:
         f"{fault['epoch']}, step {fault['step']} (all its processes killed at once)"
     )
     return text + (f"; Ray's own log of it stays in {ray_log}" if ray_log else "")
+
+
+def preempt_line(fault: dict[str, Any], ray_node_id: str) -> str:
+    """The driver had Ray Core drain a simulated node's Ray node for a preemption."""
+    return (
+        f"raysim: preempt: node-{fault['rank']}'s Ray node {ray_node_id[:8]} drained through "
+        f"Ray Core (reason preemption) at epoch {fault['epoch']}, step {fault['step']}, "
+        f"{fault['notice_s']:g} s before its deadline; a new Ray node takes its place"
+    )

@@ -12,13 +12,16 @@ import traceback
 from pathlib import Path
 
 from ray.train import UserCallback
+from ray.train.v2._internal.execution.callback import ControllerCallback
 
 from raysim.config.tracking import parse_tracking
+from raysim.plan.resources import NODE_LABEL
 from raysim.record.aggregate import aggregate_epoch
 from raysim.record.trace import TraceWriter
 from raysim.record.trackers import Trackers, trackers_for
 from raysim.rundir import (
     METRICS_FILE,
+    PREEMPT_CHECKPOINT_KEY,
     append_lines,
     epoch_lines,
     fired_faults,
@@ -51,6 +54,8 @@ class MetricsRecorder(UserCallback):
         self.stalls_told = {stall["group"] for stall in found_stalls(self.run_dir)}
         tracing = config.get("measure_steps", True) and config.get("trace_steps", 0) > 0
         self.trace = TraceWriter(self.run_dir, run_start_unix, enabled=tracing)
+        self.preempting: dict | None = None
+        """Ray Train's controller is waiting out a drained node's deadline."""
 
     @property
     def trackers(self) -> Trackers:
@@ -60,10 +65,17 @@ class MetricsRecorder(UserCallback):
             self._trackers = trackers_for(tracking, self.run_dir, self.config)
         return self._trackers
 
+    def controller_callbacks(self) -> list:
+        """The controller-side callbacks that feed this recorder, for the run's callbacks."""
+        return [PreemptionStates(self)]
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_trackers": None}
 
     def after_report(self, run_context, metrics, checkpoint):
+        if metrics[0].get(PREEMPT_CHECKPOINT_KEY):
+            self._record_preempt_checkpoint(metrics[0], checkpoint)
+            return
         # A function that reports no "epoch" gets its reports numbered in order.
         number = metrics[0].get("epoch", max(self.recorded, default=0) + 1)
         metrics = self.trace.take_spans(metrics, number)  # spans to trace.json, not the lines
@@ -91,6 +103,8 @@ class MetricsRecorder(UserCallback):
             self.trackers.close()
 
     def after_exception(self, run_context, worker_exceptions):
+        if self.preempting is not None:
+            return  # the drained node went at its deadline: told once, as the preemption
         now = time.time()
         failures = {
             str(rank): "".join(traceback.format_exception(err)).strip()
@@ -139,3 +153,76 @@ class MetricsRecorder(UserCallback):
         )  # fmt: skip
         self.trace.recovered(now, now - self.failed_at)
         self.failed_at = None
+
+    def _record_preempt_checkpoint(self, marker: dict, checkpoint) -> None:
+        record = {"kind": "preempt_checkpoint", "time_unix": time.time(),
+                  "epoch": marker["epoch"], "step": marker["step"]}  # fmt: skip
+        if checkpoint is not None:
+            record["checkpoint"] = checkpoint.path
+        append_lines(self.metrics_path, [record])
+
+    def controller_preempting(self, info) -> None:
+        """Ray Train's controller took in a drained node's notice (its PreemptingState)."""
+        self.preempting = {
+            "detected_unix": time.time(),
+            "ranks": list(info.preempted_ranks),
+            "nodes": node_labels(info.preempted_node_ids),
+            "ray_node_ids": list(info.preempted_node_ids),
+            "deadline_unix": info.deadline_ms / 1000 if info.deadline_ms else None,
+            "ray_core_draining": draining_nodes(),
+        }
+        append_lines(self.metrics_path, [{"kind": "preempting", **self.preempting}])
+
+    def controller_preempted(self, restarting: bool) -> None:
+        """The controller left its PreemptingState: restarting the worker group, or not
+        (the training finished first, or the run failed otherwise)."""
+        preempting, self.preempting = self.preempting, None
+        if not restarting or preempting is None:
+            return
+        now = time.time()
+        fresh = [f for f in fired_faults(self.run_dir) if f["kind"] == "preempt"]
+        fresh = [f for f in fresh if f["fired_unix"] > (self.failed_at or 0)]
+        record = {"kind": "error", "time_unix": now, "ranks": {}, "preemption": preempting}
+        if fresh:
+            record["faults"] = fresh
+            record["detect_s"] = preempting["detected_unix"] - min(f["fired_unix"] for f in fresh)
+        self.failed_at = min((f["fired_unix"] for f in fresh), default=preempting["detected_unix"])
+        append_lines(self.metrics_path, [record])
+        self.trace.failed(now, preempting["ranks"])
+
+
+class PreemptionStates(ControllerCallback):
+    """Tells the recorder when Ray Train's controller enters and leaves its preemption
+    state (a UserCallback sees reports and worker errors only)."""
+
+    def __init__(self, recorder: MetricsRecorder):
+        self.recorder = recorder
+        """The same recorder object the run's callbacks hold: they travel to the controller
+        in one pickle."""
+
+    def after_controller_state_update(self, previous_state, current_state) -> None:
+        was, now = _state_name(previous_state), _state_name(current_state)
+        if now == "PREEMPTING" and was != "PREEMPTING":
+            self.recorder.controller_preempting(current_state.preemption_info)
+        elif was == "PREEMPTING" and now != "PREEMPTING":
+            self.recorder.controller_preempted(restarting=now in ("RESTARTING", "RESCHEDULING"))
+
+
+def _state_name(state) -> str:
+    return state._state_type.state_name if state is not None else ""
+
+
+def node_labels(ray_node_ids: list[str]) -> list[str]:
+    """The simulated nodes of these Ray nodes, by raysim's label (the id where unlabelled)."""
+    import ray
+
+    labels = {node["NodeID"]: node.get("Labels", {}) for node in ray.nodes()}
+    return [labels.get(node_id, {}).get(NODE_LABEL, node_id) for node_id in ray_node_ids]
+
+
+def draining_nodes() -> dict[str, int]:
+    """Ray Core's drained nodes now, {node id: deadline in ms} (what Ray Train's watcher
+    polls), kept with the record as Ray's own account of the drain."""
+    import ray
+
+    return dict(ray._private.state.state.get_draining_nodes())

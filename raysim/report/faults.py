@@ -26,10 +26,52 @@ def _entry(fault: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, An
     error = records[position]
     stall = error.get("stall") or {}
     entry["detected_after_s"] = stall.get("detected_after_s", error.get("detect_s"))
+    jit = _preempt_checkpoint(fault, records[:position])
+    if jit is not None:
+        entry.update(_preempt_losses(jit, records, position))
+        return entry
     saved, lost = _lost_since_checkpoint(fault, records[:position])
     entry["lost_steps"] = lost
     entry["went_on"] = _went_on(records[position + 1 :], saved)
     return entry
+
+
+def _preempt_checkpoint(fault: dict[str, Any], before: list[dict]) -> dict | None:
+    """The just-in-time checkpoint taken on the fault's notice (preempt only)."""
+    if fault["kind"] != "preempt":
+        return None
+    taken = [r for r in before if r.get("kind") == "preempt_checkpoint"]
+    return taken[-1] if taken and taken[-1]["time_unix"] >= fault["fired_unix"] else None
+
+
+def _preempt_losses(jit: dict[str, Any], records: list[dict], position: int) -> dict:
+    """What a preemption with a just-in-time checkpoint cost: the steps each node redoes
+    (those after the checkpoint that the resumed epoch starts before), times the nodes,
+    and the node-seconds from the checkpoint to the resumed training's start."""
+    ranks = [
+        r for r in records[position + 1 :]
+        if r.get("kind") == "rank" and r.get("epoch") == jit["epoch"]
+    ]  # fmt: skip
+    if not ranks or "resumed_at_step" not in ranks[0]:
+        return {"lost_steps": None, "went_on": _went_on(records[position + 1 :], None)}
+    nodes = len(ranks)
+    redone = jit["step"] - ranks[0]["resumed_at_step"]
+    resumed = min(r["resumed_unix"] for r in ranks)
+    recovered = next((r for r in records[position + 1 :] if r.get("kind") == "recovered"), None)
+    went_on = (
+        f"restarted from the just-in-time checkpoint at epoch {jit['epoch']}, step {jit['step']}"
+    )
+    if recovered is not None:
+        went_on += (
+            f"; epoch {recovered['epoch']} reported {recovered['recover_s']:.1f} s after the fault"
+        )
+    return {
+        "lost_steps": redone,
+        "lost_node_steps": redone * nodes,
+        "lost_node_seconds": nodes * (resumed - jit["time_unix"]),
+        "checkpoint_step": jit["step"],
+        "went_on": went_on,
+    }
 
 
 def _error_position(fault: dict[str, Any], records: list[dict[str, Any]]) -> int | None:

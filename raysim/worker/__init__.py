@@ -11,6 +11,9 @@
                 ...                                    # plain PyTorch
                 worker.sample_memory()                 # the exact per-report peak
                 worker.progress(epoch, step, len(loader))
+                if worker.preemption_notice():             # a node is being drained
+                    worker.report_preemption_checkpoint(epoch, step, checkpoint)
+                    worker.hold_for_preemption()           # until Ray Train restarts
             worker.report({"epoch": epoch, "loss": loss})  # + raysim's measurements
 
 The calls live in raysim.worker.api. The built-in ResNet18 experiment (raysim.builtin) is
@@ -27,18 +30,23 @@ from raysim.config.schema import ExperimentConfig
 if TYPE_CHECKING:  # what static tools see; at run time loaded on first use (below)
     from raysim.worker.api import (
         NodeContext,
+        PreemptionNotice,
         context,
         experiment_config,
+        hold_for_preemption,
         inject_faults,
+        preemption_notice,
         prepare,
         progress,
         report,
+        report_preemption_checkpoint,
         sample_memory,
     )
 
 __all__ = [
-    "ExperimentConfig", "NodeContext", "context", "experiment_config", "inject_faults",
-    "prepare", "progress", "report", "sample_memory",
+    "ExperimentConfig", "NodeContext", "PreemptionNotice", "context", "experiment_config",
+    "hold_for_preemption", "inject_faults", "preemption_notice", "prepare", "progress",
+    "report", "report_preemption_checkpoint", "sample_memory",
 ]  # fmt: skip
 
 _API = frozenset(__all__) - {"ExperimentConfig"}

@@ -7,18 +7,21 @@ before the launcher runs the training. raysim.worker re-exports them.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from raysim.config.schema import ExperimentConfig
+from raysim.rundir import PREEMPT_CHECKPOINT_KEY
 from raysim.worker.model_facts import ModelFacts
 from raysim.worker.node_context import NodeContext
+from raysim.worker.preemption import PreemptionNotice, agreed_notice
 from raysim.worker.session import current_session, raysim_measurements
 
 __all__ = [
-    "NodeContext", "context", "experiment_config", "inject_faults", "prepare", "progress",
-    "report", "sample_memory",
+    "NodeContext", "PreemptionNotice", "context", "experiment_config", "hold_for_preemption",
+    "inject_faults", "preemption_notice", "prepare", "progress", "report",
+    "report_preemption_checkpoint", "sample_memory",
 ]  # fmt: skip
 
 
@@ -84,3 +87,30 @@ def report(metrics: dict[str, Any], checkpoint=None) -> None:
     session.report_s = end - start
     if session.meter.tracer is not None:
         session.meter.tracer.reported(start, end, checkpoint is not None)
+
+
+def preemption_notice() -> PreemptionNotice | None:
+    """The preemption notice, the same on every node at this call (Ray Train's
+    get_preemption_info(): call it on every node as often, e.g. after each step). None
+    until Ray Core drains a node of the group, and always where nothing watches for
+    drains (one host and no preempt fault), without asking the peers."""
+    return agreed_notice()
+
+
+def report_preemption_checkpoint(epoch: int, step: int, checkpoint=None) -> None:
+    """On a notice, after `step` of `epoch`: the just-in-time checkpoint (every node calls
+    this; one of them, usually rank 0, with the checkpoint), recorded as such, not as an
+    epoch. Then hold_for_preemption()."""
+    import ray.train
+
+    marker = {PREEMPT_CHECKPOINT_KEY: True, "epoch": epoch, "step": step,
+              "rank": context().rank, "report_unix": time.time()}  # fmt: skip
+    ray.train.report(marker, checkpoint=checkpoint)
+
+
+def hold_for_preemption() -> NoReturn:
+    """After the just-in-time checkpoint: train no more until Ray Train ends the worker
+    group at the drain's deadline and restarts it from that checkpoint. Returning instead
+    would end the run as finished; training on would redo every step after it."""
+    while True:
+        time.sleep(3600)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from raysim.worker.preemption import PreemptionNotice, local_notice
+
 
 @dataclass(frozen=True)
 class NodeContext:
@@ -25,6 +27,13 @@ class NodeContext:
     """This run's directory."""
     cache_dir: Path
     """Where data decoded once is kept for every run ($RAYSIM_HOME/cache)."""
+
+    @property
+    def preemption(self) -> PreemptionNotice | None:
+        """The preemption notice this node holds now (None: none), as Ray Train's watcher
+        handed it over once Ray Core drained a node of the group; read it as often as you
+        like. To act on it at the same step on every node, use raysim.worker.preemption_notice()."""
+        return local_notice()
 
     @property
     def node_index(self) -> int:

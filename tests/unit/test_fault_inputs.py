@@ -47,6 +47,11 @@ def test_preempt_on_single_host():
         "faults: preempt acts on a simulated node's Ray node, and on single_host every node "
         "shares one: use topology: multi_node"
     ]
+    cfg = load_config(
+        num_nodes=2, topology="multi_node",
+        faults=[parse_inject("preempt:rank=1,epoch=1,step=2,notice_s=5")],
+    )  # fmt: skip
+    assert (cfg.faults[0].kind, cfg.faults[0].notice_s) == ("preempt", 5.0)
 
 
 def test_hang_needs_the_collective_timeout():

@@ -53,3 +53,25 @@ def test_the_console_summary_shows_them():
     assert row.rstrip().endswith(
         "restarted from epoch 1's checkpoint; epoch 2 reported 40.0 s after the fault"
     )
+
+
+PREEMPT = {"kind": "preempt", "rank": 1, "epoch": 2, "step": 3, "index": 0, "fired_unix": 50.0}
+
+
+def test_a_preemption_costs_the_time_from_its_checkpoint_to_the_resumed_steps():
+    records = [
+        {"kind": "epoch", "epoch": 1, "steps": 9, "checkpoint": "c1"},
+        {"kind": "preempt_checkpoint", "epoch": 2, "step": 4, "time_unix": 51.0},
+        {"kind": "preempting", "detected_unix": 51.2, "ranks": [0]},
+        {"kind": "error", "time_unix": 55.0, "ranks": {}, "faults": [PREEMPT], "detect_s": 1.2,
+         "preemption": {"ranks": [0], "nodes": ["node-1"]}},
+        {"kind": "recovered", "epoch": 2, "recover_s": 20.0},
+        *({"kind": "rank", "epoch": 2, "rank": r, "resumed_at_step": 4, "resumed_unix": 61.0}
+          for r in (0, 1)),
+        {"kind": "epoch", "epoch": 2, "steps": 9, "resumed_at_step": 4},
+    ]  # fmt: skip
+    (entry,) = fault_entries(records, [PREEMPT])
+    assert (entry["detected_after_s"], entry["checkpoint_step"]) == (1.2, 4)
+    assert (entry["lost_steps"], entry["lost_node_steps"]) == (0, 0), "resumed at the step"
+    assert entry["lost_node_seconds"] == 2 * (61.0 - 51.0)
+    assert entry["went_on"].startswith("restarted from the just-in-time checkpoint at epoch 2")

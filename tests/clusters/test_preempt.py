@@ -1,0 +1,70 @@
+"""preempt on multi_node: Ray Core drains the node's Ray node with a deadline, Ray Train's
+preemption path runs, and the built-in resumes from its just-in-time checkpoint into the
+same weights as a run that was not preempted."""
+
+from __future__ import annotations
+
+import pytest
+
+import raysim
+from raysim.config import load_config, parse_inject
+from raysim.rundir import epoch_lines, rank_lines, read_lines
+
+pytestmark = [pytest.mark.slow, pytest.mark.own_cluster]
+
+NOTICE_S = 5.0
+
+
+def config(tmp_path, name, **overrides):
+    values = dict(
+        num_nodes=2, num_epochs=1, max_steps_per_epoch=8, image_size=16, batch_size=8,
+        device="cpu", run_dir=str(tmp_path), run_name=name,
+    )  # fmt: skip
+    return load_config(**{**values, **overrides})
+
+
+def same_weights(a, b):
+    keys = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "param_checksum")
+    return [{k: e[k] for k in keys} for e in a] == [{k: e[k] for k in keys} for e in b]
+
+
+def test_preempted_node_goes_through_rays_drain_and_resumes_at_the_step(
+    without_shared_ray, tmp_path
+):
+    # node-1 gets its notice at step 2 and stalls 2 s at step 3, so every node has the
+    # notice before the epoch's 8 steps are done.
+    faults = [
+        parse_inject(f"preempt:rank=1,epoch=1,step=2,notice_s={NOTICE_S}"),
+        parse_inject("slow_node:rank=1,epoch=1,step=3,seconds=2"),
+    ]
+    preempted = raysim.run(config(tmp_path, "preempted", topology="multi_node", faults=faults),
+                           out=None)  # fmt: skip
+    reference = raysim.run(config(tmp_path, "reference"), out=None)  # same weights, one host
+    records = read_lines(preempted.run_dir / "metrics.jsonl")
+
+    # Ray Core held the node as drained, with the deadline notice_s after the fault, and
+    # Ray Train's controller took the notice in its PreemptingState.
+    (fault,) = [f for f in preempted.summary["faults"] if f["kind"] == "preempt"]
+    (preempting,) = [r for r in records if r["kind"] == "preempting"]
+    (drained,) = preempting["ray_node_ids"]
+    assert preempting["nodes"] == ["node-1"]
+    deadline_ms = preempting["ray_core_draining"][drained]
+    assert abs(deadline_ms / 1000 - fault["fired_unix"] - NOTICE_S) < 1.0
+    assert preempting["deadline_unix"] == deadline_ms / 1000
+    (error,) = [r for r in records if r["kind"] == "error"]
+    assert error["preemption"]["ray_node_ids"] == [drained], "restarted on the deadline"
+
+    # The just-in-time checkpoint mid-epoch, and the resumed epoch from that very step.
+    (jit,) = [r for r in records if r["kind"] == "preempt_checkpoint"]
+    assert 2 <= jit["step"] < 8
+    resumed = [r for r in rank_lines(records) if r["epoch"] == 1]
+    assert {r["resumed_at_step"] for r in resumed} == {jit["step"]}
+    assert {r["node_id"] for r in resumed} == {"node-0", "node-1"}
+    assert drained not in {r["ray_node_id"] for r in resumed}, "node-1 on its new Ray node"
+
+    assert same_weights(epoch_lines(records), epoch_lines(read_lines(
+        reference.run_dir / "metrics.jsonl")))  # fmt: skip
+    assert fault["lost_steps"] == 0 and fault["lost_node_steps"] == 0
+    assert fault["lost_node_seconds"] > 0
+    assert 0 < fault["detected_after_s"] < 10
+    assert preempted.summary["status"] == "finished"

@@ -1,7 +1,7 @@
 """What raysim's step measurements cost a step of the transformer example, without Ray.
 
-    python benchmarks/bench_measure_hooks.py [--ranks 2] [--pairs 600] [--full-pairs 300] \\
-        [--out benchmarks/results/bench_measure_hooks.json]
+    python benchmarks/bench_measure_hooks.py [--launched] [--ranks 2] [--pairs 600] \\
+        [--full-pairs 300] [--identical] [--out benchmarks/results/bench_measure_hooks.json]
 
 gloo ranks (processes on this host, each with the torch threads a raysim node of that
 many gets) each hold two DDP copies of examples/transformer_lm.py's model, wrapped as
@@ -26,11 +26,26 @@ the cost is the mean of the two orders' median paired differences, with a 95 %
 bootstrap interval. That cost over the plain step of the real model (width 128, the
 example's) is the overhead; the real model's own paired ratio, noisier, is kept beside
 it. `--identical` also runs the check with two identical copies.
+
+`--launched`: the instrumented copy is what `raysim launch` makes of a script's own
+model instead. Its `DistributedDataParallel(model)` is built under the launcher's patches
+(script_hooks.install), whose DDP init instruments it as it adopts a script's DDP (the
+plan's DDP settings, the memory floor, `NodeSession.instrument` with no loader to time:
+the samples counted in the forward hook), and its every step runs under them (the
+loss read at each backward, the fault check before each optimizer step). The patches are
+process-wide, so they are put on before each of its steps and taken off after, outside
+the timed step; the plain copy steps without them. Its metrics lines (one per epoch, or
+per 50 steps) are reports, left out as the other copies' reports are. The model is
+still the transformer example's, not examples/torchrun_ddp.py's: that script's 32-256-2
+MLP steps in about 2 ms or less, so 1 % of its step is under 20 µs, well below what this
+method resolves (about ±0.15 ms), and raysim's fixed per-step cost is a large share of
+any step that small.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -39,6 +54,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -67,20 +84,28 @@ WARM_UP_STEPS = 5
 
 
 class Copy:
-    """One DDP copy of the example's model with its optimizer and an endless loader."""
+    """One DDP copy of the example's model with its optimizer and an endless loader.
 
-    def __init__(self, width: int, session: NodeSession, instrumented: bool):
+    hooks: "plain", or how raysim instruments it: "prepare" or "launched" (as `raysim
+    launch` does a script's model); `patched()` is what its every step runs under (the
+    launcher's patches for a launched copy, nothing otherwise)."""
+
+    def __init__(self, width: int, session: NodeSession, hooks: str):
         d = DEFAULTS
         torch.manual_seed(0)
         model = TinyLM(d["vocab"], d["context"], width, d["layers"], d["heads"])
-        facts = ModelFacts.of(model)
         ctx, plan = session.context, session.plan
-        self.model = torch.nn.parallel.DistributedDataParallel(model, **plan.ddp_kwargs)
         data = bigram_corpus(d["vocab"], d["context"], d["sequences"], 0)
         loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True)
-        if instrumented:
-            loader = session.instrument(self.model, loader, facts)
-        else:  # what instrument sets up with measure_steps off, less the session's guard
+        self.patched: Callable[[], AbstractContextManager] = contextlib.nullcontext
+        self.script_losses: Callable[[], int] = lambda: 0
+        if hooks == "launched":
+            self.model = self.launched(model, session)
+        else:
+            self.model = torch.nn.parallel.DistributedDataParallel(model, **plan.ddp_kwargs)
+        if hooks == "prepare":
+            loader = session.instrument(self.model, loader, ModelFacts.of(model))
+        elif hooks == "plain":  # what instrument sets up with measure_steps off, less its guard
             set_up_emulation(self.model, replace(session.config, measure_steps=False),
                              session.strategy, ctx.rank, ctx.world_size,
                              host_allreduce=plan.host_allreduce,
@@ -89,6 +114,27 @@ class Copy:
         self.batches = itertools.chain.from_iterable(itertools.repeat(loader))
         self.loss = torch.nn.CrossEntropyLoss()
 
+    def launched(self, model: torch.nn.Module, session: NodeSession) -> torch.nn.Module:
+        """The model as a script builds it, `DistributedDataParallel(model)`, under the
+        launcher's patches: their DDP init adopts and instruments it."""
+        # Imported here: it imports ray.train, which the other modes' processes do not need.
+        from raysim.worker.launchers.script_hooks import ScriptReports, install
+
+        reports = ScriptReports(session, send=unsent, every=sys.maxsize)
+
+        @contextlib.contextmanager
+        def patched():
+            patches = install(session, reports)
+            try:
+                yield
+            finally:
+                patches.restore()
+
+        self.patched = patched
+        self.script_losses = lambda: reports.losses
+        with patched():
+            return torch.nn.parallel.DistributedDataParallel(model)
+
     def step(self) -> None:
         inputs, targets = next(self.batches)
         logits = self.model(inputs)
@@ -96,6 +142,10 @@ class Copy:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+
+
+def unsent(metrics: dict, checkpoint: object = None) -> None:
+    """A launched copy's metrics line, never due (every=sys.maxsize): a report's cost."""
 
 
 def node_session(rank: int, world: int, run_dir: Path) -> NodeSession:
@@ -121,27 +171,34 @@ def worker(rank: int, world: int, phase: dict, port: int, queue) -> None:
         copies = {}
         for name in phase["build_order"]:
             instrumented = name == "instrumented" and not phase["identical"]
-            copies[name] = Copy(phase["width"], session, instrumented)
+            hooks = phase["hooks"] if instrumented else "plain"
+            copies[name] = Copy(phase["width"], session, hooks)
         for _ in range(WARM_UP_STEPS):
             for copy in copies.values():
-                copy.step()
+                with copy.patched():
+                    copy.step()
         pairs = phase["pairs"]
         seconds = {name: torch.zeros(pairs, dtype=torch.float64) for name in copies}
         for pair in range(pairs):
             order = ("plain", "instrumented") if pair % 2 == 0 else ("instrumented", "plain")
             for name in order:
-                start = time.perf_counter()
-                copies[name].step()
-                seconds[name][pair] = time.perf_counter() - start
+                with copies[name].patched():  # the launcher's patches on: not timed
+                    start = time.perf_counter()
+                    copies[name].step()
+                    seconds[name][pair] = time.perf_counter() - start
         session.end()
         for times in seconds.values():
             dist.all_reduce(times, op=dist.ReduceOp.MAX)
-        if rank == 0:
-            queue.put({name: times.tolist() for name, times in seconds.items()})
+        if rank == 0:  # the counts say whose steps the hooks saw: the instrumented copy's
+            losses = sum(copy.script_losses() for copy in copies.values())
+            counted = {"measured_steps": session.meter.total_steps, "script_losses": losses}
+            step_seconds = {name: times.tolist() for name, times in seconds.items()}
+            queue.put({"step_seconds": step_seconds, "counted": counted})
     dist.destroy_process_group()
 
 
-def run_phase(ranks: int, phase: dict, port: int) -> dict[str, list[float]]:
+def run_phase(ranks: int, phase: dict, port: int) -> dict:
+    """Rank 0's account of the phase: step_seconds (each copy's, slowest rank) and counted."""
     context = mp.get_context("spawn")
     queue = context.Queue()
     procs = [
@@ -149,10 +206,10 @@ def run_phase(ranks: int, phase: dict, port: int) -> dict[str, list[float]]:
     ]
     for proc in procs:
         proc.start()
-    times = queue.get()
+    result = queue.get()
     for proc in procs:
         proc.join()
-    return times
+    return result
 
 
 def added_seconds(orders: list[dict[str, list[float]]], draws: int = 2000):
@@ -178,11 +235,12 @@ def paired_ratio(orders: list[dict[str, list[float]]]) -> float:
     )
 
 
-def phases(width: int, pairs: int, identical: bool = False) -> list[dict]:
+def phases(width: int, pairs: int, hooks: str, identical: bool = False) -> list[dict]:
     return [
-        {"width": width, "pairs": pairs, "identical": identical, "build_order": order}
+        {"width": width, "pairs": pairs, "hooks": hooks, "identical": identical,
+         "build_order": order}
         for order in (("instrumented", "plain"), ("plain", "instrumented"))
-    ]
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -191,18 +249,20 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=600, help="pairs per order, cost phase")
     parser.add_argument("--full-pairs", type=int, default=300, help="pairs per order, width 128")
     parser.add_argument("--identical", action="store_true", help="also two identical copies")
+    parser.add_argument("--launched", action="store_true",
+                        help="instrumented as `raysim launch` does a script's DDP")  # fmt: skip
     parser.add_argument("--port", type=int, default=29533)
     parser.add_argument("--out")
     args = parse(parser)
-    groups = {"cost": phases(COST_WIDTH, args.pairs),
-              "full": phases(DEFAULTS["width"], args.full_pairs)}  # fmt: skip
+    hooks = "launched" if args.launched else "prepare"
+    groups = {"cost": phases(COST_WIDTH, args.pairs, hooks),
+              "full": phases(DEFAULTS["width"], args.full_pairs, hooks)}  # fmt: skip
     if args.identical:
-        groups["identical"] = phases(COST_WIDTH, args.pairs, identical=True)
+        groups["identical"] = phases(COST_WIDTH, args.pairs, hooks, identical=True)
     measured = {
-        name: [{**phase, "step_seconds": run_phase(args.ranks, phase, args.port)}
-               for phase in group]
+        name: [{**phase, **run_phase(args.ranks, phase, args.port)} for phase in group]
         for name, group in groups.items()
-    }  # fmt: skip
+    }
     summary = {}
     for name, runs in measured.items():
         orders = [run["step_seconds"] for run in runs]
@@ -224,7 +284,7 @@ def main() -> None:
           f"({overhead['ci95'][0]:+.2%} to {overhead['ci95'][1]:+.2%})")  # fmt: skip
     result = {
         **provenance(args.allow_dirty),
-        "settings": {**vars(args), "batch": BATCH, "cost_width": COST_WIDTH,
+        "settings": {**vars(args), "hooks": hooks, "batch": BATCH, "cost_width": COST_WIDTH,
                      "full_width": DEFAULTS["width"]},
         "summary": summary,
         "overhead": overhead,
@@ -269,8 +329,18 @@ def measure_hooks(data: dict) -> str:
     )
 
 
+def measure_hooks_launched(data: dict | None) -> str:
+    """The same table for `--launched`, "not measured" until its file exists."""
+    if data is not None:
+        return measure_hooks(data)
+    header = ["copies", "added per step (95 % interval)"]
+    rows = [[label, "not measured"] for label in MEASURE_HOOK_PHASES.values()]
+    return table(header, rows)
+
+
 TABLES: dict[str, tuple[str, Renderer]] = {
     "measure_hooks": ("bench_measure_hooks.json", measure_hooks),
+    "measure_hooks_launched": ("bench_measure_hooks_launched.json", measure_hooks_launched),
 }
 """BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 

@@ -79,6 +79,26 @@ def test_the_hooks_cost_cancels_the_build_order_and_reads_a_known_cost():
     assert high == pytest.approx(0.0004)
 
 
+def test_the_launched_copy_is_the_ddp_the_launcher_adopts_and_only_its_steps_are_seen():
+    """--launched, one build order at 2 pairs, the plain copy built first: the launcher's
+    DDP init adopted the launched copy, not the plain one, and its patches saw that copy's
+    backward passes only (its steps counted by the meter and its losses read, warm-up and
+    pairs), never the plain copy's."""
+    import socket
+
+    from bench_measure_hooks import WARM_UP_STEPS, phases, run_phase
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    phase = phases(8, 2, "launched")[1]
+    assert phase["build_order"] == ("plain", "instrumented")
+    result = run_phase(2, phase, port)
+    steps = WARM_UP_STEPS + 2
+    assert result["counted"] == {"measured_steps": steps, "script_losses": steps}
+    assert all(len(times) == 2 and min(times) > 0 for times in result["step_seconds"].values())
+
+
 def test_a_result_is_refused_from_a_dirty_tree_and_records_describe(tmp_path):
     """A clean temporary repository: its commit is described as it is; one tracked edit
     (not under benchmarks/results) makes it dirty, refused in one line naming the fix."""

@@ -118,6 +118,10 @@ BENCHMARKS = (
     Benchmark("scale", "bench_scale.py", ("--out", "{out}/bench_scale.json"),
               ("--nodes", "2", "--steps", "2", "--out", "{out}/bench_scale.json"),
               ("bench_scale.json",)),
+    Benchmark("chaos", "bench_chaos.py",
+              ("--minutes", "30", "--faults", "30", "--out", "{out}/bench_chaos.json"),
+              ("--minutes", "1", "--faults", "3", "--kinds", "worker_crash,slow_node,data_stall",
+               "--nodes", "2", "--out", "{out}/bench_chaos.json"), ("bench_chaos.json",)),
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ import re
 import sys
 from pathlib import Path
 
+import bench_chaos
 import bench_core
 import bench_imports
 import bench_measure
@@ -45,7 +46,8 @@ BLOCK = re.compile(
 )
 BENCHES = (bench_measure, bench_measure_hooks, bench_trace, bench_core, bench_readme,
            bench_topology, bench_network, bench_switches, bench_startup, bench_imports,
-           bench_node_work, bench_projection, bench_projection_fsdp, bench_scale)  # fmt: skip
+           bench_node_work, bench_projection, bench_projection_fsdp, bench_scale,
+           bench_chaos)  # fmt: skip
 BLOCKS: dict[str, tuple[str, Renderer]] = {
     name: entry for bench in BENCHES for name, entry in bench.TABLES.items()
 }

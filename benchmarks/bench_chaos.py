@@ -58,9 +58,8 @@ import raysim
 from raysim import experiment
 from raysim.cluster.local import SimCluster
 from raysim.config import load_config
-from raysim.config.faults import FAULT_KINDS
+from raysim.config.faults import FAULT_KINDS, LATE_KINDS
 from raysim.procfs import descendants, is_running
-from raysim.report.faults import LATE_KINDS
 from raysim.rundir import epoch_lines, rank_lines, read_lines
 
 STEPS = 20

@@ -11,6 +11,8 @@ from raysim.errors import ConfigError, did_you_mean
 
 FAULT_KINDS = ("worker_crash", "oom", "slow_node", "node_loss", "hang", "data_stall", "preempt")
 FAULT_KEYS = ("kind", "rank", "epoch", "step", "seconds", "notice_s")
+LATE_KINDS = ("slow_node", "data_stall")
+"""Faults that make a node late and fail nothing (a failure they precede is another's)."""
 RAY_NODE_KINDS = ("node_loss", "preempt")
 """Faults that act on a simulated node's Ray node: they need topology multi_node."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from ray.train import UserCallback
 from ray.train.v2._internal.execution.callback import ControllerCallback
 
+from raysim.config.faults import LATE_KINDS
 from raysim.config.tracking import parse_tracking
 from raysim.plan.resources import NODE_LABEL
 from raysim.record.aggregate import aggregate_epoch
@@ -50,6 +51,9 @@ class MetricsRecorder(UserCallback):
         earlier = read_metrics(self.run_dir)
         self.recorded = {e["epoch"] for e in epoch_lines(earlier)}
         self.failed_at: float | None = None
+        self.faults_told = {f["index"] for f in fired_faults(self.run_dir)}
+        """Faults an error record listed already (or an earlier run of a resumed one): a
+        later failure is not theirs, nor timed from them."""
         self.told_unprepared = bool(self.recorded)
         self.stalls_told = {stall["group"] for stall in found_stalls(self.run_dir)}
         tracing = config.get("measure_steps", True) and config.get("trace_steps", 0) > 0
@@ -111,11 +115,14 @@ class MetricsRecorder(UserCallback):
             for rank, err in worker_exceptions.items()
         }
         record = {"kind": "error", "time_unix": now, "ranks": failures}
-        fresh = [f for f in fired_faults(self.run_dir) if f["fired_unix"] > (self.failed_at or 0)]
+        fresh = self._fresh_faults()
+        # A late fault (slow_node, data_stall) fails nothing: the failure is timed from
+        # the ones that do, where there are any.
+        cause = [f for f in fresh if f["kind"] not in LATE_KINDS] or fresh
         if fresh:
             record["faults"] = fresh
-            record["detect_s"] = now - min(f["fired_unix"] for f in fresh)
-        self.failed_at = min((f["fired_unix"] for f in fresh), default=now)
+            record["detect_s"] = now - min(f["fired_unix"] for f in cause)
+        self.failed_at = min((f["fired_unix"] for f in cause), default=now)
         stall = self._new_stall(fresh)
         if stall is not None:
             record["stall"] = stall
@@ -180,8 +187,7 @@ class MetricsRecorder(UserCallback):
         if not restarting or preempting is None:
             return
         now = time.time()
-        fresh = [f for f in fired_faults(self.run_dir) if f["kind"] == "preempt"]
-        fresh = [f for f in fresh if f["fired_unix"] > (self.failed_at or 0)]
+        fresh = self._fresh_faults(("preempt",))
         record = {"kind": "error", "time_unix": now, "ranks": {}, "preemption": preempting}
         if fresh:
             record["faults"] = fresh
@@ -189,6 +195,16 @@ class MetricsRecorder(UserCallback):
         self.failed_at = min((f["fired_unix"] for f in fresh), default=preempting["detected_unix"])
         append_lines(self.metrics_path, [record])
         self.trace.failed(now, preempting["ranks"])
+
+    def _fresh_faults(self, kinds: tuple[str, ...] | None = None) -> list[dict]:
+        """The faults (of kinds; None: any) fired since the last error record, now told."""
+        fresh = [
+            f
+            for f in fired_faults(self.run_dir)
+            if f["index"] not in self.faults_told and (kinds is None or f["kind"] in kinds)
+        ]
+        self.faults_told |= {f["index"] for f in fresh}
+        return fresh
 
 
 class PreemptionStates(ControllerCallback):

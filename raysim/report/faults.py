@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-LATE_KINDS = ("slow_node", "data_stall")
-"""Faults that make a node late and fail nothing (a failure they precede is another's)."""
+from raysim.config.faults import LATE_KINDS
 
 
 def fault_entries(records: list[dict[str, Any]], fired: list[dict[str, Any]]) -> list[dict]:

@@ -75,3 +75,31 @@ def test_a_preemption_costs_the_time_from_its_checkpoint_to_the_resumed_steps():
     assert (entry["lost_steps"], entry["lost_node_steps"]) == (0, 0), "resumed at the step"
     assert entry["lost_node_seconds"] == 2 * (61.0 - 51.0)
     assert entry["went_on"].startswith("restarted from the just-in-time checkpoint at epoch 2")
+
+
+def test_an_error_is_timed_from_its_own_failing_fault_not_earlier_ones(tmp_path):
+    """A data stall long before a crash, and a crash already told at an earlier failure,
+    are no part of a later failure's detect_s (nor listed again)."""
+    import json
+    import time
+
+    from raysim.record.recorder import MetricsRecorder
+    from raysim.rundir import FAULTS_DIR, read_lines
+
+    recorder = MetricsRecorder(tmp_path, 0.0, {"num_epochs": 3})
+    (tmp_path / FAULTS_DIR).mkdir()
+
+    def fire(index, kind, ago_s):
+        fault = {"kind": kind, "rank": 1, "epoch": 2, "step": 1, "index": index,
+                 "fired_unix": time.time() - ago_s}  # fmt: skip
+        (tmp_path / FAULTS_DIR / f"fault-{index}.json").write_text(json.dumps(fault))
+
+    fire(0, "data_stall", 80.0)
+    fire(1, "worker_crash", 2.0)
+    recorder.after_exception(None, {})
+    recorder.failed_at = None  # the run recovered
+    fire(2, "oom", 1.0)
+    recorder.after_exception(None, {})
+    first, second = [r for r in read_lines(tmp_path / "metrics.jsonl") if r["kind"] == "error"]
+    assert [f["index"] for f in first["faults"]] == [0, 1] and 2 <= first["detect_s"] < 10
+    assert [f["index"] for f in second["faults"]] == [2] and 1 <= second["detect_s"] < 10

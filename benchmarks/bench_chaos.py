@@ -8,7 +8,8 @@ for --minutes. The schedule (pure, from --seed) spreads --faults faults over tho
 one an epoch from epoch 2 on, each kind of --kinds at least once, the rest drawn at
 random; each at a random step and node. Then the soak runs with checkpoints every epoch
 and max_failures for every fault that fails the worker group, and the fault-free
-reference run of the same config and seed after it. The kept result holds the schedule,
+reference run after it: the same config (multi_node, elastic, checkpoints), seed and
+epochs, without the faults. The kept result holds the schedule,
 the seed and these checks:
 
 - the run finished;
@@ -106,10 +107,10 @@ def _fault(rng: random.Random, kind: str, epoch: int, nodes: int) -> dict:
     return fault
 
 
-def soak_config(run_dir: str, name: str, args, epochs: int, faults: list[dict], **more):
+def soak_config(run_dir: str, name: str, args, epochs: int, faults: list[dict],
+                elastic: bool = False, **more):  # fmt: skip
     """The soak's config; the reference is the same without faults."""
     failing = sum(f["kind"] not in LATE_KINDS for f in faults)
-    elastic = any(f["kind"] == "node_loss" for f in faults)
     values = dict(
         num_nodes=args.nodes, num_epochs=epochs, max_steps_per_epoch=STEPS, image_size=16,
         batch_size=8, device="cpu", seed=args.seed, checkpoint_every=1, num_to_keep=2,
@@ -240,15 +241,18 @@ def main(argv: list[str] | None = None) -> dict:
         epoch_s = epoch_seconds(run_dir, args)
         epochs = max(args.faults + 1, math.ceil(args.minutes * 60 / epoch_s))
         faults = schedule(args.seed, args.faults, epochs, args.nodes, kinds)
+        same = {"elastic": "node_loss" in kinds, "topology": "multi_node"}
         with mock.patch.object(experiment, "SimCluster", WatchedCluster):
             soak, soak_s, error = timed_run(
-                soak_config(run_dir, "soak", args, epochs, faults, topology="multi_node")
+                soak_config(run_dir, "soak", args, epochs, faults, **same)
             )
         placement_groups = WatchedCluster.alive_at_exit
         processes = left_processes()
         records = read_lines(Path(run_dir) / "soak" / "metrics.jsonl")
         summary = json.loads((Path(run_dir) / "soak" / "summary.json").read_text())
-        reference, reference_s, _ = timed_run(soak_config(run_dir, "reference", args, epochs, []))
+        reference, reference_s, _ = timed_run(
+            soak_config(run_dir, "reference", args, epochs, [], **same)
+        )
         reference_records = read_lines(reference.run_dir / "metrics.jsonl") if reference else []
     checks = {
         "finished": {"ok": soak is not None and summary.get("status") == "finished",

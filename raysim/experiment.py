@@ -42,7 +42,7 @@ from raysim.console import (
     summary_table,
 )
 from raysim.driver_startup import DriverStartup
-from raysim.failures import NodeMemory, RunFailedError, failure_message
+from raysim.failures import NodeMemory, RunFailedError, failure_message, partition_budget
 from raysim.node_program import NodeProgram, node_program, script_program
 from raysim.plan import Hardware, ResourcePlan, make_plan
 from raysim.plan.start_timeout import worker_start_timeout_s
@@ -151,7 +151,11 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: Node
         ):
             trainer.fit()
     except ray.train.TrainingFailedError as err:
-        message = hang_lead(run_dir) + failure_message(err, node_memory(run_dir, failed_ranks(err)))
+        memory = node_memory(run_dir, failed_ranks(err))
+        partition = partition_budget(
+            plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes
+        )
+        message = hang_lead(run_dir) + failure_message(err, memory, partition)
         message += _recovery_hint(cfg, run_dir)
         raise RunFailedError(message) from None
 

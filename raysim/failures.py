@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from raysim.units import MB
+from raysim.units import MB, gib
 
 
 class RunFailedError(RuntimeError):
@@ -65,11 +65,21 @@ class NodeMemory:
         return self.peak_bytes >= AT_LIMIT * self.budget_bytes
 
 
-def died_at_limit(memory: NodeMemory) -> str:
+def partition_budget(budget_bytes: int, memory_fraction: float, device_memory_bytes: int) -> str:
+    """A node's partition as both ways of running out of it state it."""
     return (
-        f"{PARTITION_TEXT}: its process died holding {memory.peak_bytes / MB:.0f} MB against "
-        f"its {memory.budget_bytes / MB:.0f} MB budget, so an allocation failed in a thread "
-        f"that cannot raise it (Ray's, gloo's, oneDNN's). {PARTITION_FIX}"
+        f"budget {budget_bytes / MB:.0f} MB (memory_fraction {memory_fraction:.2f} × "
+        f"{gib(device_memory_bytes)} device)"
+    )
+
+
+def died_at_limit(memory: NodeMemory, partition: str | None = None) -> str:
+    """partition: the plan's partition_budget (None: the budget the watch wrote)."""
+    budget = partition or f"budget {memory.budget_bytes / MB:.0f} MB"
+    return (
+        f"{PARTITION_TEXT}: {budget}, its process died holding {memory.peak_bytes / MB:.0f} MB, "
+        f"so an allocation failed in a thread that cannot raise it (Ray's, gloo's, oneDNN's). "
+        f"{PARTITION_FIX}"
     )
 
 
@@ -81,9 +91,13 @@ def failure_cause(message: str) -> Cause:
     return Cause.RAISED
 
 
-def failure_message(error: Exception, memory: Mapping[int, NodeMemory] | None = None) -> str:
+def failure_message(
+    error: Exception,
+    memory: Mapping[int, NodeMemory] | None = None,
+    partition: str | None = None,
+) -> str:
     """Each node's failure, the likely cause first; symptoms in one line each (memory: what
-    the nodes' memory watches last wrote, by rank)."""
+    the nodes' memory watches last wrote, by rank; partition: their partition_budget)."""
     failures = getattr(error, "worker_failures", None)
     if not failures:
         return f"training failed: {error}"
@@ -91,7 +105,7 @@ def failure_message(error: Exception, memory: Mapping[int, NodeMemory] | None = 
     for rank, text in messages.items():
         seen = (memory or {}).get(rank)
         if failure_cause(text) is Cause.PROCESS_DIED and seen is not None and seen.at_limit:
-            messages[rank] = f"node-{rank} (rank {rank}) {died_at_limit(seen)}"
+            messages[rank] = f"node-{rank} (rank {rank}) {died_at_limit(seen, partition)}"
     order = sorted(messages, key=lambda rank: (failure_cause(messages[rank]).value, rank))
     parts = [f"training failed on {len(failures)} simulated node(s):"]
     for rank in order:

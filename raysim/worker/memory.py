@@ -23,10 +23,10 @@ import resource
 from dataclasses import dataclass
 
 from raysim.config.schema import ExperimentConfig
-from raysim.failures import PARTITION_FIX, PARTITION_TEXT
+from raysim.failures import PARTITION_FIX, PARTITION_TEXT, partition_budget
 from raysim.plan.resources import ResourcePlan
 from raysim.procfs import data_segment_bytes
-from raysim.units import MB, gib
+from raysim.units import MB
 
 OOM_MARKERS = (
     "DefaultCPUAllocator: can't allocate memory",
@@ -99,9 +99,9 @@ class MemoryGuard:
             release_cpu_budget()  # let the error path allocate
         grown = max(self.peak_bytes, self.used_bytes())
         return SimulatedOutOfMemoryError(
-            f"node-{self.rank} (rank {self.rank}) {PARTITION_TEXT}: budget "
-            f"{self.budget_bytes / MB:.0f} MB (memory_fraction {self.memory_fraction:.2f} × "
-            f"{gib(self.device_memory_bytes)} device), training memory reached "
+            f"node-{self.rank} (rank {self.rank}) {PARTITION_TEXT}: "
+            f"{partition_budget(self.budget_bytes, self.memory_fraction, self.device_memory_bytes)}"
+            f", training memory reached "
             f"{grown / MB:.0f} MB above the {self.baseline_data_bytes / MB:.0f} MB "
             f"baseline when an allocation failed ({str(error).splitlines()[0][:160]}). "
             + PARTITION_FIX

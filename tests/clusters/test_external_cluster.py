@@ -79,8 +79,8 @@ def test_runs_on_an_existing_two_node_cluster(external_cluster, tmp_path):
     assert len(node_ids) == 2
     done = subprocess.run(
         [sys.executable, "-m", "raysim.cli", "run", "--address", address, "--num-nodes", "2",
-         "--num-epochs", "1", "--image-size", "16", "--batch-size", "16", "--device", "cpu",
-         "--max-steps-per-epoch", "5", "--run-dir", str(tmp_path), "--run-name", "ext"],
+         "--num-epochs", "1", "--image-size", "16", "--batch-size", "8", "--device", "cpu",
+         "--max-steps-per-epoch", "3", "--run-dir", str(tmp_path), "--run-name", "ext"],
         cwd=ROOT, capture_output=True, text=True, timeout=400, env=TOKEN_MODE,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

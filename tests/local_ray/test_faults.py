@@ -13,7 +13,7 @@ from raysim.config import load_config, parse_inject
 from raysim.rundir import FAULTS_DIR, read_lines
 
 pytestmark = pytest.mark.slow
-EPOCHS = 4
+EPOCHS = 3
 
 
 def config(tmp_path, name, **overrides):
@@ -40,35 +40,31 @@ def uninterrupted(shared_ray, tmp_path_factory):
     return epochs_of(result.run_dir)
 
 
-def test_crash_recovers_from_the_checkpoint_into_the_same_run(uninterrupted, tmp_path):
-    crash = {"kind": "worker_crash", "rank": 1, "epoch": 2, "step": 2}
-    result = raysim.run(config(tmp_path, "crash", faults=[crash], max_failures=1), out=None)
-    epochs = epochs_of(result.run_dir)
-    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4], "no epoch skipped or counted twice"
-    assert same_run(epochs, uninterrupted), "bitwise the same weights and metrics"
-    records = read_lines(result.run_dir / "metrics.jsonl")
-    (error,) = [r for r in records if r["kind"] == "error"]
-    assert error["faults"][0]["kind"] == "worker_crash" and 0 < error["detect_s"] < 15
-    (recovered,) = [r for r in records if r["kind"] == "recovered"]
-    assert recovered["recover_s"] > error["detect_s"]
-    assert result.summary["status"] == "finished"
-
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(result.run_dir / "tensorboard")).Reload()
-    assert [s.step for s in events.Scalars("train/loss")] == [1, 2, 3, 4]
-
-
-def test_exhausted_failures_say_who_and_resume_finishes_the_same_run(uninterrupted, tmp_path):
-    # The pause lets the controller take in epochs 1-2's reports before the crash: with
-    # 0.4 s epochs it could otherwise see the failure first and drop them.
+def test_a_crash_recovers_a_second_exhausts_failures_and_resume_finishes_the_same_run(
+    uninterrupted, tmp_path
+):
+    """One run: node-1 crashes in epoch 2 and the run recovers from epoch 1's checkpoint
+    (max_failures 1); it crashes again in epoch 3, which ends the run naming it; --resume
+    finishes it into bitwise the weights and metrics of a run never interrupted."""
+    # The pause lets the controller take in epochs 1-2's reports before the second crash:
+    # with 0.4 s epochs it could otherwise see the failure first and drop them.
     faults = [
+        parse_inject("worker_crash:rank=1,epoch=2,step=2"),
         parse_inject("slow_node:rank=1,epoch=3,step=1,seconds=3"),
         parse_inject("worker_crash:rank=1,epoch=3,step=2"),
     ]
-    cfg = config(tmp_path, "stop", faults=faults)
+    cfg = config(tmp_path, "stop", faults=faults, max_failures=1)
     with pytest.raises(raysim.RunFailedError) as info:
         raysim.run(cfg, out=None)
+    records = read_lines(tmp_path / "stop" / "metrics.jsonl")
+    error = next(r for r in records if r["kind"] == "error")
+    assert error["faults"][0]["kind"] == "worker_crash" and 0 < error["detect_s"] < 15
+    assert error["faults"][0]["epoch"] == 2
+    (recovered,) = [r for r in records if r["kind"] == "recovered"]
+    assert recovered["recover_s"] > error["detect_s"]
+    # no epoch skipped or counted twice across the recovery
+    assert [e["epoch"] for e in epochs_of(tmp_path / "stop")] == [1, 2]
+
     message = str(info.value)
     # Ray Train may or may not also report the peer's broken all-reduce (it may end rank 0
     # first); the crashed node leads, and any other node is told as the symptom it is.
@@ -76,15 +72,21 @@ def test_exhausted_failures_say_who_and_resume_finishes_the_same_run(uninterrupt
     assert sections[0][0] == "node-1"
     assert sections[0][1].startswith("its worker process died")
     assert all(text.startswith("lost its all-reduce peer") for _, text in sections[1:])
-    assert "node-1 failed 1 time(s) (max_failures 0)" in message
+    assert "node-1 failed 2 time(s) (max_failures 1)" in message
     # The 3 s stall gave the controller time to take in epoch 2's report and checkpoint.
-    assert [e["epoch"] for e in epochs_of(tmp_path / "stop")] == [1, 2]
     assert "last good checkpoint: epoch 2" in message
     assert f"raysim run --resume {tmp_path / 'stop'}" in message
 
-    resumed = raysim.run(cfg, out=None, resume=True)  # the fault fired once: not again
-    assert [e["epoch"] for e in epochs_of(resumed.run_dir)] == [1, 2, 3, 4]
-    assert same_run(epochs_of(resumed.run_dir), uninterrupted)
+    resumed = raysim.run(cfg, out=None, resume=True)  # each fault fired once: not again
+    epochs = epochs_of(resumed.run_dir)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3], "no epoch skipped or counted twice"
+    assert same_run(epochs, uninterrupted), "bitwise the same weights and metrics"
+    assert resumed.summary["status"] == "finished"
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(resumed.run_dir / "tensorboard")).Reload()
+    assert [s.step for s in events.Scalars("train/loss")] == [1, 2, 3]
 
 
 def _marker(run_dir, index, kind, rank):

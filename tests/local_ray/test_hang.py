@@ -73,12 +73,13 @@ def test_the_console_names_the_stopped_node_first():
     assert second.startswith("raysim: the worker group failed (rank 0, 1)")
 
 
-def hang_config(tmp_path, name, **overrides):
+def hang_config(tmp_path, name, epoch, **overrides):
+    """node-1 hangs at step 3 of `epoch`, the last epoch."""
     values = dict(
-        num_nodes=2, num_epochs=3, max_steps_per_epoch=4, image_size=16, device="cpu",
+        num_nodes=2, num_epochs=epoch, max_steps_per_epoch=3, image_size=16, device="cpu",
         run_dir=str(tmp_path), run_name=name, collective_timeout_s=TIMEOUT_S,
         shared_memory_allreduce=False,  # the all-reduce on real gloo
-        faults=[parse_inject("hang:rank=1,epoch=2,step=3")],
+        faults=[parse_inject(f"hang:rank=1,epoch={epoch},step=3")],
     )  # fmt: skip
     values.update(overrides)
     return load_config(**values)
@@ -94,12 +95,12 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_a_hang_is_named_and_ended_within_the_timeout(shared_ray, tmp_path):
-    cfg = hang_config(tmp_path, "hang")
+    cfg = hang_config(tmp_path, "hang", epoch=1)
     with pytest.raises(raysim.RunFailedError) as info:
         raysim.run(cfg, out=None)
     ended = time.time()
     message = str(info.value)
-    assert message.startswith("hang: node-1 stopped entering collectives at epoch 2, step 3")
+    assert message.startswith("hang: node-1 stopped entering collectives at epoch 1, step 3")
     run_dir = tmp_path / "hang"
     (error,) = [r for r in read_lines(run_dir / "metrics.jsonl") if r["kind"] == "error"]
     stall = error["stall"]
@@ -123,10 +124,10 @@ def test_a_hang_is_named_and_ended_within_the_timeout(shared_ray, tmp_path):
 
 @pytest.mark.slow
 def test_with_a_restart_the_hung_run_finishes_and_counts_the_hang(shared_ray, tmp_path):
-    cfg = hang_config(tmp_path, "recover", max_failures=1, checkpoint_every=1)
+    cfg = hang_config(tmp_path, "recover", epoch=2, max_failures=1, checkpoint_every=1)
     result = raysim.run(cfg, out=None)
     assert result.summary["status"] == "finished"
-    assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
+    assert [e["epoch"] for e in result.epochs] == [1, 2]
     (hang,) = result.summary["faults"]
     assert (hang["kind"], hang["rank"], hang["epoch"], hang["step"]) == ("hang", 1, 2, 3)
     assert TIMEOUT_S - 1 < hang["detected_after_s"] < TIMEOUT_S + 2

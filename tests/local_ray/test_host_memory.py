@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import raysim
 from raysim.config import load_config
 from raysim.console import summary_table
 from raysim.plan import Hardware, PlanError, make_plan
@@ -45,8 +44,8 @@ def test_the_summary_keeps_each_node_peak_pss_and_none_where_unmeasured():
 
 
 @pytest.mark.slow
-def test_a_real_run_reports_pss_below_rss_on_every_node(shared_ray, tiny_config, tmp_path):
-    result = raysim.run(tiny_config(num_nodes=2, num_epochs=1, max_steps_per_epoch=3), out=None)
+def test_a_real_run_reports_pss_below_rss_on_every_node(short_run, tmp_path):
+    result = short_run
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
     assert len(ranks) == 2
     for rank in ranks:

@@ -1,6 +1,7 @@
 """Memory partitions: enforced on real allocations, measured, and planned by real trials."""
 
 import multiprocessing
+import re
 
 import pytest
 
@@ -8,7 +9,7 @@ import raysim
 from raysim.builtin.checks import parameter_count
 from raysim.builtin.model import build_model
 from raysim.config import replace
-from raysim.failures import PARTITION_TEXT, NodeMemory, failure_message
+from raysim.failures import PARTITION_TEXT, NodeMemory, failure_message, partition_budget
 from raysim.fit import HEADROOM, format_fit, plan_memory, search_largest
 from raysim.plan import Hardware, PlanError, make_plan
 from raysim.plan.memory_floor import state_floor_problem, training_state_bytes
@@ -17,6 +18,12 @@ from raysim.worker.memory import enforce_cpu_budget, is_out_of_memory
 from raysim.worker.strategies import get_strategy
 
 MB = 1e6
+RAN_OUT = (
+    r"node-\d \(rank \d\) ran out of its memory partition: budget {budget} MB "
+    r"\(memory_fraction {fraction} × {device} GiB device\)"
+)
+"""Both ways a node runs out of its partition (its allocation raised, or its process died
+at the limit) state the budget so."""
 RERUN_SPREAD = 12 * MB
 """How far apart the same batch may peak from run to run near the edge: batch 64 at 32 px
 measured 243 MB in fit's trial, then 253 MB run again."""
@@ -42,7 +49,8 @@ def test_budget_makes_the_crossing_allocation_fail_with_a_clear_error():
     message, recognised = results.get(timeout=120)
     child.join()
     assert recognised is True
-    assert message.startswith("node-3 (rank 3) ran out of its memory partition: budget 67 MB")
+    assert re.match(RAN_OUT.format(budget=67, fraction=r"0\.01", device=r"6\.25"), message)
+    assert message.startswith("node-3 (rank 3)")
     assert "memory_fraction 0.01" in message and "smaller batch_size" in message
 
 
@@ -79,11 +87,8 @@ def test_too_small_a_budget_fails_in_the_first_step(shared_ray, tiny_config):
         num_nodes=2, device_memory_gb=1.0, memory_fraction=0.15, image_size=32,
         batch_size=512, num_epochs=1,
     )  # fmt: skip
-    with pytest.raises(
-        raysim.RunFailedError,
-        match=r"node-\d \(rank \d\) ran out of its memory partition: budget 161 MB "
-        r"\(memory_fraction 0\.15 × 1 GiB device\)",
-    ):
+    ran_out = RAN_OUT.format(budget=161, fraction=r"0\.15", device=1)
+    with pytest.raises(raysim.RunFailedError, match=ran_out):
         raysim.run(cfg, out=None)
     records = read_lines(cfg_dir(cfg) / "metrics.jsonl")
     assert [r["kind"] for r in records] == ["error"], "no step may complete over budget"
@@ -202,10 +207,14 @@ def test_a_death_is_blamed_on_the_partition_only_when_the_watch_saw_it_full():
     full = NodeMemory(budget, budget + 2**20, budget)
     assert NodeMemory.parse(full.line().decode()) == full
     assert len(full.line()) == NodeMemory.LINE_BYTES
-    message = failure_message(_Failed(died), {0: full})
+    partition = partition_budget(budget, 0.025, 10 * 2**30)
+    message = failure_message(_Failed(died), {0: full}, partition)
     section = message.split("--- node-0 (rank 0) ---\n")[1]
-    assert section.startswith(f"node-0 (rank 0) {PARTITION_TEXT}: its process died holding 282 MB")
+    assert re.match(RAN_OUT.format(budget=281, fraction=r"0\.03", device=10), section)
+    assert ", its process died holding 282 MB, so an allocation failed" in section
     assert "Fix: a smaller batch_size" in section
+    section = failure_message(_Failed(died), {0: full}).split("--- node-0 (rank 0) ---\n")[1]
+    assert section.startswith(f"node-0 (rank 0) {PARTITION_TEXT}: budget 281 MB, its process")
     half = NodeMemory(budget // 2, budget // 2, budget)
     for memory in ({0: half}, {}, {1: full}):  # too little in use, no watch, not the one died
         section = failure_message(_Failed(died), memory).split("--- node-0 (rank 0) ---\n")[1]
@@ -246,7 +255,8 @@ def test_a_process_that_dies_at_its_partition_is_told_as_running_out(short_run, 
     with pytest.raises(raysim.RunFailedError) as full:
         raysim.run(cfg, train_fn=_fill_then_die, out=None)
     message = str(full.value)
-    assert f"node-0 (rank 0) {PARTITION_TEXT}: its process died holding " in message
+    assert re.search(RAN_OUT.format(budget=268, fraction=r"0\.03", device=10), message)
+    assert ", its process died holding " in message
     held_mb = int(message.split("its process died holding ")[1].split(" MB")[0])
     assert 0.97 * 268 <= held_mb <= 268 + 2, message
     cfg = tiny_config(

@@ -114,11 +114,24 @@ def _steps(epoch: dict[str, Any]) -> int:
 
 
 def _went_on(after: list[dict[str, Any]], saved: int | None) -> str:
-    recovered = next((r for r in after if r.get("kind") in ("recovered", "error")), None)
-    if recovered is None or recovered["kind"] == "error":
+    """How the run went on after this fault's failure: restarted if a recovery came, even
+    when another fault failed the restarted group first (that failure is told in its own
+    entry); failed only if none came."""
+    recovered = next((r for r in after if r.get("kind") == "recovered"), None)
+    if recovered is None:
         return "the run failed"
     origin = f"epoch {saved}'s checkpoint" if saved is not None else "the start"
+    went_on = f"restarted from {origin}"
+    failed_again = [r for r in after[: after.index(recovered)] if r.get("kind") == "error"]
+    if failed_again:
+        return f"{went_on}; failed again ({_kinds(failed_again)}) before an epoch was reported"
     return (
-        f"restarted from {origin}; epoch {recovered['epoch']} reported "
+        f"{went_on}; epoch {recovered['epoch']} reported "
         f"{recovered['recover_s']:.1f} s after the fault"
     )
+
+
+def _kinds(errors: list[dict[str, Any]]) -> str:
+    """The fault kinds listed by these error records, or what failed with none listed."""
+    kinds = [f["kind"] for error in errors for f in error.get("faults", [])]
+    return ", ".join(kinds) or "a failure no fault caused"

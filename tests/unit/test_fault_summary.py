@@ -103,3 +103,17 @@ def test_an_error_is_timed_from_its_own_failing_fault_not_earlier_ones(tmp_path)
     first, second = [r for r in read_lines(tmp_path / "metrics.jsonl") if r["kind"] == "error"]
     assert [f["index"] for f in first["faults"]] == [0, 1] and 2 <= first["detect_s"] < 10
     assert [f["index"] for f in second["faults"]] == [2] and 1 <= second["detect_s"] < 10
+
+
+def test_a_restart_failed_by_another_fault_before_it_recovered_still_went_on():
+    """The chaos soak's hang, whose restarted group a node_loss failed before its first
+    report: the run went on, it did not fail."""
+    loss = {**HANG, "kind": "node_loss", "epoch": 4, "step": 1, "index": 2, "fired_unix": 130.0}
+    later = [
+        {"kind": "error", "time_unix": 132.0, "faults": [loss], "detect_s": 2.0},
+        {"kind": "recovered", "epoch": 3, "recover_s": 60.0},
+    ]
+    hang, lost = fault_entries(records()[:-1] + later, [HANG, loss])
+    assert hang["went_on"].startswith("restarted from epoch 1's checkpoint; failed again")
+    assert "(node_loss) before an epoch was reported" in hang["went_on"]
+    assert lost["went_on"].startswith("restarted from epoch 1's checkpoint; epoch 3 reported")

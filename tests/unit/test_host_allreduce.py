@@ -19,11 +19,14 @@ WORLD = 3  # chunks of unequal size: 1000 × 1000 + 1000 values do not divide by
 STEPS = 3
 
 
-def _train(rank: int, ddp_kwargs: dict, shared: list[int]) -> dict:
+def _train(rank: int, ddp_kwargs: dict, shared: list[int], resume: dict | None = None) -> dict:
+    """resume: the state after step 1, for a new DDP (a restarted worker group) to go on from."""
     from torch.nn.parallel import DistributedDataParallel
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1000, 1000), nn.Linear(1000, 1000))
+    if resume is not None:
+        model.load_state_dict(resume)
     reference = nn.Sequential(nn.Linear(1000, 1000), nn.Linear(1000, 1000))
     ddp = DistributedDataParallel(model, **ddp_kwargs)
     host = HostAllreduce.probe(on_shared_bytes=shared.append)
@@ -32,7 +35,7 @@ def _train(rank: int, ddp_kwargs: dict, shared: list[int]) -> dict:
     ddp.register_comm_hook(*make_emulation_hook(parse_network(None), WORLD, stats, host=host))
     optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
     out: dict = {"max_grad_error": 0.0, "grads": [], "buckets": []}
-    for step in range(STEPS):
+    for step in range(0 if resume is None else 1, STEPS):
         reference.load_state_dict(model.state_dict())
         expected = mean_local_grads(reference, step, WORLD)
         optimizer.zero_grad()
@@ -41,6 +44,8 @@ def _train(rank: int, ddp_kwargs: dict, shared: list[int]) -> dict:
         out["grads"].append(grads)
         out["buckets"].append(stats.take()["buckets"])
         optimizer.step()
+        if step == 0:
+            out["after_first"] = {k: v.clone() for k, v in model.state_dict().items()}
         error = max(
             ((g - e).abs().max() / e.abs().max()).item()
             for g, e in zip(grads, expected, strict=True)
@@ -65,6 +70,8 @@ def _worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
             "one_bucket": _train(rank, plans, one),
             "two_buckets": _train(rank, {"bucket_cap_mb": 3}, []),
         }
+        after_first = results["one_bucket"]["after_first"]
+        results["resumed"] = _train(rank, plans, [], resume=after_first)
         guard.hold_shared(one[-1])
         results["shared_bytes"] = one
         results["limit_drop"] = limit_before - resource.getrlimit(resource.RLIMIT_DATA)[0]
@@ -92,6 +99,16 @@ def test_gradients_are_every_ranks_mean_and_the_same_bits_on_every_rank(ranks, l
         for other in ranks[1:]:
             for a, b in zip(first, other[layout]["grads"][step], strict=True):
                 assert torch.equal(a, b), f"{layout}: step {step} differs between ranks"
+
+
+@pytest.mark.timeout(180)
+def test_a_restarted_group_goes_on_with_the_same_bits(ranks):
+    """A new DDP lays its first step's bucket out in parameter order, later steps in
+    gradient-ready order: with three ranks the sum must not depend on an element's chunk."""
+    for rank in ranks:
+        went_on = rank["one_bucket"]["grads"][1:]
+        for step, (a, b) in enumerate(zip(went_on, rank["resumed"]["grads"], strict=True)):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), f"step {step + 1}"
 
 
 @pytest.mark.timeout(180)

@@ -10,9 +10,12 @@ their owners), on the training thread, between gloo barriers. That is how NCCL
 averages between local ranks, through shared memory rather than the network.
 
 The sum is exact and the same on every rank: each chunk is added up by one rank, in
-rank order, and copied to the others. The barriers are gloo's, so a peer that dies
-fails the step as a dead peer fails gloo's own all-reduce, within the process
-group's timeout.
+rank order, and copied to the others. Rank order whichever rank owns the chunk, so an
+element's sum does not depend on where DDP's bucket layout puts it: a new worker group's
+first step lays the bucket out in parameter order and later steps in gradient-ready
+order, and a restarted run must add its first step up as the uninterrupted run did.
+The barriers are gloo's, so a peer that dies fails the step as a dead peer fails gloo's
+own all-reduce, within the process group's timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class _SharedBucket:
     bounds: list[int]
     """Chunk r of a bucket is [bounds[r], bounds[r + 1]): rank r adds it up."""
     nbytes: int
+    total: torch.Tensor
+    """This rank's chunk summed in rank order, before it goes back into the bucket."""
 
 
 def _share(tensor: torch.Tensor) -> tuple[int, int, int, int]:
@@ -100,11 +105,13 @@ class HostAllreduce:
             shared = self._share_bucket(bucket.index(), buffer)
         lo, hi = shared.bounds[self.rank], shared.bounds[self.rank + 1]
         dist.barrier(group=self.group)  # every bucket holds this step's gradients
-        mine = buffer[lo:hi]
-        for peer, peer_bucket in enumerate(shared.peers):
-            if peer != self.rank:
-                mine.add_(peer_bucket[lo:hi])
-        mine.div_(self.world_size)
+        # Not own chunk first: with three ranks or more, (a + b) + c and (c + a) + b differ
+        # in the last bits, and a restart's first step puts elements in other chunks.
+        total = shared.total
+        torch.add(shared.peers[0][lo:hi], shared.peers[1][lo:hi], out=total)
+        for peer_bucket in shared.peers[2:]:
+            total.add_(peer_bucket[lo:hi])
+        buffer[lo:hi].copy_(total).div_(self.world_size)
         dist.barrier(group=self.group)  # every chunk is averaged
         for peer, peer_bucket in enumerate(shared.peers):
             if peer != self.rank:
@@ -123,7 +130,11 @@ class HostAllreduce:
         ]
         numel = buffer.numel()
         bounds = [numel * r // self.world_size for r in range(self.world_size + 1)]
-        shared = _SharedBucket(buffer.data_ptr(), peers, bounds, numel * buffer.element_size())
+        lo, hi = bounds[self.rank], bounds[self.rank + 1]
+        total = torch.empty(hi - lo, dtype=buffer.dtype)
+        shared = _SharedBucket(
+            buffer.data_ptr(), peers, bounds, numel * buffer.element_size(), total
+        )
         self._buckets[index] = shared
         if self.on_shared_bytes is not None:
             self.on_shared_bytes(sum(b.nbytes for b in self._buckets.values()))

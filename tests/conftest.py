@@ -1,5 +1,6 @@
 """One real local Ray for the whole session: runs reuse it instead of starting their own;
-and one short run on it for the tests that only read a run."""
+and the runs on it that tests in several files only read (a short one, a tracked one, a
+user's own loop)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,53 @@ def short_run(shared_ray, tmp_path_factory):
     values = {**TINY, "num_nodes": 2, "num_epochs": 1, "max_steps_per_epoch": 3}
     cfg = load_config(**values, run_dir=str(tmp_path_factory.mktemp("short")), run_name="short")
     return raysim.run(cfg, out=None)
+
+
+@pytest.fixture(scope="session")
+def tracked_run(shared_ray, tmp_path_factory):
+    """TINY on two nodes for two epochs of three steps, logged to W&B (offline) and to MLflow
+    (its default store in the run directory, experiment "t") at once: the one real run that
+    the tracker tests (test_wandb, test_mlflow, test_mlflow_ui) read back."""
+    import raysim
+
+    tracking = {"wandb": {}, "mlflow": {"experiment": "t"}}
+    values = {**TINY, "num_nodes": 2, "max_steps_per_epoch": 3, "tracking": tracking}
+    cfg = load_config(**values, run_dir=str(tmp_path_factory.mktemp("tracked")), run_name="run")
+    return raysim.run(cfg, out=None)
+
+
+def users_loop(config):
+    """A user's plain PyTorch loop (as examples/custom_train_loop.py), with a model whose
+    steps take some milliseconds: prepare and report are its only raysim calls."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from raysim import worker
+
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(512, 768), torch.randint(0, 10, (512,)))
+    model = nn.Sequential(nn.Linear(768, 2048), nn.ReLU(), nn.Linear(2048, 10))
+    model, loader = worker.prepare(model, DataLoader(data, batch_size=config["batch_size"]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for epoch in range(1, config["num_epochs"] + 1):
+        for inputs, labels in loader:
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(inputs), labels)
+            loss.backward()
+            optimizer.step()
+        worker.report({"epoch": epoch, "loss": loss.item()})
+
+
+@pytest.fixture(scope="session")
+def users_loop_run(shared_ray, tmp_path_factory):
+    """users_loop on two nodes for two epochs of 8 steps, its first 2 steps after each report
+    traced, node 1 a straggler (10×) and both jittering (up to 0.5× their compute): what the
+    emulation and the tracer do to a user's function through prepare (test_switches,
+    test_trace)."""
+    import raysim
+
+    cfg = load_config(
+        num_nodes=2, num_epochs=2, batch_size=32, trace_steps=2, stragglers={1: 10.0},
+        jitter=0.5, device="cpu", run_dir=str(tmp_path_factory.mktemp("own")), run_name="own",
+    )  # fmt: skip
+    return raysim.run(cfg, train_fn=users_loop, out=None)

@@ -1,6 +1,7 @@
 """The command line and the original project's scripts, run as a user runs them; the
-`raysim` subcommands on a real run through the command's own entry point (in this process, on
-the shared Ray): run, --resume, project (fit: test_own_training.py)."""
+`raysim` console script on a real run, then the subcommands on that run through the command's
+own entry point (in this process, on the shared Ray): --resume, project (fit:
+test_own_training.py)."""
 
 import json
 import re
@@ -16,7 +17,6 @@ from raysim.cli import main
 from raysim.rundir import epoch_lines, read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--device", "cpu", "--image-size", "16", "--batch-size", "8"]
 
 
 def run_script(*args, timeout=120):
@@ -103,27 +103,6 @@ def test_unwritable_run_dir_is_reported(tmp_path):
     assert "cannot write the run directory" in done.stderr and "run_dir" in done.stderr
 
 
-@pytest.mark.slow
-def test_raysim_command_end_to_end(tmp_path):
-    """The console script with its own (cold) Ray: progress lines, summary, run directory."""
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "raysim"), "run",
-            "--config", "configs/distributed_config.yaml", "--num-nodes", "2",
-            "--num-epochs", "2", "--max-steps-per-epoch", "4", "--image-size", "16",
-            "--device", "cpu", "--run-dir", str(tmp_path), "--run-name", "cli",
-        ],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    progress = re.findall(r"^epoch\s+(\d+/\d+)\s+nodes 2\s+loss", done.stdout, re.MULTILINE)
-    assert progress == ["1/2", "2/2"]
-    assert "final test accuracy" in done.stdout and "node-1" in done.stdout
-    run_dir = tmp_path / "cli"
-    assert {"config.yaml", "metrics.jsonl", "summary.json"} <= {p.name for p in run_dir.iterdir()}
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["num_nodes"] == 2
-
-
 def test_resume_of_a_folder_that_is_not_a_run_names_it(tmp_path):
     done = run_script("-m", "raysim.cli", "run", "--resume", str(tmp_path))
     assert done.returncode == 2
@@ -182,14 +161,31 @@ def test_train_config_flags_merge_over_the_yaml_block(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_then_resume_then_project(shared_ray, tmp_path, capsys):
-    args = ["run", *TINY, "--num-nodes", "2", "--num-epochs", "1", "--max-steps-per-epoch", "4",
-            "--checkpoint-every", "1", "--run-dir", str(tmp_path), "--run-name", "r"]  # fmt: skip
-    assert main(args) == 0
+def test_the_console_script_then_resume_then_project(shared_ray, tmp_path, capsys):
+    """The console script with its own (cold) Ray: progress lines, summary, run directory;
+    then, in this process on the shared Ray, `run --resume` for one more epoch from its
+    checkpoint, and `project` of the result."""
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "raysim"), "run",
+            "--config", "configs/distributed_config.yaml", "--num-nodes", "2",
+            "--num-epochs", "2", "--max-steps-per-epoch", "3", "--image-size", "16",
+            "--checkpoint-every", "1", "--device", "cpu", "--run-dir", str(tmp_path),
+            "--run-name", "r",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    progress = re.findall(r"^epoch\s+(\d+/\d+)\s+nodes 2\s+loss", done.stdout, re.MULTILINE)
+    assert progress == ["1/2", "2/2"]
+    assert "final test accuracy" in done.stdout and "node-1" in done.stdout
     run_dir = tmp_path / "r"
-    assert main(["run", "--resume", str(run_dir), "--num-epochs", "2"]) == 0
+    assert {"config.yaml", "metrics.jsonl", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["num_nodes"] == 2
+
+    assert main(["run", "--resume", str(run_dir), "--num-epochs", "3"]) == 0
     epochs = epoch_lines(read_lines(run_dir / "metrics.jsonl"))
-    assert [e["epoch"] for e in epochs] == [1, 2], "epoch 1 from the checkpoint, then 2"
+    assert [e["epoch"] for e in epochs] == [1, 2, 3], "epochs 1-2 from the checkpoint, then 3"
     assert "continue" not in capsys.readouterr().err
 
     out = tmp_path / "projection.json"

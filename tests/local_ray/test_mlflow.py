@@ -141,11 +141,10 @@ def test_the_recorder_travels_as_plain_values_and_builds_its_trackers(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tracked_run_logs_config_epochs_nodes_summary_and_files(
-    shared_ray, tiny_config, monkeypatch
-):
-    cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking={"mlflow": {"experiment": "t"}})
-    result = raysim.run(cfg, out=None)
+def test_a_tracked_run_logs_config_epochs_nodes_summary_and_files(tracked_run, monkeypatch):
+    """The session's tracked run (MLflow beside W&B)."""
+    result = tracked_run
+    cfg = result.config
     client, run = open_run(result.run_dir, monkeypatch)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "run"

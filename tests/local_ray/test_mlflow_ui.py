@@ -159,15 +159,14 @@ def test_a_file_store_uri_still_works_with_mlflows_opt_in_set_by_raysim(tmp_path
 
 
 @pytest.mark.slow
-def test_mlflow_ui_serves_the_default_store_and_its_run_page(shared_ray, tiny_config, tmp_path):
-    """README's command on a run: `mlflow ui --backend-store-uri sqlite:///runs/<name>/
-    mlflow.db`; the run's page in Chromium: its params and metrics on Overview, a chart per
-    metric under Model metrics, its files under Artifacts."""
-    cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking={"mlflow": {}})
-    run_dir = raysim.run(cfg, out=None).run_dir
+def test_mlflow_ui_serves_the_default_store_and_its_run_page(tracked_run, tmp_path):
+    """README's command on a run (the session's tracked run): `mlflow ui --backend-store-uri
+    sqlite:///runs/<name>/mlflow.db`; the run's page in Chromium: its params and metrics on
+    Overview, a chart per metric under Model metrics, its files under Artifacts."""
+    run_dir = tracked_run.run_dir
     store = f"sqlite:///{run_dir}/mlflow.db"
     with serving("ui", "--backend-store-uri", store) as url:
-        saved = check_served_run(url, run_dir, "raysim")
+        saved = check_served_run(url, run_dir, "t")
         page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
         logged = rest(url, "runs/get", run_id=saved["run_id"])["run"]["data"]["metrics"]
         overview = browser.text(browser.dom(page))

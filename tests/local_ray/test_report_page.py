@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import raysim
 from raysim.cli import main
-from raysim.config import load_config
 from raysim.report import RunRecord, compare_runs
 from raysim.report.render import write_report
 from tests import browser
@@ -156,19 +154,15 @@ def test_without_html_there_is_no_page(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def real_report(shared_ray, tmp_path_factory):
-    """`raysim compare --html` on a short real 2-node run with a traced epoch, projected
-    onto a real cluster: every part of the report has something in it."""
-    runs = tmp_path_factory.mktemp("runs")
-    cfg = load_config(
-        num_nodes=2, num_epochs=1, max_steps_per_epoch=3, trace_steps=3, dataset="synthetic",
-        synthetic_samples=256, image_size=16, batch_size=8, device="cpu",
-        run_dir=str(runs), run_name="two-nodes",
-    )  # fmt: skip
-    run_dir = raysim.run(cfg, out=None).run_dir
-    out = runs / "report"
+def real_report(short_run, tmp_path_factory):
+    """`raysim compare --html` on the session's short real 2-node run (its 3 steps traced, as
+    every run's first 3 steps are by default), projected onto a real cluster: every part of
+    the report has something in it."""
+    assert short_run.config.trace_steps >= short_run.config.max_steps_per_epoch
+    out = tmp_path_factory.mktemp("report") / "report"
     target = "gpus_per_node=8,intra=nvlink,network=100gbe"
-    assert main(["compare", str(run_dir), "--out", str(out), "--html", "--target", target]) == 0
+    assert main(["compare", str(short_run.run_dir), "--out", str(out), "--html",
+                 "--target", target]) == 0  # fmt: skip
     return out
 
 
@@ -190,7 +184,7 @@ def probe(out: Path) -> Path:
 def test_the_report_page_of_a_real_run_opens_in_chromium_with_its_plots(real_report, tmp_path):
     page = check_page(real_report)
     names = {i["alt"] for i in page.images}
-    assert {"loss_vs_epoch", "projected_throughput_vs_machines", "timeline_two-nodes"} <= names
+    assert {"loss_vs_epoch", "projected_throughput_vs_machines", "timeline_short"} <= names
     assert any(h.startswith("Projected on a real cluster") for h in page.headings)
     assert {"Per node", "Timelines", "Plots"} <= set(page.headings)
 
@@ -198,7 +192,7 @@ def test_the_report_page_of_a_real_run_opens_in_chromium_with_its_plots(real_rep
     shown = browser.text(browser.dom(url))
     for header in ("samples/s", "peak per node", "projected samples/s", "step time"):
         assert header in shown
-    assert "two-nodes node-1" in shown, "the per-node table's rows"
+    assert "short node-1" in shown, "the per-node table's rows"
     widths = re.findall(r'data-natural-width="(\d+)"', browser.dom(probe(real_report).as_uri()))
     assert len(widths) == len(page.images) and all(int(w) > 100 for w in widths), widths
 

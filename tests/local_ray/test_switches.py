@@ -1,10 +1,10 @@
 """Documented switches: the memory-saving ones (mixed precision, channels_last,
 accumulation, checkpointing) and, each run for real, jitter, gradient compression, an unenforced
-budget, start weights, loader processes; and stragglers for a user's own function."""
+budget, start weights, loader processes; and jitter and stragglers for a user's own function
+(the session's users_loop_run)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +18,6 @@ from raysim.builtin.model import build_model, checkpoint_stages
 from raysim.config import ConfigError, load_config
 from raysim.plan import Hardware, PlanError, make_plan
 from raysim.rundir import rank_lines, read_lines
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from examples.custom_train_loop import train_fn  # noqa: E402
 
 
 def test_bad_switch_values_are_named():
@@ -106,17 +101,19 @@ def quick(tiny_config, name, **overrides):
 
 
 @pytest.mark.slow
-def test_jitter_and_stragglers_reach_a_users_function_through_prepare(shared_ray, tiny_config):
+def test_jitter_and_stragglers_reach_a_users_function_through_prepare(users_loop_run):
     """The emulation acts on the prepared model, so a user's loop straggles as the built-in."""
-    cfg = quick(
-        tiny_config, "straggle", num_nodes=2, stragglers={1: 10.0}, jitter=0.5, batch_size=64
-    )
-    ranks = ranks_of(raysim.run(cfg, train_fn=train_fn, out=None))
-    by_rank = {r["rank"]: r for r in ranks}
-    # rank 0 only jitters (0 to 0.5 × its compute), rank 1 sleeps 9× its compute on top:
-    # 36 times rank 0's sleep on average, 25 times measured
-    assert by_rank[0]["straggler_sleep_s_per_step"] > 0
-    assert by_rank[1]["straggler_sleep_s_per_step"] > 10 * by_rank[0]["straggler_sleep_s_per_step"]
+    ranks = ranks_of(users_loop_run)
+    assert sorted((r["epoch"], r["rank"]) for r in ranks) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    for epoch in (1, 2):
+        by_rank = {r["rank"]: r for r in ranks if r["epoch"] == epoch}
+        # rank 0 only jitters (0 to 0.5 × its compute), rank 1 sleeps 9× its compute on top:
+        # 36 times rank 0's sleep on average, 25 times measured
+        fast, slow = (
+            by_rank[0]["straggler_sleep_s_per_step"],
+            by_rank[1]["straggler_sleep_s_per_step"],
+        )
+        assert fast > 0 and slow > 10 * fast, (epoch, fast, slow)
     assert all(r["allreduce_wait_s_per_step"] > 0 for r in ranks), "the hook measured the wait"
 
 
@@ -135,35 +132,41 @@ def test_fp16_compression_runs_on_the_wire_and_keeps_the_ranks_equal(short_run, 
     assert abs(half.epochs[-1]["train_loss"] - plain.epochs[-1]["train_loss"]) < 0.1
 
 
+@pytest.fixture(scope="module")
+def forked_run(short_run):
+    """The session's short_run again, with a loader process and a budget below the model's
+    training state, measured and not enforced: neither may change what is trained."""
+    values = {**short_run.config.to_dict(), "run_name": "forked", "num_workers_per_loader": 1,
+              "memory_fraction": 0.005, "enforce_memory": False}  # fmt: skip
+    return raysim.run(load_config(**values), out=None)
+
+
 @pytest.mark.slow
-def test_an_unenforced_budget_is_measured_not_enforced(shared_ray, tiny_config):
+def test_an_unenforced_budget_is_measured_not_enforced(forked_run, tiny_config):
     """53 MB is below the model's 134 MB of training state: refused when enforced."""
     with pytest.raises(raysim.ConfigError, match="memory_fraction ≥ 0.02"):
         raysim.run(quick(tiny_config, "enforced", memory_fraction=0.005), out=None)
-    result = raysim.run(
-        quick(tiny_config, "measured", memory_fraction=0.005, enforce_memory=False), out=None
-    )
-    (node,) = result.summary["nodes"]
-    assert node["memory_budget_bytes"] == int(0.005 * 10 * 2**30)
-    assert node["memory_peak_bytes"] > 2 * node["memory_budget_bytes"]
+    nodes = forked_run.summary["nodes"]
+    assert len(nodes) == 2
+    for node in nodes:
+        assert node["memory_budget_bytes"] == int(0.005 * 10 * 2**30)
+        assert node["memory_peak_bytes"] > 2 * node["memory_budget_bytes"]
 
 
 @pytest.mark.slow
 def test_start_weights_load_and_loader_processes_deliver_the_same_batches(
-    short_run, tiny_config, tmp_path
+    short_run, forked_run, tiny_config, tmp_path
 ):
     """Against one plain run: ImageNet-shaped weights (1000 classes) load into the backbone
-    (the 10-class head is new), and a loader process gives the very same weights."""
+    (the 10-class head is new), and a loader process (with an unenforced budget) gives the
+    very same weights."""
     torch.manual_seed(123)
     path = tmp_path / "resnet18.pth"
     torch.save(build_model(1000).state_dict(), path)
     plain = short_run.epochs[-1]["param_checksum"]
     loaded = raysim.run(quick(tiny_config, "loaded", num_nodes=2, weights_path=str(path)), out=None)
     assert loaded.epochs[-1]["param_checksum"] != plain
-    forked = raysim.run(
-        quick(tiny_config, "forked", num_nodes=2, num_workers_per_loader=1), out=None
-    )
-    assert forked.epochs[-1]["param_checksum"] == plain
+    assert forked_run.epochs[-1]["param_checksum"] == plain
     missing = quick(tiny_config, "missing", weights_path=str(tmp_path / "nowhere.pth"))
     with pytest.raises(FileNotFoundError, match=r"weights_path .*nowhere.pth does not exist"):
         raysim.run(missing, out=None)

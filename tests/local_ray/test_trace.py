@@ -20,7 +20,6 @@ from torch.optim.optimizer import (
 from torch.utils.data import DataLoader, TensorDataset
 
 import raysim
-from raysim import worker
 from raysim.cli import main
 from raysim.config import ConfigError, load_config
 from raysim.record.recorder import MetricsRecorder
@@ -278,36 +277,18 @@ def test_raysim_trace_draws_a_lane_per_node_and_compare_shows_it(straggler_run, 
         assert image.format == "PNG"
 
 
-def own_fn(config):
-    """A user's plain PyTorch loop (as examples/custom_train_loop.py), with a model whose
-    steps take some milliseconds: prepare and report are its only raysim calls."""
-    torch.manual_seed(0)
-    data = TensorDataset(torch.randn(512, 768), torch.randint(0, 10, (512,)))
-    model = nn.Sequential(nn.Linear(768, 2048), nn.ReLU(), nn.Linear(2048, 10))
-    model, loader = worker.prepare(model, DataLoader(data, batch_size=config["batch_size"]))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for epoch in range(1, config["num_epochs"] + 1):
-        for inputs, labels in loader:
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(inputs), labels)
-            loss.backward()
-            optimizer.step()
-        worker.report({"epoch": epoch, "loss": loss.item()})
-
-
 @pytest.mark.slow
-def test_a_users_function_through_prepare_gets_a_trace(shared_ray, tmp_path):
-    cfg = load_config(
-        num_nodes=2, num_epochs=2, batch_size=32, trace_steps=2, device="cpu",
-        run_dir=str(tmp_path), run_name="own",
-    )  # fmt: skip
-    run_dir = raysim.run(cfg, train_fn=own_fn, out=None).run_dir
-    events = events_of(run_dir)
+def test_a_users_function_through_prepare_gets_a_trace(users_loop_run):
+    """The session's run of a user's loop, jittering, node 1 a straggler: its sleeps are the
+    straggler-delay spans that tile the step with the rest."""
+    events = events_of(users_loop_run.run_dir)
     # Its loss and zero_grad run outside the hooks: 1.1 ms of a 21 ms step once, in the
     # full suite on 2 cores.
     assert_steps_are_tiled(events, epochs=[1, 2], traced=2, untraced_us=3000)
     assert sorted({k[2] for k in steps_of(events)}) == [1, 2], "only the first 2 steps"
     assert {e["name"] for e in events if e.get("cat") == "comm"} == {"all-reduce"}
+    delays = {e["pid"] for e in events if e["name"] == "straggler delay"}
+    assert delays == {1, 2}, "both jitter; node 1 straggles too"
 
 
 def test_the_profiler_records_the_steps_after_its_skip_and_warm_up(tmp_path):

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-import raysim
 from raysim.config import ConfigError, load_config
 from raysim.config.tracking import WandbSettings, parse_tracking
 from raysim.failures import RunFailedError
@@ -108,9 +107,9 @@ def test_the_registry_builds_it_from_the_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_real_run_holds_its_config_every_epoch_and_its_status(shared_ray, tiny_config):
-    cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking={"wandb": {}})
-    run_dir = raysim.run(cfg, out=None).run_dir
+def test_a_real_run_holds_its_config_every_epoch_and_its_status(tracked_run):
+    """The session's tracked run (W&B beside MLflow): each tracker keeps its own run."""
+    run_dir = tracked_run.run_dir
     saved = json.loads((run_dir / WANDB_RUN_FILE).read_text())
     assert saved["mode"] == "offline" and saved["project"] == "raysim"
     run = read_offline_run(run_dir / WANDB_DIR, saved["run_id"], parts=3)

@@ -172,11 +172,12 @@ def test_a_modules_own_reports_are_recorded_in_the_users_directory(
 
 
 def test_an_injected_crash_at_a_scripts_step_restarts_the_script(shared_ray, tmp_path):
-    """worker_crash at rank 1's 3rd optimizer step of epoch 2; max_failures 1 restarts the
-    script from its start, as torchrun's --max-restarts does (it keeps no checkpoint)."""
+    """worker_crash at rank 1's 3rd optimizer step (of 4) of epoch 2; max_failures 1
+    restarts the script from its start, as torchrun's --max-restarts does (it keeps no
+    checkpoint)."""
     assert launch(tmp_path, "crash", "--inject", "worker_crash:rank=1,epoch=2,step=3",
                   "--max-failures", "1", str(EXAMPLE), "--epochs", "2",
-                  "--samples", "512") == 0  # fmt: skip
+                  "--samples", "256") == 0  # fmt: skip
     run_dir = tmp_path / "crash"
     records = read_lines(run_dir / "metrics.jsonl")
     kinds = [r.get("kind") for r in records]

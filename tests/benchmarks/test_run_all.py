@@ -52,12 +52,14 @@ def test_a_finished_ab_records_its_command_and_both_trees():
 
 
 def test_the_quick_form_runs_and_writes_where_it_is_told(tmp_path):
-    """The benchmarks that need no Ray, at their quick sizes, through run_all itself
-    (--allow-dirty: a test runs in whatever tree it finds, and says so in the result)."""
-    seconds = run_all.main(["--quick", "--allow-dirty", "--only", "projection,measure-hooks",
-                            "--out", str(tmp_path)])  # fmt: skip
-    assert set(seconds) == {"projection", "measure-hooks"}
-    for name in ("projection_validation.json", "bench_measure_hooks.json"):
+    """Two benchmarks that need no Ray, at their quick sizes, through run_all itself
+    (--allow-dirty: a test runs in whatever tree it finds, and says so in the result).
+    The FSDP check takes seconds; bench_projection.py's minute is spent whole by
+    tests/unit/test_projection_validation.py."""
+    seconds = run_all.main(["--quick", "--allow-dirty", "--only",
+                            "projection-fsdp,measure-hooks", "--out", str(tmp_path)])  # fmt: skip
+    assert set(seconds) == {"projection-fsdp", "measure-hooks"}
+    for name in ("projection_fsdp_validation.json", "bench_measure_hooks.json"):
         record = json.loads((tmp_path / name).read_text())
         assert "run_all.py" not in record["command"] and record["machine"]["cores"] >= 1
         assert record["describe"].startswith(record["commit"])

@@ -80,10 +80,15 @@ def broken_shard_fn(config):
 
 
 def test_worker_failure_is_reported_with_its_cause(shared_ray, tiny_config, tmp_path):
-    """A node's exception fails the run, named by node, in the error, summary and metrics."""
+    """A node's exception in a user's function fails the run, named by node, in the error
+    (the function's own error first), summary and metrics."""
     cfg = tiny_config(num_nodes=1, num_epochs=1)
-    with pytest.raises(raysim.RunFailedError, match=r"node-0[\s\S]*broken-shard-7"):
+    with pytest.raises(raysim.RunFailedError, match=r"node-0[\s\S]*broken-shard-7") as info:
         raysim.run(cfg, train_fn=broken_shard_fn, out=None)
+    message = str(info.value)
+    head = message[: message.index("broken-shard-7") + 50]
+    assert "ValueError: cannot read shard broken-shard-7" in head
+    assert "broken_shard_fn" in message
     run_dir = tmp_path / "runs" / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "broken-shard-7" in summary["error"]

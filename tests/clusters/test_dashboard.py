@@ -179,7 +179,7 @@ def test_up_run_on_it_see_it_on_the_dashboard_then_down(tmp_path):
         running = subprocess.Popen(
             [sys.executable, "-m", "raysim.cli", "run", "--address", "auto",
              "--num-nodes", "2", "--num-epochs", "4", "--image-size", "16", "--batch-size", "16",
-             "--device", "cpu", "--max-steps-per-epoch", "10", "--run-dir", str(tmp_path),
+             "--device", "cpu", "--max-steps-per-epoch", "25", "--run-dir", str(tmp_path),
              "--run-name", "seen"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )  # fmt: skip

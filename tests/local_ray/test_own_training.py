@@ -69,9 +69,10 @@ def cnn_fn(config):
             optimizer.step()
             if step == config["max_steps_per_epoch"]:  # raysim fit's trials set it
                 break
+        # one node (raysim fit's trials): prepare leaves the model unwrapped, no buckets
         worker.report({"epoch": epoch, "loss": loss.item(), "seen": settings.get("width", 0),
-                       "bucket_bytes_cap": model.bucket_bytes_cap,
-                       "views": model.gradient_as_bucket_view})  # fmt: skip
+                       "bucket_bytes_cap": getattr(model, "bucket_bytes_cap", None),
+                       "views": getattr(model, "gradient_as_bucket_view", None)})  # fmt: skip
 
 
 CNN_STEPS = 8

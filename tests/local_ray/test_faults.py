@@ -9,6 +9,7 @@ import pytest
 
 import raysim
 from raysim.cluster import NodeLossWatcher
+from raysim.cluster.fault_watch import FaultMarkerWatcher
 from raysim.config import load_config, parse_inject
 from raysim.rundir import FAULTS_DIR, read_lines
 
@@ -99,7 +100,7 @@ def test_node_loss_watcher_removes_each_lost_node_once(tmp_path, monkeypatch):
     """Markers from before it started (a resumed run) were handled by the run that fired them."""
     _marker(tmp_path, 0, "node_loss", 3)
     removed, told, reads = [], [], []
-    watcher_module = sys.modules[NodeLossWatcher.__module__]
+    watcher_module = sys.modules[FaultMarkerWatcher.__module__]
     fired_faults = watcher_module.fired_faults
 
     def counted(run_dir):

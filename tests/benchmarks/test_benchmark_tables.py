@@ -71,15 +71,8 @@ def test_every_results_file_the_text_names_has_a_block_or_is_a_finished_ab():
     assert finished == FINISHED_AB, "each finished A/B: one line naming its file"
     assert named and named - finished <= in_blocks
     missing = [file for file, _ in tables.BLOCKS.values() if not (tables.RESULTS / file).exists()]
-    not_measured = [
-        "bench_chaos.json",
-        "bench_core_no_exchange_32px.json",
-        "bench_measure_hooks_launched.json",
-    ]  # said so
-    assert sorted(set(missing)) == not_measured
-    assert "| raysim / the limit, paired | not measured |" in tables.render("core_no_exchange_32")
-    launched = tables.render("measure_hooks_launched")  # not measured yet: said so
-    assert launched.count("| not measured |") == 3
+    assert sorted(set(missing)) == ["bench_chaos.json"]  # the soak: not run yet
+    assert tables.render("chaos").count("not measured") >= 1, "said so"
 
 
 FINISHED_AB = {

@@ -35,6 +35,7 @@ from raysim.projection.step_model import (
     compute_done_at,
     contention_for,
     projected_step,
+    scaled,
 )
 
 
@@ -157,9 +158,7 @@ def project_fsdp_scaling(
     work: FsdpWorkload, topology: Topology, nodes: Sequence[int]
 ) -> list[ProjectedStep]:
     """One FSDP step per machine count, the rest of the topology as given."""
-    if not nodes or any(n < 1 for n in nodes):
-        raise ConfigError([f"--nodes: {list(nodes)!r} must be machine counts >= 1, e.g. 1,2,4"])
-    return [project_fsdp_step(work, replace(topology, nodes=n)) for n in nodes]
+    return scaled(project_fsdp_step, work, topology, nodes)
 
 
 def compute_for_step(

@@ -24,8 +24,8 @@ pipelines that stop keeping up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from raysim.errors import ConfigError
 from raysim.projection.collectives import Topology, allreduce_cost
@@ -214,13 +214,15 @@ def project_scaling(
     work: Workload, topology: Topology, nodes: Sequence[int]
 ) -> list[ProjectedStep]:
     """One step per machine count, the rest of the topology as given."""
+    return scaled(project_step, work, topology, nodes)
+
+
+def scaled(project: Callable, work, topology: Topology, nodes: Sequence[int]) -> list:
+    """project(work, topology) at each machine count, the rest of the topology as given
+    (DDP's step or FSDP's)."""
     if not nodes or any(n < 1 for n in nodes):
         raise ConfigError([f"--nodes: {list(nodes)!r} must be machine counts >= 1, e.g. 1,2,4"])
-    return [
-        project_step(work, Topology(n, topology.gpus_per_node, topology.intra,
-                                    topology.network, topology.nics_per_node, topology.algorithm))
-        for n in nodes
-    ]  # fmt: skip
+    return [project(work, replace(topology, nodes=n)) for n in nodes]
 
 
 def bytes_ready_fraction(bucket_bytes: Sequence[int]) -> tuple[float, ...]:

@@ -59,12 +59,7 @@ def profile_model(
         started.setdefault(id(module), counter.get_total_flops())
 
     handles = [m.register_forward_pre_hook(before) for m in model.modules()]
-    try:
-        with counter:
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _counted_forward(model, example, counter, handles)
     total = counter.get_total_flops()
     ready_at: dict[int, float] = {}
     for module in model.modules():
@@ -158,12 +153,7 @@ def fsdp_units(model: torch.nn.Module, example: Any) -> tuple[FsdpUnit, ...]:
     for name, child in children:
         before, after = timed(name)
         handles += [child.register_forward_pre_hook(before), child.register_forward_hook(after)]
-    try:
-        with counter:
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _counted_forward(model, example, counter, handles)
     total = counter.get_total_flops() or 1
     in_children = {id(p) for _, c in children for p in c.parameters()}
     root_params = sum(p.numel() for p in model.parameters() if id(p) not in in_children)
@@ -185,3 +175,14 @@ def fsdp_model_workload(name: str, batch: int, step_time_ms: float) -> FsdpWorkl
         f"FLOPs (meta device), backward = {BACKWARD_TO_FORWARD:g}x forward; fp32 all-gather "
         "and reduce-scatter",
     )  # fmt: skip
+
+
+def _counted_forward(model, example, counter, handles: list) -> None:
+    """One forward of `model` under the FLOP counter; the hooks `handles` came from are
+    removed after it, whatever happens."""
+    try:
+        with counter:
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -7,58 +7,31 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 import raysim
-from raysim.cluster import free_port
 from raysim.config import load_config
 from raysim.record.trackers import RunEnd
 from raysim.record.trackers.mlflow import EXPERIMENT_KIND_TAG, MODEL_TRAINING, Mlflow
 from raysim.rundir import MLFLOW_RUN_FILE, read_lines
 from tests import browser
+from tests.servers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 
-@contextmanager
-def serving(command: str, *args: str):
-    """`mlflow ui|server ... --port P` on 127.0.0.1 in a session of its own (one worker, no
-    job runner), ended with its process group when the test is done."""
-    port = free_port()
+def mlflow_serving(command: str, *args: str):
+    """`mlflow ui|server ...` on 127.0.0.1 (one worker, no job runner) until it answers
+    (tests/servers.py)."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    argv = [MLFLOW, command, *args, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    server = subprocess.Popen(argv, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"{command} never answered on {url}"
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    return serving([MLFLOW, command, *args, "--workers", "1"], "/health", 180, env=env)
 
 
 def rest(url: str, endpoint: str, **query) -> dict:
@@ -165,7 +138,7 @@ def test_mlflow_ui_serves_the_default_store_and_its_run_page(tracked_run, tmp_pa
     Overview, a chart per metric under Model metrics, its files under Artifacts."""
     run_dir = tracked_run.run_dir
     store = f"sqlite:///{run_dir}/mlflow.db"
-    with serving("ui", "--backend-store-uri", store) as url:
+    with mlflow_serving("ui", "--backend-store-uri", store) as url:
         saved = check_served_run(url, run_dir, "t")
         page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
         logged = rest(url, "runs/get", run_id=saved["run_id"])["run"]["data"]["metrics"]
@@ -192,7 +165,7 @@ def test_a_run_logged_to_a_tracking_server_reads_back_the_same(shared_ray, tiny_
     args = ["--backend-store-uri", f"sqlite:///{served}/mlflow.db",
             "--artifacts-destination", str(served / "artifacts")]  # fmt: skip
     served.mkdir()
-    with serving("server", *args) as url:
+    with mlflow_serving("server", *args) as url:
         tracking = {"mlflow": {"uri": url, "experiment": "served"}}
         cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking=tracking)
         run_dir = raysim.run(cfg, out=None).run_dir

@@ -9,21 +9,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from raysim.cluster import free_port
 from raysim.record.trackers.tensorboard import NODE_SCALARS
 from raysim.rundir import TENSORBOARD_DIR
 from tests import browser
+from tests.servers import serving
 
 pytestmark = pytest.mark.slow
 
@@ -32,29 +26,9 @@ TENSORBOARD = str(Path(sys.executable).parent / "tensorboard")
 GROUPS = {"train", "test", "time", "throughput", "metrics", "hparam", "node-0", "node-1"}
 
 
-@contextmanager
-def tensorboard(logdir: Path) -> Iterator[str]:
-    """`tensorboard --logdir LOGDIR` on 127.0.0.1, in a session of its own, until it answers;
-    ended with its process group when the test is done."""
-    port = free_port()
-    argv = [TENSORBOARD, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(argv, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            try:
-                urllib.request.urlopen(f"{url}/data/runs", timeout=5).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"tensorboard never answered on {url}"
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+def tensorboard(logdir: Path):
+    """`tensorboard --logdir LOGDIR` on 127.0.0.1 until it answers (tests/servers.py)."""
+    return serving([TENSORBOARD, "--logdir", str(logdir)], "/data/runs", timeout_s=120)
 
 
 def active_tabs(dom: str) -> set[str]:

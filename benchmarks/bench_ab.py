@@ -13,7 +13,8 @@ the driver and the Ray workers it starts import that tree's raysim. Figures:
 steady-state samples/s (median of the epochs after the first), the median over repeats
 with the range, the median training-memory peak per node, and each tree's paired ratio
 to the first tree (same repeat), median with the range; the time to the first step
-(summary.json), with each tree's paired difference to the first. This is how a change's speed-up
+(summary.json) and the command's wall time (what a user waits for), each with its paired
+difference to the first. This is how a change's speed-up
 is measured here: the machine drifts by more than most changes, so only side-by-side
 runs compare.
 """
@@ -43,13 +44,16 @@ def run_tree(tree: Path, nodes: int, epochs: int, run_dir: str, extra: list[str]
         "--device", "cpu", "--run-dir", run_dir, "--run-name", name, *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=run_dir)
+    wall_s = time.perf_counter() - start
     records = read_lines(Path(run_dir) / name / "metrics.jsonl")
     rates = [e["samples_per_s"] for e in epoch_lines(records)]
     peaks = [r["memory_peak_bytes"] for r in rank_lines(records) if "memory_peak_bytes" in r]
     summary = json.loads((Path(run_dir) / name / "summary.json").read_text())
     return {
         "first_step_s": summary["time_to_first_step_s"],
+        "wall_s": wall_s,
         "rates": rates,
         "steady": statistics.median(rates[1:] or rates),
         "memory_peak_mb": statistics.median(peaks) / 1e6 if peaks else None,
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
                 r["memory_peak_mb"] for r in results if r["memory_peak_mb"] is not None
             ),
             "first_step_s": statistics.median(r["first_step_s"] for r in results),
+            "wall_s": statistics.median(r["wall_s"] for r in results),
             "runs": results,
         }
         for name, results in runs.items()
@@ -107,10 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
         entry["ratio_to_" + first] = {
             "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
         }  # fmt: skip
-        later = [r["first_step_s"] - b["first_step_s"] for r, b in pairs]
-        entry["first_step_minus_" + first + "_s"] = {
-            "median": statistics.median(later), "min": min(later), "max": max(later),
-        }  # fmt: skip
+        for figure in ("first_step", "wall"):
+            later = [r[figure + "_s"] - b[figure + "_s"] for r, b in pairs]
+            entry[f"{figure}_minus_{first}_s"] = {
+                "median": statistics.median(later), "min": min(later), "max": max(later),
+            }  # fmt: skip
     for name, entry in summary.items():
         print(
             f"{name:<12} {entry['steady_samples_per_s']:7.1f} samples/s "
@@ -118,7 +124,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"memory peak {entry['memory_peak_mb']:.0f} MB, "
             f"paired ratio to {first} {entry['ratio_to_' + first]['median']:.3f}, "
             f"first step {entry['first_step_s']:.2f} s "
-            f"({entry['first_step_minus_' + first + '_s']['median']:+.2f} s paired)"
+            f"({entry['first_step_minus_' + first + '_s']['median']:+.2f} s paired), "
+            f"command wall {entry['wall_s']:.2f} s "
+            f"({entry['wall_minus_' + first + '_s']['median']:+.2f} s paired)"
         )
     if args.out:
         settings = {"nodes": args.nodes, "epochs": args.epochs, "extra": args.extra}

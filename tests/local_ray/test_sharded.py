@@ -40,7 +40,7 @@ def deep_model() -> nn.Module:
 
 def make_data() -> TensorDataset:
     gen = torch.Generator().manual_seed(0)
-    inputs = torch.randn(512, 32, generator=gen)
+    inputs = torch.randn(256, 32, generator=gen)
     return TensorDataset(inputs, (inputs @ torch.randn(32, generator=gen) > 0).long())
 
 

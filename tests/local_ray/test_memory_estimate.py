@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from raysim.config.loading import load_config
 from raysim.estimate import estimate
@@ -18,13 +19,18 @@ from raysim.rundir import read_lines
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.local_ray.test_sharded import run_strategy  # noqa: E402
+
+def make_model() -> nn.Module:
+    """A small MLP: the estimate's time at 64 nodes is its own, not the model's."""
+    return nn.Sequential(
+        nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 4)
+    )  # fmt: skip
 
 
 def test_the_estimate_answers_at_64_nodes_in_seconds():
     cfg = load_config(num_nodes=64, batch_size=16, strategy="fsdp")
     start = time.perf_counter()
-    result = estimate(cfg, "tests.local_ray.test_sharded:make_model", (32,))
+    result = estimate(cfg, "tests.local_ray.test_memory_estimate:make_model", (32,))
     assert time.perf_counter() - start < 60
     fsdp, ddp = result.per_strategy["fsdp"], result.per_strategy["ddp"]
     assert fsdp.categories["optimizer"] * 64 == pytest.approx(ddp.categories["optimizer"], 1e-3)
@@ -32,10 +38,11 @@ def test_the_estimate_answers_at_64_nodes_in_seconds():
 
 
 @pytest.mark.slow
-def test_the_estimate_bounds_each_strategys_measured_peak(shared_ray, tiny_config, tmp_path):
+def test_the_estimate_bounds_each_strategys_measured_peak(sharded_runs):
+    """test_sharded's three runs (conftest: sharded_runs), their peaks beside the estimate."""
     measured, estimated = {}, {}
     for strategy in ("ddp", "zero", "fsdp"):
-        result, _, _ = run_strategy(tiny_config, tmp_path, strategy, 2, width="deep")
+        result, _, _ = sharded_runs[strategy]
         ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
         measured[strategy] = max(r["memory_peak_bytes"] for r in ranks)
         cfg = load_config(num_nodes=2, batch_size=16, strategy=strategy)

@@ -35,8 +35,8 @@ repeats (min–max beside it), because this machine is noisy; every second repea
 each raysim/DDP pair DDP first, and --repeats must be 1 or even, so each order runs
 as often as the other and a drift within a repeat favours neither. Every rate is the
 same for raysim and plain DDP: all ranks' samples over the slowest rank's time.
---quick is for the test: every path once with the least work (tiny sizes, 2 epochs of
-2 steps, the smallest folder; raysim-2 and ddp-2 the one multi-process pair, so the ratio
+--quick is for the test: every path once with the least work (16 px, 2 epochs of 2
+steps, 8 small JPEGs a class; raysim-2 and ddp-2 the one multi-process pair, so the ratio
 and the total RSS above any one process still mean something); --only data measures the
 data paths alone;
 --only serial measures raysim-4, raysim-4-gloo and serial-4 alone (issue 19's same-work

@@ -40,6 +40,7 @@ def test_core_harness_quick_mode(tmp_path):
         assert 0 < figures["peak_rss_mb"] < figures["total_rss_mb"] <= 2 * figures["peak_rss_mb"]
     single = results["single-32"]["repeats"][0]
     assert single["peak_rss_mb"] == single["total_rss_mb"] > 100
+    assert results["settings"]["raysim_ddp_kwargs"] == bench_core.raysim_ddp_kwargs(2)
     assert (tmp_path / "bench_core_quick.json").exists()
 
 

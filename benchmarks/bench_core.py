@@ -4,17 +4,17 @@
                                     [--only data|serial|no-exchange] [--out benchmarks/results]
 
 Measures, on the digits set, each repeat in this order (so the setups alternate):
-  raysim-1   raysim, 1 node, batch 32 (2 threads)
-  raysim-2   raysim, 2 simulated nodes × batch 8 (not in --quick)
+  raysim-1   raysim, 1 node, batch 32 (2 threads; not in --quick)
+  raysim-2   raysim, 2 simulated nodes × batch 8
   ddp-2      plain torch.distributed DDP, gloo, 2 processes × batch 8, with the DDP
-             settings raysim's plan picks (its bucket size; not in --quick)
+             settings raysim's plan picks (its bucket size)
   ddp-2-defaults  the same with DDP's defaults (what a user would run; not in --quick)
-  raysim-4   raysim, 4 simulated nodes × batch 8 (global 32)
+  raysim-4   raysim, 4 simulated nodes × batch 8 (global 32; not in --quick)
   raysim-4-gloo  the same with gloo's all-reduce over loopback TCP instead of the one
              through shared memory (--no-shared-memory-allreduce; --only serial)
   ddp-4      plain torch.distributed DDP, gloo, 4 processes × batch 8, 1 thread each,
-             with raysim's DDP settings
-  ddp-4-defaults  the same with DDP's defaults
+             with raysim's DDP settings (not in --quick)
+  ddp-4-defaults  the same with DDP's defaults (not in --quick)
   single-32  one plain process, batch 32, all cores (what a user would run instead)
   serial-4   the serial-4 reference: one process doing the 4 nodes' work one rank after
              another (4 × forward/backward at batch 8, gradients averaged in memory,
@@ -35,7 +35,10 @@ repeats (min–max beside it), because this machine is noisy; every second repea
 each raysim/DDP pair DDP first, and --repeats must be 1 or even, so each order runs
 as often as the other and a drift within a repeat favours neither. Every rate is the
 same for raysim and plain DDP: all ranks' samples over the slowest rank's time.
---quick (tiny sizes) is for the test; --only data measures the data paths alone;
+--quick is for the test: every path once with the least work (16 px, 2 epochs of 2
+steps, 8 small JPEGs a class; raysim-2 and ddp-2 the one multi-process pair, so the ratio
+and the total RSS above any one process still mean something); --only data measures the
+data paths alone;
 --only serial measures raysim-4, raysim-4-gloo and serial-4 alone (issue 19's same-work
 target, at any --image-size), their order reversed every second repeat; --only
 no-exchange measures raysim-4 and no-exchange-4 the same way. no-exchange-4's rate is
@@ -382,6 +385,10 @@ def in_order(runs: dict, flip: bool) -> dict:
     return {setup: runs[setup]() for setup in order}
 
 
+QUICK_NODES = 2
+"""--quick's one multi-process pair: raysim-2 and ddp-2."""
+
+
 def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
             only: str | None, folder: tuple[int, int, int], quick: bool,
             flip: bool = False) -> dict:  # fmt: skip
@@ -390,12 +397,13 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
     of the paired ratios when repeats alternate."""
     args = (image_size, epochs, max_steps)
 
-    def pair(nodes: int) -> dict:
+    def pair(nodes: int, defaults: bool = True) -> dict:
         runs = {
             f"raysim-{nodes}": lambda: raysim_run(nodes, 8, *args, run_dir),
             f"ddp-{nodes}": lambda: plain_ddp(nodes, *args, raysim_ddp_kwargs(nodes)),
-            f"ddp-{nodes}-defaults": lambda: plain_ddp(nodes, *args, {}),
         }
+        if defaults:
+            runs[f"ddp-{nodes}-defaults"] = lambda: plain_ddp(nodes, *args, {})
         return in_order(runs, flip)
 
     if only == "no-exchange":
@@ -415,10 +423,10 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
         return in_order(runs, flip)
     results = {}
     if only is None:
-        results = {"raysim-1": raysim_run(1, 32, *args, run_dir)}
-        if not quick:
-            results |= pair(2)
-        results |= pair(4)
+        if quick:  # one raysim and one DDP setup of 2 processes: the same paths, least work
+            results = pair(QUICK_NODES, defaults=False)
+        else:
+            results = {"raysim-1": raysim_run(1, 32, *args, run_dir)} | pair(2) | pair(4)
         results |= {
             "single-32": in_fresh_process(single_process, 32, *args),
             "serial-4": in_fresh_process(serial_same_work, 4, 8, *args),
@@ -505,7 +513,7 @@ def main(argv: list[str] | None = None) -> dict:
     epochs, image_size, max_steps = args.epochs, args.image_size, None
     folder = (100, 256, 192)  # per class (4 classes), width, height
     if args.quick:
-        epochs, image_size, max_steps, folder = 2, 16, 3, (8, 64, 48)
+        epochs, image_size, max_steps, folder = 2, 16, 2, (8, 64, 48)  # 2: a steady epoch
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as run_dir:
         repeats = []
@@ -519,7 +527,8 @@ def main(argv: list[str] | None = None) -> dict:
         "epochs": epochs,
         "image_size": image_size,
         "max_steps": max_steps,
-        "raysim_ddp_kwargs": raysim_ddp_kwargs(4),
+        # quick's: a 4-node plan is refused where 4 nodes' memory is not free
+        "raysim_ddp_kwargs": raysim_ddp_kwargs(QUICK_NODES if args.quick else 4),
         "imagefolder": {"train_per_class": folder[0], "classes": 4, "source_px": folder[1:]},
     }
     suffix = "" if args.only is None else f"_{args.only.replace('-', '_')}"

@@ -1,4 +1,5 @@
-"""Emulated network and stragglers on real Ray workers with real gloo all-reduce."""
+"""Emulated network, stragglers and a stalled input on real Ray workers with real gloo
+all-reduce: one run shows all three."""
 
 import json
 from collections import defaultdict
@@ -7,12 +8,15 @@ import pytest
 
 import raysim
 from raysim.builtin.model import build_model
-from raysim.config import PRESETS
+from raysim.config import PRESETS, load_config, parse_inject
 from raysim.projection.comm_model import allreduce_seconds, bucket_sizes
 from raysim.rundir import read_lines
 
 pytestmark = pytest.mark.slow
 
+STALL_S = 1.5
+"""node-1's loader is late by this for each batch of epoch 2: above the straggler's own extra
+compute a step (its 2× stretch), so that its lateness is mostly input."""
 MARGIN_S = 0.15
 """Thread wake-ups and gloo's own all-reduce beyond the modelled link: at most 0.05 s
 measured, at a load average of 24 on 2 cores."""
@@ -40,15 +44,26 @@ def traced_steps(run_dir, pid: int, epoch: int) -> dict[int, dict[str, float]]:
     return steps
 
 
-def test_slow_network_and_a_straggler_are_seen_where_they_should_be(shared_ray, tiny_config):
-    cfg = tiny_config(
-        num_nodes=2, num_epochs=2, max_steps_per_epoch=3, network="1gbe", stragglers={1: 2.0}
-    )
+@pytest.fixture(scope="module")
+def slow_run(shared_ray, tmp_path_factory):
+    """Two nodes on an emulated 1 GbE link, node-1 a straggler (2×), for three epochs of three
+    steps, every step traced; node-1's loader stalls from epoch 2's first step to its end."""
+    cfg = load_config(
+        num_nodes=2, num_epochs=3, max_steps_per_epoch=3, image_size=16, device="cpu",
+        network="1gbe", stragglers={1: 2.0}, run_name="slow",
+        run_dir=str(tmp_path_factory.mktemp("slow")),
+        faults=[parse_inject(f"data_stall:rank=1,epoch=2,step=1,seconds={STALL_S}")],
+    )  # fmt: skip
     assert cfg.trace_steps >= cfg.max_steps_per_epoch, "every step on the timeline"
-    result = raysim.run(cfg, out=None)
+    return raysim.run(cfg, out=None)
+
+
+def test_slow_network_and_a_straggler_are_seen_where_they_should_be(slow_run):
+    """Read in epoch 3: after the first epoch's bucket rebuild and the second's stall."""
+    result = slow_run
     modelled = sum(allreduce_seconds(b, 2, PRESETS["1gbe"]) for b in bucket_sizes(build_model(10)))
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
-    later = [r for r in ranks if r["epoch"] == 2]
+    later = [r for r in ranks if r["epoch"] == 3]
     for rank in later:
         # DDP rebuilds its buckets after the first step, so the per-step figure is close to
         # the rebuilt buckets' total, and every step takes at least the modelled transfer.
@@ -61,7 +76,7 @@ def test_slow_network_and_a_straggler_are_seen_where_they_should_be(shared_ray, 
     # was still handing buckets over; the training thread waits at most the modelled time
     # after the backward. A transfer delayed twice over fails both, unless the load stretches
     # the backward to the modelled time.
-    steps = traced_steps(result.run_dir, pid=2, epoch=2)
+    steps = traced_steps(result.run_dir, pid=2, epoch=3)
     assert sorted(steps) == [1, 2, 3]
     for step, seconds in steps.items():
         assert 0.9 * modelled <= seconds["busy"], (step, seconds, modelled)
@@ -70,4 +85,17 @@ def test_slow_network_and_a_straggler_are_seen_where_they_should_be(shared_ray, 
     straggler, other = sorted(later, key=lambda r: r["rank"], reverse=True)
     assert straggler["straggler_sleep_s_per_step"] > 0 == other["straggler_sleep_s_per_step"]
     assert other["allreduce_wait_s_per_step"] > straggler["allreduce_wait_s_per_step"]
-    assert [e["slowest_rank"] for e in result.epochs] == [1, 1]
+    assert [e["slowest_rank"] for e in result.epochs] == [1, 1, 1]
+
+
+def test_a_data_stall_is_named_as_input(slow_run):
+    """In epoch 2 node-1 is late for its input; in epoch 3, as in 1, for its compute."""
+    stalled = slow_run.epochs[1]
+    assert (stalled["slowest_rank"], stalled["slowest_cause"]) == (1, "input")
+    assert stalled["data_wait_s_per_step"] > STALL_S / 2 * 0.9, "node-1's stall, averaged over 2"
+    after = slow_run.epochs[2]
+    assert after.get("slowest_cause") != "input" or after["slowest_rank"] != 1
+    (fault,) = slow_run.summary["faults"]
+    assert (fault["kind"], fault["rank"], fault["lost_steps"]) == ("data_stall", 1, 0)
+    assert fault["went_on"] == "no failure: the run went on"
+    assert 0 < fault["detected_after_s"] < 30, "told with epoch 2's line"

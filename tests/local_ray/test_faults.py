@@ -1,4 +1,5 @@
-"""Checkpoints, exact resume and injected faults, on real Ray Train restarts."""
+"""Checkpoints, exact resume and injected faults (a crash, a hang), on real Ray Train
+restarts."""
 
 import json
 import re
@@ -10,17 +11,20 @@ import pytest
 import raysim
 from raysim.cluster import NodeLossWatcher
 from raysim.cluster.fault_watch import FaultMarkerWatcher
-from raysim.config import load_config, parse_inject
+from raysim.config import load_config, parse_inject, replace
 from raysim.rundir import FAULTS_DIR, read_lines
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
+HANG_TIMEOUT_S = 3.0
+"""The resumed run's collective_timeout_s, which its hang waits out once (test_hang's)."""
 
 
 def config(tmp_path, name, **overrides):
     values = dict(
         num_nodes=2, num_epochs=EPOCHS, max_steps_per_epoch=3, image_size=16, device="cpu",
         checkpoint_every=1, run_dir=str(tmp_path), run_name=name,
+        shared_memory_allreduce=False,  # on real gloo, where a hang is watched for
     )  # fmt: skip
     values.update(overrides)
     return load_config(**values)
@@ -46,7 +50,9 @@ def test_a_crash_recovers_a_second_exhausts_failures_and_resume_finishes_the_sam
 ):
     """One run: node-1 crashes in epoch 2 and the run recovers from epoch 1's checkpoint
     (max_failures 1); it crashes again in epoch 3, which ends the run naming it; --resume
-    finishes it into bitwise the weights and metrics of a run never interrupted."""
+    finishes it into bitwise the weights and metrics of a run never interrupted, even though
+    node-1 hangs in its epoch 3 and it restarts from epoch 2's checkpoint (test_hang's hung
+    run that finishes, merged here)."""
     # The pause lets the controller take in epochs 1-2's reports before the second crash:
     # with 0.4 s epochs it could otherwise see the failure first and drop them.
     faults = [
@@ -78,16 +84,31 @@ def test_a_crash_recovers_a_second_exhausts_failures_and_resume_finishes_the_sam
     assert "last good checkpoint: epoch 2" in message
     assert f"raysim run --resume {tmp_path / 'stop'}" in message
 
-    resumed = raysim.run(cfg, out=None, resume=True)  # each fault fired once: not again
+    # Each fault fired once: not again. The hang is a fault added for the resumed run (the
+    # faults' indices name their markers: the first three stay claimed).
+    hang = parse_inject("hang:rank=1,epoch=3,step=3")
+    again = replace(cfg, faults=[*faults, hang], collective_timeout_s=HANG_TIMEOUT_S)
+    resumed = raysim.run(again, out=None, resume=True)
     epochs = epochs_of(resumed.run_dir)
     assert [e["epoch"] for e in epochs] == [1, 2, 3], "no epoch skipped or counted twice"
     assert same_run(epochs, uninterrupted), "bitwise the same weights and metrics"
     assert resumed.summary["status"] == "finished"
+    check_the_hang_is_counted(resumed)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(resumed.run_dir / "tensorboard")).Reload()
     assert [s.step for s in events.Scalars("train/loss")] == [1, 2, 3]
+
+
+def check_the_hang_is_counted(result):
+    (hang,) = [f for f in result.summary["faults"] if f["kind"] == "hang"]
+    assert (hang["rank"], hang["epoch"], hang["step"]) == (1, 3, 3)
+    assert HANG_TIMEOUT_S - 1 < hang["detected_after_s"] < HANG_TIMEOUT_S + 2
+    assert hang["lost_steps"] == 2, "epoch 3's steps 1-2, redone from epoch 2's checkpoint"
+    assert hang["went_on"].startswith("restarted from epoch 2's checkpoint; epoch 3 reported")
+    saved = json.loads((result.run_dir / "summary.json").read_text())
+    assert saved["faults"] == result.summary["faults"]
 
 
 def _marker(run_dir, index, kind, rank):

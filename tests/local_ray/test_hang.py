@@ -1,4 +1,5 @@
-"""A hung node: the watch's decision (no Ray), then a real hang on real gloo and Ray."""
+"""A hung node: the watch's decision (no Ray), then a real hang on real gloo and Ray (the
+hung run that restarts and finishes: test_faults' resumed run)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from raysim.worker.collective_ledger import CollectiveLedger, read_ledgers
 from raysim.worker.hang_watch import find_stall
 
 TIMEOUT_S = 5.0
+RUN_TIMEOUT_S = 3.0
+"""The real runs' collective_timeout_s: each waits it out once; short, yet above a loaded
+machine's slowest step (a rank late by it would be told as a hang)."""
 
 
 def ledger(rank, seq, history, epoch=2, step=3):
@@ -73,16 +77,14 @@ def test_the_console_names_the_stopped_node_first():
     assert second.startswith("raysim: the worker group failed (rank 0, 1)")
 
 
-def hang_config(tmp_path, name, epoch, **overrides):
-    """node-1 hangs at step 3 of `epoch`, the last epoch."""
-    values = dict(
-        num_nodes=2, num_epochs=epoch, max_steps_per_epoch=3, image_size=16, device="cpu",
-        run_dir=str(tmp_path), run_name=name, collective_timeout_s=TIMEOUT_S,
+def hang_config(tmp_path):
+    """node-1 hangs at step 3 of the one epoch."""
+    return load_config(
+        num_nodes=2, num_epochs=1, max_steps_per_epoch=3, image_size=16, device="cpu",
+        run_dir=str(tmp_path), run_name="hang", collective_timeout_s=RUN_TIMEOUT_S,
         shared_memory_allreduce=False,  # the all-reduce on real gloo
-        faults=[parse_inject(f"hang:rank=1,epoch={epoch},step=3")],
+        faults=[parse_inject("hang:rank=1,epoch=1,step=3")],
     )  # fmt: skip
-    values.update(overrides)
-    return load_config(**values)
 
 
 def alive(pid: int) -> bool:
@@ -95,7 +97,7 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_a_hang_is_named_and_ended_within_the_timeout(shared_ray, tmp_path):
-    cfg = hang_config(tmp_path, "hang", epoch=1)
+    cfg = hang_config(tmp_path)
     with pytest.raises(raysim.RunFailedError) as info:
         raysim.run(cfg, out=None)
     ended = time.time()
@@ -108,10 +110,10 @@ def test_a_hang_is_named_and_ended_within_the_timeout(shared_ray, tmp_path):
     assert stall["collective"]["kind"] in ("allreduce", "broadcast")
     assert stall["collective"]["bytes"] > 0 and stall["collective"]["seq"] > 0
     (fired,) = [f for f in error["faults"] if f["kind"] == "hang"]
-    assert TIMEOUT_S <= stall["waited_s"] < TIMEOUT_S + 1
+    assert RUN_TIMEOUT_S <= stall["waited_s"] < RUN_TIMEOUT_S + 1
     # its peer may have entered the collective just before the hang fired
-    assert TIMEOUT_S - 1 < stall["detected_after_s"] < TIMEOUT_S + 2
-    assert ended - fired["fired_unix"] < TIMEOUT_S + 15, "the run ended soon after"
+    assert RUN_TIMEOUT_S - 1 < stall["detected_after_s"] < RUN_TIMEOUT_S + 2
+    assert ended - fired["fired_unix"] < RUN_TIMEOUT_S + 15, "the run ended soon after"
     trace = json.loads((run_dir / "trace.json").read_text())
     (drawn,) = [e for e in trace["traceEvents"] if e["name"].startswith("hang: did not enter")]
     assert drawn["args"]["step"] == 3
@@ -120,18 +122,3 @@ def test_a_hang_is_named_and_ended_within_the_timeout(shared_ray, tmp_path):
     while any(alive(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in pids), "no worker process is left"
-
-
-@pytest.mark.slow
-def test_with_a_restart_the_hung_run_finishes_and_counts_the_hang(shared_ray, tmp_path):
-    cfg = hang_config(tmp_path, "recover", epoch=2, max_failures=1, checkpoint_every=1)
-    result = raysim.run(cfg, out=None)
-    assert result.summary["status"] == "finished"
-    assert [e["epoch"] for e in result.epochs] == [1, 2]
-    (hang,) = result.summary["faults"]
-    assert (hang["kind"], hang["rank"], hang["epoch"], hang["step"]) == ("hang", 1, 2, 3)
-    assert TIMEOUT_S - 1 < hang["detected_after_s"] < TIMEOUT_S + 2
-    assert hang["lost_steps"] == 2, "epoch 2's steps 1-2, redone from epoch 1's checkpoint"
-    assert hang["went_on"].startswith("restarted from epoch 1's checkpoint; epoch 2 reported")
-    saved = json.loads((result.run_dir / "summary.json").read_text())
-    assert saved["faults"] == result.summary["faults"]

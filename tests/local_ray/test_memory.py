@@ -222,9 +222,14 @@ def test_a_death_is_blamed_on_the_partition_only_when_the_watch_saw_it_full():
     assert NodeMemory.parse("") is None and NodeMemory.parse("1 2") is None
 
 
+FILLS = (0.97, 0.5)
+"""What share of its budget each rank holds when it dies: at the limit, and well under it."""
+
+
 def _fill_then_die(config):
-    """A process that dies with `fill` of its budget held: as when an allocation fails in
-    a thread that cannot raise it."""
+    """Each process dies with FILLS[rank] of its budget held: as when an allocation fails in
+    a thread that cannot raise it. Both die once both watches have written what they hold,
+    so that both deaths are told."""
     import os
     import signal
     import time
@@ -235,36 +240,43 @@ def _fill_then_die(config):
 
     raysim.worker.prepare(torch.nn.Linear(4, 2))
     node = raysim.worker.context()
-    held = bytearray(int(config["train_config"]["fill"] * node.memory_budget_bytes))
-    watched = node_memory_path(node.run_dir, node.rank)
+    fills = config["train_config"]["fills"]
+    held = bytearray(int(fills[node.rank] * node.memory_budget_bytes))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # until the watch has written what is held
-        memory = NodeMemory.parse(watched.read_text()) if watched.exists() else None
-        if memory is not None and memory.peak_bytes >= len(held):
+    while time.monotonic() < deadline:  # until every watch has written what is held
+        if all(_watched(node.run_dir, rank) >= fill * node.memory_budget_bytes
+               for rank, fill in enumerate(fills)):  # fmt: skip
             break
         time.sleep(0.02)
     assert held
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _watched(run_dir, rank: int) -> int:
+    """The peak a node's watch last wrote (0 before it has)."""
+    watched = node_memory_path(run_dir, rank)
+    memory = NodeMemory.parse(watched.read_text()) if watched.exists() else None
+    return 0 if memory is None else memory.peak_bytes
+
+
 @pytest.mark.slow
 def test_a_process_that_dies_at_its_partition_is_told_as_running_out(short_run, tiny_config):
+    """One run of two nodes: node-0 dies holding 97 % of its partition, node-1 half of it."""
     cfg = tiny_config(
-        memory_fraction=0.025, num_epochs=1, run_name="full", train_config={"fill": 0.97}
-    )
-    with pytest.raises(raysim.RunFailedError) as full:
+        num_nodes=2, memory_fraction=0.025, num_epochs=1, run_name="die",
+        train_config={"fills": list(FILLS)},
+    )  # fmt: skip
+    with pytest.raises(raysim.RunFailedError) as failed:
         raysim.run(cfg, train_fn=_fill_then_die, out=None)
-    message = str(full.value)
-    assert re.search(RAN_OUT.format(budget=268, fraction=r"0\.03", device=10), message)
-    assert ", its process died holding " in message
-    held_mb = int(message.split("its process died holding ")[1].split(" MB")[0])
+    message = str(failed.value)
+    sections = dict(re.findall(r"--- (node-\d) \(rank \d\) ---\n(.*?)(?=\n--- |\Z)", message, re.S))
+    assert set(sections) == {"node-0", "node-1"}, message
+    full, half = sections["node-0"], sections["node-1"]
+    assert re.search(RAN_OUT.format(budget=268, fraction=r"0\.03", device=10), full)
+    assert ", its process died holding " in full
+    held_mb = int(full.split("its process died holding ")[1].split(" MB")[0])
     assert 0.97 * 268 <= held_mb <= 268 + 2, message
-    cfg = tiny_config(
-        memory_fraction=0.025, num_epochs=1, run_name="half", train_config={"fill": 0.5}
-    )
-    with pytest.raises(raysim.RunFailedError) as half:
-        raysim.run(cfg, train_fn=_fill_then_die, out=None)
-    assert PARTITION_TEXT not in str(half.value)
-    assert "its worker process died (crash, kill" in str(half.value)
+    assert PARTITION_TEXT not in half, message
+    assert "its worker process died (crash, kill" in half, message
     # a node that ends in its own time takes its watch's file with it
     assert list((short_run.run_dir / NODE_MEMORY_DIR).iterdir()) == []

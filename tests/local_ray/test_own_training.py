@@ -21,12 +21,11 @@ from raysim.config import PRESETS
 from raysim.projection.collectives import Topology, allreduce_cost
 from raysim.projection.comm_model import allreduce_seconds
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS
-from raysim.rundir import rank_lines, read_lines
+from raysim.rundir import epoch_lines, rank_lines, read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from examples.custom_train_loop import train_fn  # noqa: E402
 from examples.transformer_lm import DEFAULTS as LM_DEFAULTS  # noqa: E402
 from examples.transformer_lm import TinyLM  # noqa: E402
 from examples.transformer_lm import train_fn as lm_train_fn  # noqa: E402
@@ -225,21 +224,25 @@ def test_a_budget_below_the_models_state_is_refused_before_its_first_step(
 def test_fit_finds_a_batch_for_a_users_function_and_twice_it_does_not_run(
     shared_ray, tmp_path, capsys
 ):
+    """Each trial is a one-node run of the function (one worker each): the function also runs
+    at one node here. From 128 in steps of 128, two trials: 128 fits (peaks 166 MB of
+    215 MB), twice it, 256, runs out of its partition (a real run of the function like any
+    other, so it is not run again outside fit)."""
     out = tmp_path / "fit.json"
     own = f"{__name__}:cnn_fn"
-    # from 128: the edge is near 192 (peaks 166 and 175 MB of 215 MB; 256 ran out), 3 trials
-    assert main(["fit", "--train-fn", own, "--device", "cpu",
-                 "--memory-fraction", "0.02", "--batch-size", "128", "--resolution", "64",
-                 "--train-config", "width=64", "--out", str(out)]) == 0  # fmt: skip
+    with actors_started() as actors:
+        assert main(["fit", "--train-fn", own, "--device", "cpu",
+                     "--memory-fraction", "0.02", "--batch-size", "128", "--resolution", "128",
+                     "--train-config", "width=64", "--out", str(out)]) == 0  # fmt: skip
     assert "largest batch per node that fits" in capsys.readouterr().out
-    largest = json.loads(out.read_text())["largest_batch"]
+    result = json.loads(out.read_text())
+    largest = result["largest_batch"]
     assert largest >= 64
-    twice = raysim.load_config(
-        device="cpu", memory_fraction=0.02, batch_size=2 * largest, num_epochs=1,
-        train_config={"width": 64}, run_dir=str(tmp_path), run_name="twice",
-    )  # fmt: skip
-    with pytest.raises(raysim.RunFailedError, match="ran out of its memory partition"):
-        raysim.run(twice, train_fn=cnn_fn, out=None)
+    trials = {t["batch_size"]: t for t in result["trials"]}
+    check_run_actors(actors, len(trials))
+    assert trials[largest]["fits"] is True and trials[largest]["peak_bytes"] > 0
+    assert trials[2 * largest]["ran_out"] is True, "twice the batch ran out of its partition"
+    assert result["first_out_of_memory_batch"] == 2 * largest
 
 
 def unprepared_fn(config):
@@ -273,26 +276,19 @@ def test_the_console_shows_raysims_columns_then_the_users_keys(cnn_run):
     assert "e+0" not in line, "bytes are shown as MB, not in exponent form"
 
 
-def test_custom_function_runs_at_one_and_two_nodes(shared_ray, tiny_config, tmp_path):
-    """One node through the CLI's --train-fn (it loads the module's function), two
-    through raysim.run."""
+def test_custom_function_runs_through_the_cli_at_two_nodes(shared_ray, cnn_run, tmp_path):
+    """The CLI's --train-fn loads the module's function and runs it on two nodes (at one
+    node: raysim fit's trials, in the test above)."""
     with actors_started() as actors:
         assert main(["run", "--train-fn", "examples.custom_train_loop:train_fn",
-                     "--num-nodes", "1", "--num-epochs", "2", "--batch-size", "32",
+                     "--num-nodes", "2", "--num-epochs", "2", "--batch-size", "32",
                      "--learning-rate", "1e-2", "--gpu-fraction", "0.25",
                      "--memory-fraction", "0.25", "--image-size", "16", "--device", "cpu",
                      "--run-dir", str(tmp_path), "--run-name", "cli"]) == 0  # fmt: skip
-    check_run_actors(actors, 1)
-    one = rank_lines(read_lines(tmp_path / "cli" / "metrics.jsonl"))
-    assert {r["rank"] for r in one} == {0} and all("accuracy" in r for r in one)
-    cfg = tiny_config(
-        num_nodes=2, num_epochs=2, batch_size=32, learning_rate=1e-2,
-        gpu_fraction=0.25, memory_fraction=0.25, run_name="n2",
-    )  # fmt: skip
-    with actors_started() as actors:
-        two = raysim.run(cfg, train_fn=train_fn, out=None)
     check_run_actors(actors, 2)
-    ranks = [r for r in read_lines(two.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
+    run_dir = tmp_path / "cli"
+    records = read_lines(run_dir / "metrics.jsonl")
+    ranks = [r for r in records if r["kind"] == "rank"]
     assert {(r["epoch"], r["rank"]) for r in ranks} == {(e, r) for e in (1, 2) for r in range(2)}
     for rank in ranks:  # the user's keys, and raysim's own measurements beside them
         assert 0 <= rank["accuracy"] <= 1 and rank["loss"] > 0
@@ -306,7 +302,7 @@ def test_custom_function_runs_at_one_and_two_nodes(shared_ray, tiny_config, tmp_
         assert rank["memory_headroom_bytes"] == (
             rank["memory_budget_bytes"] - rank["memory_peak_bytes"]
         )
-    epochs = two.epochs
+    epochs = epoch_lines(records)
     assert [e["epoch"] for e in epochs] == [1, 2]
     mean_loss = sum(r["loss"] for r in ranks if r["epoch"] == 2) / 2
     assert epochs[1]["loss"] == pytest.approx(mean_loss)
@@ -314,12 +310,13 @@ def test_custom_function_runs_at_one_and_two_nodes(shared_ray, tiny_config, tmp_
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(two.run_dir / "tensorboard")).Reload()
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
     assert [s.value for s in events.Scalars("metrics/loss")] == pytest.approx(
         [e["loss"] for e in epochs]
     )
-    check_startup_adds_up(two.summary)  # a user's function is timed to its first step too
-    comparison = raysim.compare([tmp_path / "cli", two.run_dir])
+    # a user's function is timed to its first step too
+    check_startup_adds_up(json.loads((run_dir / "summary.json").read_text()))
+    comparison = raysim.compare([run_dir, cnn_run[0].run_dir])
     assert [r["status"] for r in comparison["runs"]] == ["finished", "finished"]
 
 

@@ -1,5 +1,5 @@
 """MLflow tracking (tracking.mlflow): real runs logged to a real MLflow database store, read
-back with MLflow's own client."""
+back with MLflow's own client (a failed run, logged to a tracking server: test_mlflow_ui)."""
 
 import json
 import pickle
@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import raysim
 from raysim.config import ConfigError, dump_yaml, load_config
 from raysim.record.trackers import RunEnd
 from raysim.record.trackers.mlflow import Mlflow, resolve_uri
@@ -179,21 +178,3 @@ def test_a_tracked_run_logs_config_epochs_nodes_summary_and_files(tracked_run, m
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"summary.json", "metrics.jsonl", "config.yaml", "tensorboard"} <= artifacts
     assert not {"mlflow.db", "mlartifacts", "run"} & artifacts, "not the store, nor Ray's"
-
-
-@pytest.mark.slow
-def test_a_failed_run_ends_failed_with_its_error(shared_ray, tiny_config, monkeypatch):
-    """An injected out-of-memory on one of two nodes: that node's memory error, in MLflow too."""
-    fault = {"kind": "oom", "rank": 0, "epoch": 1}
-    cfg = tiny_config(num_nodes=2, num_epochs=1, max_steps_per_epoch=3, faults=[fault],
-                      tracking={"mlflow": {}})  # fmt: skip
-    with pytest.raises(raysim.RunFailedError, match=r"node-0 \(rank 0\) ran out of its memory"):
-        raysim.run(cfg, out=None)
-    client, run = open_run(Path(cfg.run_dir) / "run", monkeypatch)
-    assert run.info.status == "FAILED"
-    assert "node-0 (rank 0) ran out of its memory" in run.data.tags["raysim.error"]
-    assert run.data.params["faults"] == json.dumps(
-        [{**fault, "step": 1, "seconds": 5.0, "notice_s": 5.0}]
-    )
-    artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"summary.json", "metrics.jsonl", "config.yaml"} <= artifacts

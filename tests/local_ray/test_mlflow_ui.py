@@ -1,6 +1,7 @@
 """MLflow's own tools on a raysim run: the default database store served by `mlflow ui`,
-a run logged to a real `mlflow server`, both read back through MLflow's REST API, and the
-run's page in headless Chromium (its params and a metric chart)."""
+a failed run logged to that server (`mlflow ui` is MLflow's `mlflow server`), both read
+back through MLflow's REST API, and the run's page in headless Chromium (its params and a
+metric chart)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 
-def mlflow_serving(command: str, *args: str):
+def mlflow_serving(command: str, *args: str, artifacts: Path | None = None):
     """`mlflow ui|server ...` on 127.0.0.1 (one worker, no job runner) until it answers
-    (tests/servers.py)."""
+    (tests/servers.py); artifacts: where it keeps the artifacts logged through it (its
+    default is ./mlartifacts, here the repository)."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if artifacts is not None:
+        env["MLFLOW_ARTIFACTS_DESTINATION"] = str(artifacts)
     return serving([MLFLOW, command, *args, "--workers", "1"], "/health", 180, env=env)
 
 
@@ -54,12 +58,12 @@ def served_history(url: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(int(m.get("step", 0)), m["value"]) for m in metrics]
 
 
-def check_served_run(url: str, run_dir: Path, experiment: str) -> dict:
-    """What every served run shows: FINISHED, the config as params, each node's step times
+def check_served_run(url: str, run_dir: Path, experiment: str, status: str = "FINISHED") -> dict:
+    """What every served run shows: its status, the config as params, each node's step times
     per epoch as metrics.jsonl has them, the experiment tagged as model training."""
     saved = json.loads((run_dir / MLFLOW_RUN_FILE).read_text())
     info, params, tags = read_back(url, saved["run_id"])
-    assert info["status"] == "FINISHED" and info["run_name"] == run_dir.name
+    assert info["status"] == status and info["run_name"] == run_dir.name
     assert params["num_nodes"] == "2" and params["max_steps_per_epoch"] == "3"
     assert tags["raysim.run_dir"] == str(run_dir)
     found = rest(url, "experiments/get", experiment_id=info["experiment_id"])["experiment"]
@@ -128,49 +132,66 @@ def test_a_file_store_uri_still_works_with_mlflows_opt_in_set_by_raysim(tmp_path
     assert run.info.status == "FINISHED" and run.data.params["num_epochs"] == "1"
 
 
-# Real runs on the shared Ray, real MLflow servers.
+# Real runs on the shared Ray, one real MLflow server.
+
+
+@pytest.fixture(scope="module")
+def ui_server(tracked_run, tmp_path_factory):
+    """README's command on a run (the session's tracked run), started once for both tests:
+    `mlflow ui --backend-store-uri sqlite:///runs/<name>/mlflow.db`. The tracking-server
+    test logs a run of its own to it (its experiment "served" beside the tracked run's "t",
+    its artifacts in this module's folder)."""
+    store = f"sqlite:///{tracked_run.run_dir}/mlflow.db"
+    artifacts = tmp_path_factory.mktemp("served") / "artifacts"
+    with mlflow_serving("ui", "--backend-store-uri", store, artifacts=artifacts) as url:
+        yield url
 
 
 @pytest.mark.slow
-def test_mlflow_ui_serves_the_default_store_and_its_run_page(tracked_run, tmp_path):
-    """README's command on a run (the session's tracked run): `mlflow ui --backend-store-uri
-    sqlite:///runs/<name>/mlflow.db`; the run's page in Chromium: its params and metrics on
-    Overview, a chart per metric under Model metrics, its files under Artifacts."""
-    run_dir = tracked_run.run_dir
-    store = f"sqlite:///{run_dir}/mlflow.db"
-    with mlflow_serving("ui", "--backend-store-uri", store) as url:
-        saved = check_served_run(url, run_dir, "t")
-        page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
-        logged = rest(url, "runs/get", run_id=saved["run_id"])["run"]["data"]["metrics"]
-        overview = browser.text(browser.dom(page))
-        assert "Parameters" in overview and "num_nodes 2" in overview
-        assert "Status Finished" in overview and "max_steps_per_epoch 3" in overview
-        assert f"Metrics ({len(logged)})" in overview, "every metric on Overview"
-        assert "summary/final_test_accuracy" in overview and "node-1/step_time_s" in overview
-        charts = charts_page(f"{page}/model-metrics")
-        assert "js-plotly-plot" in charts, browser.text(charts)[:2000]
-        for section, count in chart_sections([m["key"] for m in logged]).items():
-            assert f"{section} ({count})" in browser.text(charts), "a chart per metric"
-        files = browser.text(browser.dom(f"{page}/artifacts"))
-        assert {"config.yaml", "metrics.jsonl", "summary.json"} <= set(files.split())
-        shot = tmp_path / "mlflow_run.png"
-        browser.screenshot(page, shot)
-        if os.environ.get("RAYSIM_DOCS_SCREENSHOTS") == "1":  # retake docs/mlflow_run.png
-            shutil.copy(shot, ROOT / "docs" / "mlflow_run.png")
+def test_mlflow_ui_serves_the_default_store_and_its_run_page(tracked_run, ui_server, tmp_path):
+    """The session's tracked run served by README's `mlflow ui`; the run's page in Chromium:
+    its params and metrics on Overview, a chart per metric under Model metrics, its files
+    under Artifacts."""
+    run_dir, url = tracked_run.run_dir, ui_server
+    saved = check_served_run(url, run_dir, "t")
+    page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
+    logged = rest(url, "runs/get", run_id=saved["run_id"])["run"]["data"]["metrics"]
+    overview = browser.text(browser.dom(page))
+    assert "Parameters" in overview and "num_nodes 2" in overview
+    assert "Status Finished" in overview and "max_steps_per_epoch 3" in overview
+    assert f"Metrics ({len(logged)})" in overview, "every metric on Overview"
+    assert "summary/final_test_accuracy" in overview and "node-1/step_time_s" in overview
+    charts = charts_page(f"{page}/model-metrics")
+    assert "js-plotly-plot" in charts, browser.text(charts)[:2000]
+    for section, count in chart_sections([m["key"] for m in logged]).items():
+        assert f"{section} ({count})" in browser.text(charts), "a chart per metric"
+    files = browser.text(browser.dom(f"{page}/artifacts"))
+    assert {"config.yaml", "metrics.jsonl", "summary.json"} <= set(files.split())
+    shot = tmp_path / "mlflow_run.png"
+    browser.screenshot(page, shot)
+    if os.environ.get("RAYSIM_DOCS_SCREENSHOTS") == "1":  # retake docs/mlflow_run.png
+        shutil.copy(shot, ROOT / "docs" / "mlflow_run.png")
 
 
 @pytest.mark.slow
-def test_a_run_logged_to_a_tracking_server_reads_back_the_same(shared_ray, tiny_config, tmp_path):
-    served = tmp_path / "server"
-    args = ["--backend-store-uri", f"sqlite:///{served}/mlflow.db",
-            "--artifacts-destination", str(served / "artifacts")]  # fmt: skip
-    served.mkdir()
-    with mlflow_serving("server", *args) as url:
-        tracking = {"mlflow": {"uri": url, "experiment": "served"}}
-        cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, tracking=tracking)
-        run_dir = raysim.run(cfg, out=None).run_dir
-        saved = check_served_run(url, run_dir, "served")
-        assert saved["tracking_uri"] == url
-        listed = rest(url, "artifacts/list", run_id=saved["run_id"])["files"]
-        assert {"summary.json", "metrics.jsonl", "config.yaml"} <= {f["path"] for f in listed}
+def test_a_run_logged_to_a_tracking_server_reads_back_the_same(shared_ray, tiny_config, ui_server):
+    """A run logged to a real MLflow server (ui_server) that fails: an injected out-of-memory
+    on one of two nodes in the second epoch. Its first epoch, params and files read back,
+    and it ends FAILED with that node's memory error, in MLflow too."""
+    url = ui_server
+    fault = {"kind": "oom", "rank": 0, "epoch": 2}
+    tracking = {"mlflow": {"uri": url, "experiment": "served"}}
+    cfg = tiny_config(num_nodes=2, max_steps_per_epoch=3, faults=[fault], tracking=tracking)
+    with pytest.raises(raysim.RunFailedError, match=r"node-0 \(rank 0\) ran out of its memory"):
+        raysim.run(cfg, out=None)
+    run_dir = Path(cfg.run_dir) / "run"
+    epochs = [r for r in read_lines(run_dir / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1], "the epoch before the fault, read back"
+    saved = check_served_run(url, run_dir, "served", status="FAILED")
+    assert saved["tracking_uri"] == url
+    _, params, tags = read_back(url, saved["run_id"])
+    assert "node-0 (rank 0) ran out of its memory" in tags["raysim.error"]
+    assert params["faults"] == json.dumps([{**fault, "step": 1, "seconds": 5.0, "notice_s": 5.0}])
+    listed = rest(url, "artifacts/list", run_id=saved["run_id"])["files"]
+    assert {"summary.json", "metrics.jsonl", "config.yaml"} <= {f["path"] for f in listed}
     assert not (run_dir / "mlflow.db").exists(), "nothing stored in the run directory"

@@ -41,12 +41,6 @@ like the switch."""
 INJECTED_PREEMPTION_POLL_S = 0.5
 """For a run with a preempt fault: a notice of a few seconds is seen within a step or two,
 not after most of it is gone."""
-HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
-"""How often Ray Train's controller polls its workers (default 2 s); passed on like the
-switch. The controller sees the reports, the run's end and a failed worker only at a poll."""
-HEALTH_CHECK_INTERVAL_S = 0.5
-"""A poll is one small actor call per worker, nothing beside a step; at Ray's 2 s a run's
-end is seen a second late on average, and the progress and recorder lag by up to 2 s."""
 
 
 def watches_preemption(node_addresses: Iterable[str], driver_address: str) -> bool:
@@ -93,13 +87,11 @@ def coordinator_started() -> bool:
 
 @contextlib.contextmanager
 def run_helpers(cluster_is_this_host: bool) -> Iterator[None]:
-    """For one fit(): the autoscaling coordinator started, the controller polling every
-    HEALTH_CHECK_INTERVAL_S and the preemption watcher off on a one-host cluster (unless
-    the user set them), and the placement groups the fit left behind released afterwards."""
+    """For one fit(): the autoscaling coordinator started, the preemption watcher off on a
+    one-host cluster (unless the user set it), and the placement groups the fit left behind
+    released afterwards."""
     watcher_off = cluster_is_this_host and PREEMPTION_WATCHER_ENV not in os.environ
     settings = {PREEMPTION_WATCHER_ENV: "0"} if watcher_off else {}
-    if HEALTH_CHECK_ENV not in os.environ:
-        settings[HEALTH_CHECK_ENV] = str(HEALTH_CHECK_INTERVAL_S)
     coordinator_started()
     with scoped_env(settings), placement_groups_released():
         yield

@@ -9,7 +9,6 @@ import sys
 import time
 
 from raysim.cluster.train_helpers import (
-    HEALTH_CHECK_ENV,
     PREEMPTION_WATCHER_ENV,
     coordinator_started,
     placement_groups_released,
@@ -35,16 +34,6 @@ def test_the_watcher_is_off_on_one_host_unless_the_user_set_it(shared_ray, monke
     monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "1")
     with run_helpers(cluster_is_this_host=True):
         assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
-
-
-def test_the_controller_polls_every_half_second_unless_the_user_set_it(shared_ray, monkeypatch):
-    monkeypatch.delenv(HEALTH_CHECK_ENV, raising=False)
-    with run_helpers(cluster_is_this_host=False):
-        assert os.environ[HEALTH_CHECK_ENV] == "0.5"
-    assert HEALTH_CHECK_ENV not in os.environ
-    monkeypatch.setenv(HEALTH_CHECK_ENV, "3")
-    with run_helpers(cluster_is_this_host=True):
-        assert os.environ[HEALTH_CHECK_ENV] == "3"
 
 
 def test_the_autoscaling_coordinator_is_started_before_the_controller_asks(shared_ray):

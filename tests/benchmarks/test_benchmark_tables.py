@@ -78,7 +78,7 @@ def test_every_results_file_the_text_names_has_a_block_or_is_a_finished_ab():
 FINISHED_AB = {
     "bench_cli_start.json", "bench_ab_house.json", "bench_ab_buckets.json",
     "bench_ab_helpers.json", "bench_ab_preload.json", "bench_ab_coordinator.json",
-    "bench_ab_imports_ahead.json", "bench_ab_house_round3.json",
+    "bench_ab_imports_ahead.json", "bench_ab_house_round3.json", "bench_ab_poll.json",
 }  # fmt: skip
 
 

@@ -136,13 +136,13 @@ def check_pages_during_the_run(pages: dict[str, str]) -> None:
         assert not re.search(r'href="#/train', dom, re.I)
 
 
-def cluster_page_text(screens, proxy_url: str, reads: int = 4) -> str:
-    """The Cluster page, read again as a user reloads it until its nodes' Logical Resources
-    show the device share free: on a loaded machine the node table can draw before those
-    cells arrive, or before the run's placement group is gone."""
+def cluster_page_text(screens, proxy_url: str, showing: str, reads: int = 4) -> str:
+    """The Cluster page, read again as a user reloads it until it shows `showing`: on a
+    loaded machine the node table can draw before its cells arrive (Logical Resources, a
+    node's labels), or before the run's placement group is gone."""
     for _ in range(reads):
         text = browser.text(screens.page_text(f"{proxy_url}/#/cluster", browser.chromium()))
-        if FREED in text:
+        if showing in text:
             break
         time.sleep(2)
     return text
@@ -155,7 +155,7 @@ def check_pages_after_the_run(proxy_url: str, actors: list[str]) -> None:
         name: browser.text(screens.page_text(f"{proxy_url}/#/{name}", browser.chromium()))
         for name in ("actors", "metrics")
     }
-    text["cluster"] = cluster_page_text(screens, proxy_url)
+    text["cluster"] = cluster_page_text(screens, proxy_url, FREED)
     assert set(actors) <= set(text["actors"].split()), "each of the cluster's actors"
     assert text["actors"].split().count("RayTrainWorker") == 2, "one per simulated node"
     assert {"TrainStateActor", "AutoscalingCoordinator"} <= set(text["actors"].split())

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from raysim.cluster import free_port
+from raysim.cluster.standing import end_tree
 from raysim.rundir import epoch_lines, rank_lines, read_lines
-from tests import browser
-from tests.clusters.test_dashboard import docs_script, get, seen_in_a_browser
+from tests.clusters.test_dashboard import cluster_page_text, docs_script, get, seen_in_a_browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_cluster]
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = 3
+RAY_NODES_SHOWN = f"TOTAL x {NODES + 1}"  # the Cluster page's count: the head and each node
 
 
 def until_answered(ask, running: subprocess.Popen):
@@ -67,15 +68,14 @@ def dashboard_during_the_run(url: str, running: subprocess.Popen) -> dict:
     until_answered(all_up, running)
     if seen_in_a_browser():
         with screens.TokenProxy(url, token) as proxy:
-            dom = screens.page_text(f"{proxy.url}/#/cluster", browser.chromium())
-        seen["cluster"] = browser.text(dom)
+            seen["cluster"] = cluster_page_text(screens, proxy.url, RAY_NODES_SHOWN)
     seen["runs"] = until_answered(runs, running)
     return seen
 
 
 def check_cluster_page(text: str, ray_nodes: dict[str, str]) -> None:
     """A head and one Ray node per simulated node, each labelled with its name."""
-    assert f"TOTAL x {NODES + 1}" in text, text[:600]
+    assert RAY_NODES_SHOWN in text, text[:600]
     assert text.count("(Head)") == 1, "one head"
     for node_id, ray_node_id in ray_nodes.items():
         assert f"ray.io/node-id: {ray_node_id} raysim-node: {node_id}" in text, node_id
@@ -102,8 +102,8 @@ def test_nodes_are_ray_nodes_and_losing_one_goes_on_with_fewer(without_shared_ra
         seen = dashboard_during_the_run(f"http://127.0.0.1:{port}", running)
         running.wait(timeout=420)
     finally:
-        if running.poll() is None:
-            running.kill()
+        if running.poll() is None:  # the command and its Ray nodes, by the pid it started as
+            end_tree(running.pid)
     console = (tmp_path / "console.txt").read_text()
     assert running.returncode == 0, console[-4000:]
     run_dir = tmp_path / "run"

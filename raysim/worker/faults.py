@@ -16,9 +16,12 @@ from pathlib import Path
 
 from raysim.config.faults import Fault
 from raysim.rundir import FAULTS_DIR
+from raysim.worker.preemption import local_notice, watched
 
 NODE_LOSS_GRACE_S = 120.0
 """A node_loss worker waits this long for the driver to remove its Ray node, then exits."""
+
+NOTICE_POLL_S = 0.05
 
 
 class FaultInjector:
@@ -76,6 +79,20 @@ class FaultInjector:
                 time.sleep(3600)
         if fault.kind == "data_stall":
             self._stall_data(fault.seconds)
+        if fault.kind == "preempt":
+            self._await_notice(fault.notice_s)
+
+    @staticmethod
+    def _await_notice(notice_s: float) -> None:
+        """The node holds its notice at the fault's step, as an instance holds its cloud's
+        reclaim notice: the driver drains the Ray node on seeing the marker and Ray Train's
+        watcher hands the notice on, each by polling, which a loaded host can stretch past
+        the next steps. Bounded by the notice: at the deadline the node goes anyway."""
+        if not watched():
+            return
+        give_up = time.monotonic() + notice_s
+        while local_notice() is None and time.monotonic() < give_up:
+            time.sleep(NOTICE_POLL_S)
 
     def _stall_data(self, seconds: float) -> None:
         """This step's batch came late, and so does every later one of the loader's pass."""

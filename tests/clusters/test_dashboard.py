@@ -3,11 +3,9 @@ run as the dashboard shows it. The cluster is a separate `ray start`, ended by `
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,24 +21,14 @@ import pytest
 from raysim.cluster.local import dashboard_banner, dashboard_kwargs
 from raysim.rundir import read_lines
 from tests import browser
+from tests.dashboard_pages import ROOT, cluster_page_text, docs_script, get, seen_in_a_browser
 from tests.ray_nodes import processes_naming
 from tests.run_checks import LEFT_OUT, check_run_actors
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"  # Debian's; .ci/run installs it, and CI fails without it
 JOB_PAGE = ("Task Timeline", "Download trace file", "Task Table", "Actor Table",
             "Placement Group Table", "Driver logs are only available when submitting")  # fmt: skip
 IN_USE = "4600.0/10000.0 raysim_device"  # the Overview's Resource Status: 2 nodes x 0.23
 FREED = "0.0/10000.0 raysim_device Expand"  # the Cluster page's Logical Resources, after it
-
-
-def docs_script():
-    """docs/dashboard_screenshots.py, whose token proxy and browser calls the check reuses."""
-    path = ROOT / "docs" / "dashboard_screenshots.py"
-    spec = importlib.util.spec_from_file_location("dashboard_screenshots", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def raysim_cli(*args, env, timeout=300):
@@ -48,14 +36,6 @@ def raysim_cli(*args, env, timeout=300):
         [sys.executable, "-m", "raysim.cli", *args],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout,
     )  # fmt: skip
-
-
-def get(url: str, token: str | None):
-    request = urllib.request.Request(url)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def scrape_while(process: subprocess.Popen, metrics_url: str) -> list[str]:
@@ -104,12 +84,6 @@ def test_a_dashboard_port_in_use_is_a_clear_error(tmp_path):
     assert not (tmp_path / "cluster.json").exists()
 
 
-def seen_in_a_browser() -> bool:
-    """Whether the page checks run: with Chromium here, and always in CI (where
-    tests/browser.py fails rather than skips without it)."""
-    return shutil.which(CHROMIUM) is not None or os.environ.get("CI") == "true"
-
-
 def pages_during_the_run(proxy_url: str, running: subprocess.Popen) -> dict[str, str]:
     """The Overview and Jobs pages' DOMs while the run goes: the Overview read again until
     its Resource Status shows the nodes' device share in use (the autoscaler's status
@@ -134,18 +108,6 @@ def check_pages_during_the_run(pages: dict[str, str]) -> None:
         nav = browser.text(dom).split("Updated")[0].split()
         assert "Overview" in nav and "Train" not in nav, nav
         assert not re.search(r'href="#/train', dom, re.I)
-
-
-def cluster_page_text(screens, proxy_url: str, showing: str, reads: int = 4) -> str:
-    """The Cluster page, read again as a user reloads it until it shows `showing`: on a
-    loaded machine the node table can draw before its cells arrive (Logical Resources, a
-    node's labels), or before the run's placement group is gone."""
-    for _ in range(reads):
-        text = browser.text(screens.page_text(f"{proxy_url}/#/cluster", browser.chromium()))
-        if showing in text:
-            break
-        time.sleep(2)
-    return text
 
 
 def check_pages_after_the_run(proxy_url: str, actors: list[str]) -> None:

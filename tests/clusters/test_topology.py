@@ -18,7 +18,7 @@ import pytest
 from raysim.cluster import free_port
 from raysim.cluster.standing import end_tree
 from raysim.rundir import epoch_lines, rank_lines, read_lines
-from tests.clusters.test_dashboard import cluster_page_text, docs_script, get, seen_in_a_browser
+from tests.dashboard_pages import cluster_page_text, docs_script, get, seen_in_a_browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_cluster]
 

@@ -14,7 +14,7 @@ import os
 import sys
 import typing
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -30,7 +30,8 @@ from raysim.config import (
     read_yaml,
     resume_config,
 )
-from raysim.config.script import REPORT_EVERY_STEPS, ScriptSpec, script_spec
+from raysim.config import replace as replace_config
+from raysim.config.script import REPORT_EVERY_STEPS, ScriptError, ScriptSpec, script_spec
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.projection.collectives import ALGORITHMS, Topology
@@ -53,6 +54,9 @@ from raysim.report.projection import (
 from raysim.report.runs import load_run
 from raysim.report.timeline import draw_timeline, parse_steps
 from raysim.rundir import RunDirError
+
+if TYPE_CHECKING:
+    from raysim.fit import ScriptTrials
 
 
 def _scalar_type(type_hint: Any) -> Any:
@@ -162,10 +166,11 @@ def launched_script(args: argparse.Namespace) -> ScriptSpec | None:
 
 
 def split_launch(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """`launch [flags] SCRIPT ARGS...`: everything from the script (or -m) on is the
-    script's, as torchrun reads it, whatever it looks like; handed over after `--`."""
+    """`launch [flags] SCRIPT ARGS...` (or `fit`'s): everything from the script (or -m) on
+    is the script's, as torchrun reads it, whatever it looks like; handed over after
+    `--`."""
     launch = next(
-        action.choices["launch"]
+        action.choices[argv[0]]
         for action in parser._subparsers._group_actions  # type: ignore[union-attr]
         if isinstance(action, argparse._SubParsersAction)
     )
@@ -301,11 +306,36 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from raysim.fit import format_fit, plan_memory  # torch and Ray: after the flags' checks
 
     cfg = config_from_args(args)
+    script = fitted_script(args)
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
-    result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution, train_fn)
+    if script is not None and script.given_batch():  # the script's batch is the one measured
+        cfg = replace_config(cfg, batch_size=script.given_batch())
+    result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution, train_fn, script)
     print(format_fit(result))
     _write_out(args.out, result.to_dict())
     return 0
+
+
+def fitted_script(args: argparse.Namespace) -> ScriptTrials | None:
+    """`raysim fit`'s script and the option its batch size is, if it fits a script."""
+    script_argv = args.script_argv[1:] if args.script_argv[:1] == ["--"] else args.script_argv
+    if not script_argv:
+        if args.batch_option:
+            raise ScriptError("fit --batch-option: give the script after it, e.g. "
+                              "raysim fit --batch-option batch-size train.py --lr 0.1")  # fmt: skip
+        return None
+    if args.train_fn:
+        raise ScriptError("fit: give --train-fn or a script, not both")
+    if not args.batch_option:
+        raise ScriptError("fit: name the script's batch-size option, e.g. "
+                          "raysim fit --batch-option batch-size train.py")  # fmt: skip
+    from raysim.config.script import check_script
+    from raysim.fit import ScriptTrials
+
+    spec = script_spec(script_argv)
+    check_script(spec)
+    option = args.batch_option if args.batch_option.startswith("-") else f"--{args.batch_option}"
+    return ScriptTrials(spec, option)
 
 
 def _write_out(path: str | None, data: dict) -> None:
@@ -562,7 +592,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-fn", metavar="MODULE:FUNCTION",
         help="your own per-node training function (it reads config['batch_size'])",
     )  # fmt: skip
+    fit_parser.add_argument(
+        "--batch-option", metavar="NAME",
+        help="a script's per-process batch-size option (e.g. batch-size): each trial sets it "
+        "on the script's command line and ends the script after a few optimizer steps",
+    )  # fmt: skip
     add_config_flags(fit_parser)
+    fit_parser.add_argument(
+        "script_argv", nargs=argparse.REMAINDER, metavar="[SCRIPT [SCRIPT ARGS...]]",
+        help="an unmodified torchrun-style script to fit, as `raysim launch` takes it",
+    )  # fmt: skip
     fit_parser.set_defaults(handler=_cmd_fit)
 
     estimate_parser = commands.add_parser(
@@ -664,7 +703,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["launch"]:
+    if argv[:1] in (["launch"], ["fit"]):
         argv = split_launch(parser, argv)
     args = parser.parse_args(argv)
     return guarded(args.handler, args)

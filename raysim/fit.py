@@ -7,10 +7,14 @@ training function runs in a worker thread with its own allocator arena): a plain
 process measured differently here. The search doubles the batch until a trial
 fails, then bisects to `resolution`. It measures one node: DDP's gradient buckets
 (about the gradients' size) come on top when a node has peers, unless the plan gives
-DDP one bucket with the gradients as views into it (raysim.plan.ddp_bucket_mb)."""
+DDP one bucket with the gradients as views into it (raysim.plan.ddp_bucket_mb).
+
+A launched script's trials set its own batch-size option on its command line and end it
+after TRIAL_STEPS optimizer steps, whatever its epochs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from collections.abc import Callable
@@ -18,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from raysim.cluster import SimCluster
 from raysim.config import ExperimentConfig, replace
+from raysim.config.script import ScriptSpec, option_value, with_option
 from raysim.experiment import run
 from raysim.failures import PARTITION_TEXT, RunFailedError
 from raysim.node_program import check_state_fits
@@ -64,14 +69,33 @@ class FitResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ScriptTrials:
+    """A launched script to fit: its batch size is its own command-line option."""
+
+    script: ScriptSpec
+    batch_option: str
+    """e.g. --batch-size: set to each trial's batch (added where the script's arguments
+    do not give it)."""
+
+    def given_batch(self) -> int | None:
+        """The batch the script's own arguments give, if they give one as an integer."""
+        value = option_value(self.script.args, self.batch_option)
+        return int(value) if value is not None and value.isdigit() else None
+
+    def at(self, batch: int) -> ScriptSpec:
+        args = with_option(self.script.args, self.batch_option, batch)
+        return dataclasses.replace(self.script, args=args, stop_after_steps=TRIAL_STEPS)
+
+
 class _TrialRunner:
-    def __init__(
-        self, cfg: ExperimentConfig, plan: ResourcePlan, run_dir: str, train_fn: Callable | None
-    ):
+    def __init__(self, cfg: ExperimentConfig, plan: ResourcePlan, run_dir: str,
+                 train_fn: Callable | None, script: ScriptTrials | None):  # fmt: skip
         self.cfg = cfg
         self.plan = plan
         self.run_dir = run_dir
         self.train_fn = train_fn
+        self.script = script
         self.trials: list[Trial] = []
 
     def __call__(self, batch: int) -> Trial:
@@ -80,7 +104,8 @@ class _TrialRunner:
             max_steps_per_epoch=TRIAL_STEPS, run_dir=self.run_dir, run_name=f"fit-b{batch}",
         )  # fmt: skip
         try:
-            result = run(trial_cfg, train_fn=self.train_fn, out=None)
+            script = None if self.script is None else self.script.at(batch)
+            result = run(trial_cfg, train_fn=self.train_fn, out=None, script=script)
             peak = result.summary["nodes"][0]["memory_peak_bytes"]
             fits = peak <= (1 - HEADROOM) * self.plan.memory_budget_bytes
             trial = Trial(batch, fits, False, peak)
@@ -121,16 +146,18 @@ def plan_memory(
     plan: ResourcePlan,
     resolution: int = 1,
     train_fn: Callable[[dict], None] | None = None,
+    script: ScriptTrials | None = None,
 ) -> FitResult:
-    """train_fn: the user's function, which must read config["batch_size"]; default the
-    built-in experiment. A trial runs TRIAL_STEPS steps (max_steps_per_epoch)."""
-    if train_fn is None:
+    """train_fn: the user's function, which must read config["batch_size"]; script: a
+    launched script instead; default the built-in experiment. A trial runs TRIAL_STEPS
+    steps (max_steps_per_epoch, or the script's optimizer steps)."""
+    if train_fn is None and script is None:
         check_state_fits(cfg, plan)  # before Ray starts: no batch fits below the state floor
     with (
         tempfile.TemporaryDirectory(prefix="raysim-fit-") as run_dir,
         SimCluster(plan, cfg.address, cfg.verbose),
     ):
-        runner = _TrialRunner(cfg, plan, run_dir, train_fn)
+        runner = _TrialRunner(cfg, plan, run_dir, train_fn, script)
         largest = search_largest(lambda b: runner(b).fits, resolution, start=cfg.batch_size)
         at_batch = next((t for t in runner.trials if t.batch_size == cfg.batch_size), None)
         at_batch = at_batch or runner(cfg.batch_size)

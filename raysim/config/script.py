@@ -39,6 +39,9 @@ class ScriptSpec:
     all_ranks_output: bool = False
     """Every node's output on the console, prefixed by node (default: rank 0's only)."""
     report_every_steps: int = REPORT_EVERY_STEPS
+    stop_after_steps: int = 0
+    """End the script, as a success, before its optimizer step after this many (0: it runs
+    to its end): `raysim fit`'s trials, a few steps at each batch."""
 
     def __post_init__(self) -> None:
         if not self.cwd:
@@ -48,6 +51,35 @@ class ScriptSpec:
     def name(self) -> str:
         """How summary.json names the program."""
         return f"script:{'-m ' if self.module else ''}{self.target}"
+
+
+def option_index(args: Sequence[str], flag: str) -> int | None:
+    """Where the script's arguments give `flag` (`--flag V` or `--flag=V`; the last, which
+    argparse keeps), or None."""
+    for index in range(len(args) - 1, -1, -1):
+        if (args[index] == flag and index + 1 < len(args)) or args[index].startswith(flag + "="):
+            return index
+    return None
+
+
+def option_value(args: Sequence[str], flag: str) -> str | None:
+    index = option_index(args, flag)
+    if index is None:
+        return None
+    return args[index].partition("=")[2] if "=" in args[index] else args[index + 1]
+
+
+def with_option(args: Sequence[str], flag: str, value: object) -> tuple[str, ...]:
+    """The script's arguments with `flag` set to `value`: in place where they give it,
+    else added at the end."""
+    args, index = list(args), option_index(args, flag)
+    if index is None:
+        return (*args, flag, str(value))
+    if "=" in args[index]:
+        args[index] = f"{flag}={value}"
+    else:
+        args[index + 1] = str(value)
+    return tuple(args)
 
 
 def script_spec(argv: Sequence[str] | ScriptSpec, all_ranks_output: bool = False) -> ScriptSpec:

@@ -125,6 +125,22 @@ def test_a_budget_below_the_scripts_gradients_is_refused_naming_the_node(
     assert "Traceback" not in err, "one line, no raysim traceback"
 
 
+def test_fit_finds_the_scripts_batch_through_its_own_option(shared_ray, tmp_path, capsys):
+    """Each trial is the script launched on one node with --batch-size set on its command
+    line, ended after TRIAL_STEPS optimizer steps. At width 65536 a sample's activations
+    take about 1 MB: batch 128 peaked near 100 MB of the 215 MB budget, 256 ran out."""
+    out = tmp_path / "fit.json"
+    assert main(["fit", "--device", "cpu", "--device-memory-gb", "1", "--memory-fraction", "0.2",
+                 "--resolution", "128", "--out", str(out), "--batch-option", "batch-size",
+                 str(EXAMPLE), "--hidden", "65536", "--samples", "8192",
+                 "--batch-size", "128"]) == 0  # fmt: skip
+    assert "largest batch per node that fits" in capsys.readouterr().out
+    fit = json.loads(out.read_text())
+    trials = [(t["batch_size"], t["fits"], t["ran_out"]) for t in fit["trials"]]
+    assert trials == [(128, True, False), (256, False, True)]
+    assert (fit["batch_size"], fit["largest_batch"]) == (128, 128), "the script's batch"
+
+
 def test_an_exception_and_a_non_zero_exit_fail_in_the_scripts_words(shared_ray, tmp_path, capsys):
     script = tmp_path / "fails.py"
     script.write_text(

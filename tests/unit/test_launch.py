@@ -13,8 +13,9 @@ import torch
 
 import raysim
 from raysim.cli import build_parser, main, split_launch
-from raysim.config.script import ScriptError, ScriptSpec, script_spec
+from raysim.config.script import ScriptError, ScriptSpec, option_value, script_spec, with_option
 from raysim.console.script_output import ScriptOutputFollower
+from raysim.fit import TRIAL_STEPS, ScriptTrials
 from raysim.worker.launchers.node import NodeError
 from raysim.worker.launchers.script import exit_failure, run_script, torchrun_env
 from raysim.worker.launchers.script_hooks import Patches, ScriptReports
@@ -62,6 +63,41 @@ def test_a_bad_script_is_refused_in_one_line_before_ray(
     if source is not None:
         (tmp_path / "s.py").write_text(source)
     assert main(["launch", "--device", "cpu", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("raysim: error: " + said.format(dir=tmp_path)), err
+    assert err.count("\n") == 1, err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_fit_sets_the_scripts_batch_option_where_it_gives_it_else_at_the_end():
+    args = ("--lr", "0.1", "--batch-size", "8", "--batch-size=16", "--epochs", "2")
+    assert option_value(args, "--batch-size") == "16", "the last, as argparse keeps"
+    assert with_option(args, "--batch-size", 64)[3:6] == ("8", "--batch-size=64", "--epochs")
+    assert with_option(("--batch-size", "8"), "--batch-size", 64) == ("--batch-size", "64")
+    assert with_option(("--lr", "1"), "--batch-size", 64) == ("--lr", "1", "--batch-size", "64")
+    assert option_value(("--batch-size",), "--batch-size") is None, "no value: not given"
+    trials = ScriptTrials(script_spec(["t.py", "--batch-size", "32"]), "--batch-size")
+    assert trials.given_batch() == 32
+    trial = trials.at(128)
+    assert (trial.args, trial.stop_after_steps) == (("--batch-size", "128"), TRIAL_STEPS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--batch-option", "batch-size"], "fit --batch-option: give the script after it"),
+        (["t.py", "--lr", "1"], "fit: name the script's batch-size option"),
+        (["--train-fn", "m:f", "--batch-option", "b", "t.py"],
+         "fit: give --train-fn or a script, not both"),
+        (["--batch-option", "batch-size", "absent.py"], "launch: no script at {dir}/absent.py"),
+    ],
+)  # fmt: skip
+def test_fit_on_a_script_is_refused_in_one_line_before_ray(
+    tmp_path, monkeypatch, capsys, argv, said
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.py").write_text("print('trained')\n")
+    assert main(["fit", "--device", "cpu", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("raysim: error: " + said.format(dir=tmp_path)), err
     assert err.count("\n") == 1, err

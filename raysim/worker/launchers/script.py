@@ -109,7 +109,7 @@ class ScriptLauncher(Launcher):
             teed_output(script_output_path(ctx.run_dir, ctx.rank)),
             scoped(env, spec.cwd, argv, path0),
         ):
-            patches = install(session, reports)
+            patches = install(session, reports, spec.stop_after_steps)
             try:
                 run_script(spec, file, ctx.node_id)
             finally:

@@ -120,14 +120,17 @@ def told_once(message: str, told: set[str]) -> None:
         print(f"raysim: {message}", file=sys.stderr, flush=True)
 
 
-def install(session: NodeSession, reports: ScriptReports) -> Patches:
-    """Every patch for the script's lifetime; the returned Patches restores them."""
+def install(session: NodeSession, reports: ScriptReports, stop_after_steps: int = 0) -> Patches:
+    """Every patch for the script's lifetime; the returned Patches restores them.
+    stop_after_steps: end the script before its optimizer step after that many (0: never)."""
     patches = Patches()
     told: set[str] = set()
     _process_group(patches, session, told)
     _ddp(patches, session, reports, told)
     _epochs_and_loss(patches, reports)
     _faults(patches, session, reports)
+    if stop_after_steps:
+        _stop_after(patches, stop_after_steps)
     patches.replace(ray.train, "report", reports.by_the_script)
     return patches
 
@@ -207,5 +210,19 @@ def _faults(patches: Patches, session: NodeSession, reports: ScriptReports) -> N
 
     def before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
         session.faults.at_step(reports.reported + 1, reports.steps + 1)
+
+    patches.handles.append(register_optimizer_step_pre_hook(before_step))
+
+
+def _stop_after(patches: Patches, steps: int) -> None:
+    """The script ends with sys.exit(0) before optimizer step `steps` + 1: those steps
+    whole (their measurements and memory samples), then one more forward and backward."""
+    taken = 0
+
+    def before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        nonlocal taken
+        if taken == steps:
+            raise SystemExit(0)
+        taken += 1
 
     patches.handles.append(register_optimizer_step_pre_hook(before_step))

@@ -1,15 +1,17 @@
 """A chaos soak: one long run under a seeded random schedule of every fault kind, checked
 for nothing lost.
 
-    python benchmarks/bench_chaos.py [--minutes 30] [--faults 30] [--seed 0] [--nodes 3]
+    python benchmarks/bench_chaos.py [--minutes 30 | --epochs N] [--faults 30] [--seed 0]
+        [--nodes 3]
 
 A short fault-free run sizes the soak: enough epochs that the run without faults trains
-for --minutes. The schedule (pure, from --seed) spreads --faults faults over those epochs,
-one an epoch from epoch 2 on, each kind of --kinds at least once, the rest drawn at
-random; each at a random step and node. Then the soak runs with checkpoints every epoch
-and max_failures for every fault that fails the worker group, and the fault-free
-reference run after it: the same config (multi_node, elastic, checkpoints), seed and
-epochs, without the faults. The kept result holds the schedule,
+for --minutes (or --epochs sets them: a calibration on a quiet machine sizes a soak that
+a later load then stretches past the session). The schedule (pure, from --seed) spreads
+--faults faults over those epochs, one an epoch from epoch 2 on, each kind of --kinds at
+least once, the rest drawn at random; each at a random step and node. Then the soak runs
+with checkpoints every epoch and max_failures for every fault that fails the worker
+group, and the fault-free reference run after it: the same config (multi_node, elastic,
+checkpoints), seed and epochs, without the faults. The kept result holds the schedule,
 the seed and these checks:
 
 - the run finished;
@@ -227,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
         default=30.0,
         help="how long the fault-free run of the soak's config trains",
     )
+    parser.add_argument("--epochs", type=int, help="the soak's epochs (default: from --minutes)")
     parser.add_argument("--faults", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nodes", type=int, default=3)
@@ -238,8 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"bench_chaos: --kinds {unknown}: use {', '.join(FAULT_KINDS)}")
     with tempfile.TemporaryDirectory() as run_dir:
-        epoch_s = epoch_seconds(run_dir, args)
-        epochs = max(args.faults + 1, math.ceil(args.minutes * 60 / epoch_s))
+        epoch_s = None if args.epochs else epoch_seconds(run_dir, args)
+        epochs = args.epochs or max(args.faults + 1, math.ceil(args.minutes * 60 / epoch_s))
         faults = schedule(args.seed, args.faults, epochs, args.nodes, kinds)
         same = {"elastic": "node_loss" in kinds, "topology": "multi_node"}
         with mock.patch.object(experiment, "SimCluster", WatchedCluster):

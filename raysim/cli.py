@@ -158,11 +158,15 @@ def launched_script(args: argparse.Namespace) -> ScriptSpec | None:
         return None
     from raysim.config.script import check_script
 
-    script_argv = args.script_argv[1:] if args.script_argv[:1] == ["--"] else args.script_argv
-    spec = script_spec(script_argv, all_ranks_output=args.all_ranks)
+    spec = script_spec(script_argv_of(args), all_ranks_output=args.all_ranks)
     spec = dataclasses.replace(spec, report_every_steps=args.report_every_steps)
     check_script(spec)
     return spec
+
+
+def script_argv_of(args: argparse.Namespace) -> list[str]:
+    """The script and its arguments as given after raysim's flags (split_launch's `--` off)."""
+    return args.script_argv[1:] if args.script_argv[:1] == ["--"] else args.script_argv
 
 
 def split_launch(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
@@ -308,8 +312,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     script = fitted_script(args)
     train_fn = load_train_fn(args.train_fn) if args.train_fn else None
-    if script is not None and script.given_batch():  # the script's batch is the one measured
-        cfg = replace_config(cfg, batch_size=script.given_batch())
+    given_batch = None if script is None else script.given_batch()
+    if given_batch:  # the script's batch is the one measured
+        cfg = replace_config(cfg, batch_size=given_batch)
     result = plan_memory(cfg, make_plan(cfg, hardware_for(cfg)), args.resolution, train_fn, script)
     print(format_fit(result))
     _write_out(args.out, result.to_dict())
@@ -318,7 +323,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def fitted_script(args: argparse.Namespace) -> ScriptTrials | None:
     """`raysim fit`'s script and the option its batch size is, if it fits a script."""
-    script_argv = args.script_argv[1:] if args.script_argv[:1] == ["--"] else args.script_argv
+    script_argv = script_argv_of(args)
     if not script_argv:
         if args.batch_option:
             raise ScriptError("fit --batch-option: give the script after it, e.g. "

@@ -9,9 +9,12 @@ import sys
 import time
 
 from raysim.cluster.train_helpers import (
+    HEALTH_CHECK_ENV,
+    PREEMPTION_POLL_ENV,
     PREEMPTION_WATCHER_ENV,
     coordinator_started,
     placement_groups_released,
+    preemption_watch,
     run_helpers,
     watches_preemption,
 )
@@ -34,6 +37,21 @@ def test_the_watcher_is_off_on_one_host_unless_the_user_set_it(shared_ray, monke
     monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "1")
     with run_helpers(cluster_is_this_host=True):
         assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
+
+
+def test_a_preempt_fault_has_the_notice_and_the_reports_polled_often(monkeypatch):
+    for name in (PREEMPTION_WATCHER_ENV, PREEMPTION_POLL_ENV, HEALTH_CHECK_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with preemption_watch(injected=True):
+        assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
+        assert float(os.environ[PREEMPTION_POLL_ENV]) == 0.5
+        assert float(os.environ[HEALTH_CHECK_ENV]) == 0.5, "Ray Train's default is 2 s"
+    assert HEALTH_CHECK_ENV not in os.environ
+    monkeypatch.setenv(HEALTH_CHECK_ENV, "1.5")
+    with preemption_watch(injected=True):
+        assert os.environ[HEALTH_CHECK_ENV] == "1.5", "the user's setting"
+    with preemption_watch(injected=False):
+        assert PREEMPTION_WATCHER_ENV not in os.environ
 
 
 def test_the_autoscaling_coordinator_is_started_before_the_controller_asks(shared_ray):

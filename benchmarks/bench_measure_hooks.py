@@ -25,7 +25,8 @@ twice in fresh processes, once with each copy built first, and the two are avera
 the cost is the mean of the two orders' median paired differences, with a 95 %
 bootstrap interval. That cost over the plain step of the real model (width 128, the
 example's) is the overhead; the real model's own paired ratio, noisier, is kept beside
-it. `--identical` also runs the check with two identical copies.
+it. `--identical` also runs the check with two identical copies, at width 8 and at the
+example's width (what the real model's own row reads when nothing differs).
 
 `--launched`: the instrumented copy is what `raysim launch` makes of a script's own
 model instead. Its `DistributedDataParallel(model)` is built under the launcher's patches
@@ -259,6 +260,8 @@ def main() -> None:
               "full": phases(DEFAULTS["width"], args.full_pairs, hooks)}  # fmt: skip
     if args.identical:
         groups["identical"] = phases(COST_WIDTH, args.pairs, hooks, identical=True)
+        groups["identical_full"] = phases(DEFAULTS["width"], args.full_pairs, hooks,
+                                          identical=True)  # fmt: skip
     measured = {
         name: [{**phase, **run_phase(args.ranks, phase, args.port)} for phase in group]
         for name, group in groups.items()
@@ -302,6 +305,7 @@ MEASURE_HOOK_PHASES = {
     "cost": "the model at width 8: raysim's cost per step",
     "full": "the example's model (width 128)",
     "identical": "check: two identical copies, width 8",
+    "identical_full": "check: two identical copies, width 128",
 }
 
 

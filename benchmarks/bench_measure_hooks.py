@@ -16,12 +16,14 @@ the rank's process through both copies' steps (with measure_steps off it runs to
 is no step measurement). The copies alternate every step, the order swapped every pair,
 so the machine's drift falls on both alike; a step's time is the slowest rank's.
 
-The measurements cost the same per step whatever the tensors' sizes (they count, time
-and sample; they never touch gradient data), so their cost is read where the machine's
-noise is small in absolute terms: on the same model at width 8 (the same modules,
-parameter tensors and buckets; a step of ~13 ms). Which copy is built first shifts a
-step by about ±0.1 ms (a check with two identical copies shows it), so every phase runs
-twice in fresh processes, once with each copy built first, and the two are averaged:
+The measurements are meant to cost the same per step whatever the tensors' sizes (they
+count, time and sample; they never touch gradient data), so their cost is read where the
+machine's noise is small in absolute terms (the example's own row, and with --identical
+two identical copies at its width, test that assumption): on the same model at width 8
+(the same modules, parameter tensors and buckets; a step of ~13 ms). Which copy is built
+first shifts a step by about ±0.1 ms (a check with two identical copies shows it), so
+every phase runs twice in fresh processes, once with each copy built first, and the two
+are averaged:
 the cost is the mean of the two orders' median paired differences, with a 95 %
 bootstrap interval. That cost over the plain step of the real model (width 128, the
 example's) is the overhead; the real model's own paired ratio, noisier, is kept beside

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def sharded_runs(shared_ray, tmp_path_factory):
-    """test_sharded's sharded_fn on 2 nodes for two epochs of 8 steps under each strategy,
+    """test_sharded's sharded_fn on 4 nodes for two epochs of 4 steps under each strategy,
     once for the session: the 8.4M-parameter MLP (deep_model), fsdp on the slow emulated
     link (it only adds delay)."""
     from tests.local_ray.test_sharded import SLOW_LINK, run_strategy

@@ -1,5 +1,5 @@
 """`raysim estimate` against real runs: each node's measured peak under ddp, zero and fsdp
-beside the estimate for the same model and batch (2 nodes, an 8.4M-parameter MLP), and the
+beside the estimate for the same model and batch (4 nodes, an 8.4M-parameter MLP), and the
 estimate at 64 nodes in seconds."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from raysim.rundir import read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.local_ray.test_sharded import NODES  # noqa: E402
 
 
 def make_model() -> nn.Module:
@@ -45,17 +47,17 @@ def test_the_estimate_bounds_each_strategys_measured_peak(sharded_runs):
         result, _, _ = sharded_runs[strategy]
         ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
         measured[strategy] = max(r["memory_peak_bytes"] for r in ranks)
-        cfg = load_config(num_nodes=2, batch_size=16, strategy=strategy)
+        cfg = load_config(num_nodes=NODES, batch_size=16, strategy=strategy)
         node = estimate(cfg, "tests.local_ray.test_sharded:deep_model", (32,)).per_strategy[
             strategy
         ]
         estimated[strategy] = node.charged_bytes
     print(json.dumps({"measured": measured, "estimated": estimated}))
     # the estimate orders the strategies as their state does; the CPU budget's measure (the
-    # data segment) agrees for ddp within 30 % (-8 % alone, +18 % once in a full suite on
-    # 2026-12-06) but sees the sharded
-    # strategies' freed collective buffers still held by glibc (zero 188 MB against 123
-    # estimated, fsdp 151 against 68): an estimate that never overstates, for them
+    # data segment) agrees for ddp within 30 % (at 4 nodes 148-174 MB against 144 in three
+    # runs on 2026-12-06) but sees the sharded strategies' freed collective buffers still
+    # held by glibc (zero 128-150 MB against 95 estimated, fsdp 124 against 41): an
+    # estimate that never overstates, for them
     assert estimated["fsdp"] < estimated["zero"] < estimated["ddp"]
     assert measured["ddp"] == pytest.approx(estimated["ddp"], rel=0.3)
     for strategy in ("zero", "fsdp"):

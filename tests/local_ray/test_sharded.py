@@ -22,8 +22,8 @@ from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
 
-NODES = 2
-"""Every layer's rows divide by 2, so FSDP's shards are exact halves."""
+NODES = 4
+"""Every layer's rows divide by 4, so FSDP's shards are exact quarters."""
 SLOW_LINK = {"name": "slow", "bandwidth_gbps": 10, "latency_us": 5000}
 """5 ms per message: FSDP's collectives are held well past their real time on any CPU."""
 
@@ -111,15 +111,22 @@ def test_one_function_runs_under_ddp_zero_and_fsdp_to_the_same_loss_and_weights(
     for strategy in ("zero", "fsdp"):  # fsdp on the slow link: it only delays
         result, ranks, weights = runs[strategy]
         assert result.summary["status"] == "finished"
-        for rank, reference in zip(ranks, ddp, strict=True):
-            assert rank["losses"] == pytest.approx(reference["losses"], rel=1e-4, abs=1e-6)
+        for rank, reference in zip(ranks, ddp, strict=True):  # 1.8e-4 apart at most, seen
+            assert rank["losses"] == pytest.approx(reference["losses"], rel=1e-3, abs=1e-6)
+        # 4 ranks sum in a different order under each strategy, and Adam scales every
+        # element's update to about lr whatever its gradient: the few elements whose
+        # gradients are near zero carry that rounding into their weights, by up to a few
+        # updates (1 to 23 of a layer's 1M elements, up to 0.036, seen); a gradient not
+        # averaged over the nodes moves nearly every element
         for mine, reference in zip(weights[0], ddp_weights[0], strict=True):
-            torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-5)
+            apart = (mine - reference).abs()
+            assert (apart > 1e-4).float().mean() < 1e-3
+            assert apart.max() < 0.1
         # the moments are split: together the nodes hold one whole replica's
         assert sum(r["optimizer_bytes"] for r in ranks) == 2 * whole
     _, zero, _ = runs["zero"]
     # ZeRO splits whole parameters (ZeroRedundancyOptimizer's greedy partition): each
-    # 1024×1024 weight's moments are one node's, alternately, the small ones fill in
+    # 1024×1024 weight's moments are one node's, in turn, the small ones fill in
     params = list(deep_model().parameters())
     owners = partition(params, NODES)
     expected = [
@@ -130,23 +137,24 @@ def test_one_function_runs_under_ddp_zero_and_fsdp_to_the_same_loss_and_weights(
     assert max(expected) < 0.8 * 2 * whole
     assert all(r["parameter_bytes"] == r["gradient_bytes"] == whole for r in zero)
     _, fsdp, _ = runs["fsdp"]
-    for rank in fsdp:  # every row count divides by 2: exact halves
+    for rank in fsdp:  # every row count divides by 4: exact quarters
         assert rank["parameter_bytes"] == rank["gradient_bytes"] == whole // NODES
         assert rank["optimizer_bytes"] == 2 * whole // NODES
 
 
 def test_the_emulated_link_adds_fsdps_modelled_collective_time(sharded_runs):
-    """5 ms per message on a slow link: every all-gather and reduce-scatter is held to it."""
+    """5 ms per message on a slow link: every all-gather and reduce-scatter is held to it
+    (a ring's N-1 messages: projection/sharded_comm.py)."""
     result, _, _ = sharded_runs["fsdp"]
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
     assert len(ranks) == 2 * NODES  # a record per node and epoch
     units = sum(1 for child in deep_model().children() if list(child.parameters()))
-    latency = SLOW_LINK["latency_us"] / 1e6
-    bandwidth = SLOW_LINK["bandwidth_gbps"] * 1e9 / 8
+    latency = (NODES - 1) * SLOW_LINK["latency_us"] / 1e6
+    bandwidth = SLOW_LINK["bandwidth_gbps"] * 1e9 / 8 * NODES / (NODES - 1)
     for rank in ranks:
         modelled = rank["modelled_comm_s_per_step"]
         # every linear unit (and at most the root): 2 gathers and 1 scatter each per
-        # step, ≥ 5 ms apiece, and its bytes on the wire at most once each
+        # step, ≥ (N-1) × 5 ms apiece, and its bytes on the wire at most once each
         assert (
             units * 3 * latency
             <= modelled

@@ -28,12 +28,12 @@ SLOW_LINK = {"name": "slow", "bandwidth_gbps": 10, "latency_us": 5000}
 """5 ms per message: FSDP's collectives are held well past their real time on any CPU."""
 
 
-def deep_model() -> nn.Module:
-    """8.4M parameters in eight equal layers (so FSDP's units are small): big enough that
-    the training state, not the allocator's noise, sets the measured peak
+def deep_model(depth: int = 8) -> nn.Module:
+    """8.4M parameters in eight equal layers (16.8M in 16; FSDP's units small): big enough
+    that the training state, not the allocator's noise, sets the measured peak
     (test_memory_estimate)."""
     layers: list[nn.Module] = [nn.Linear(32, 1024)]
-    for _ in range(8):
+    for _ in range(depth):
         layers += [nn.ReLU(), nn.Linear(1024, 1024)]
     return nn.Sequential(*layers, nn.ReLU(), nn.Linear(1024, 4))
 
@@ -58,7 +58,7 @@ def sharded_fn(config: dict) -> None:
     ctx = worker.context()
     torch.manual_seed(config["seed"])
     loader = DataLoader(make_data(), batch_size=config["batch_size"], shuffle=False)
-    model, loader = worker.prepare(deep_model(), loader)
+    model, loader = worker.prepare(deep_model(config["train_config"]["depth"]), loader)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for epoch in range(1, config["num_epochs"] + 1):
@@ -72,9 +72,10 @@ def sharded_fn(config: dict) -> None:
         worker.report({"loss": sum(losses[-len(loader) :]) / len(loader)})
     grads = [p.grad for p in model.parameters()]  # the last step's
     state = [v for s in optimizer.state.values() for k, v in s.items() if k != "step"]
-    whole = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in model.parameters()]
     out = Path(config["train_config"]["out"])
-    torch.save([w.detach().clone() for w in whole], out / f"weights-{ctx.rank}.pt")
+    if config["train_config"]["whole_weights"]:  # gathered whole: beyond a tight budget
+        whole = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in model.parameters()]
+        torch.save([w.detach().clone() for w in whole], out / f"weights-{ctx.rank}.pt")
     figures = {
         "losses": losses, "parameter_bytes": local_bytes(model.parameters()),
         "gradient_bytes": local_bytes(grads), "optimizer_bytes": local_bytes(state),
@@ -82,19 +83,23 @@ def sharded_fn(config: dict) -> None:
     (out / f"rank-{ctx.rank}.json").write_text(json.dumps(figures))
 
 
-def run_strategy(root: Path, strategy: str, **overrides):
-    """sharded_fn under strategy on NODES nodes: the result, each rank's figures, and each
-    rank's whole weights at the end."""
-    out = root / strategy
+def run_strategy(
+    root: Path, strategy: str, depth: int = 8, name: str = "", whole_weights=True, **overrides
+):
+    """sharded_fn under strategy on NODES nodes with deep_model(depth): the result, each
+    rank's figures, and each rank's whole weights at the end (where whole_weights)."""
+    out = root / (name or strategy)
     out.mkdir()
     cfg = load_config(**{
         **TINY, "strategy": strategy, "num_nodes": NODES, "num_epochs": 2, "batch_size": 16,
         "gpu_fraction": 0.25, "memory_fraction": 0.25, "run_dir": str(root / "runs"),
-        "run_name": strategy, "train_config": {"out": str(out)}, **overrides,
+        "run_name": name or strategy,
+        "train_config": {"out": str(out), "depth": depth, "whole_weights": whole_weights},
+        **overrides,
     })  # fmt: skip
     result = raysim.run(cfg, train_fn=sharded_fn, out=None)
     ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(NODES)]
-    weights = [torch.load(out / f"weights-{r}.pt") for r in range(NODES)]
+    weights = [torch.load(out / f"weights-{r}.pt") for r in range(NODES) if whole_weights]
     return result, ranks, weights
 
 

@@ -23,9 +23,8 @@ two identical copies at its width, test that assumption): on the same model at w
 (the same modules, parameter tensors and buckets; a step of ~13 ms). Which copy is built
 first shifts a step by about ±0.1 ms (a check with two identical copies shows it), so
 every phase runs twice in fresh processes, once with each copy built first, and the two
-are averaged:
-the cost is the mean of the two orders' median paired differences, with a 95 %
-bootstrap interval. That cost over the plain step of the real model (width 128, the
+are averaged: the cost is the mean of the two orders' median paired differences, with a
+95 % bootstrap interval. That cost over the plain step of the real model (width 128, the
 example's) is the overhead; the real model's own paired ratio, noisier, is kept beside
 it. `--identical` also runs the check with two identical copies, at width 8 and at the
 example's width (what the real model's own row reads when nothing differs).

@@ -84,7 +84,12 @@ def sharded_fn(config: dict) -> None:
 
 
 def run_strategy(
-    root: Path, strategy: str, depth: int = 8, name: str = "", whole_weights=True, **overrides
+    root: Path,
+    strategy: str,
+    depth: int = 8,
+    name: str = "",
+    whole_weights: bool = True,
+    **overrides,
 ):
     """sharded_fn under strategy on NODES nodes with deep_model(depth): the result, each
     rank's figures, and each rank's whole weights at the end (where whole_weights)."""

@@ -69,15 +69,20 @@ class PssSampler:
         self._thread.join()
 
 
+def scale_command(run_dir: str, name: str, nodes: int, steps: int) -> list[str]:
+    """The scale run: README's distributed config, small fractions, N nodes, one epoch."""
+    return [sys.executable, "-m", "raysim.cli", "run", "--config",
+            "configs/distributed_config.yaml", "--device", "cpu", "--num-epochs", "1",
+            "--max-steps-per-epoch", str(steps), "--gpu-fraction", "0.06",
+            "--memory-fraction", "0.06", "--num-nodes", str(nodes),
+            # a loaded host must not time out the very start-up being measured
+            "--worker-start-timeout-s", "900",
+            "--run-dir", run_dir, "--run-name", name]  # fmt: skip
+
+
 def scale_run(run_dir: str, nodes: int, steps: int) -> dict:
     name = f"scale-{nodes}"
-    command = [sys.executable, "-m", "raysim.cli", "run", "--config",
-               "configs/distributed_config.yaml", "--device", "cpu", "--num-epochs", "1",
-               "--max-steps-per-epoch", str(steps), "--gpu-fraction", "0.06",
-               "--memory-fraction", "0.06", "--num-nodes", str(nodes),
-               # a loaded host must not time out the very start-up being measured
-               "--worker-start-timeout-s", "900",
-               "--run-dir", run_dir, "--run-name", name]  # fmt: skip
+    command = scale_command(run_dir, name, nodes, steps)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = PssSampler(process.pid)

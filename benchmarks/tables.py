@@ -34,6 +34,7 @@ import bench_startup
 import bench_switches
 import bench_topology
 import bench_trace
+import bench_worker_memory
 from formatting import Renderer, Skip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ BLOCK = re.compile(
 BENCHES = (bench_measure, bench_measure_hooks, bench_trace, bench_core, bench_readme,
            bench_topology, bench_network, bench_switches, bench_startup, bench_imports,
            bench_node_work, bench_projection, bench_projection_fsdp, bench_scale,
-           bench_chaos)  # fmt: skip
+           bench_worker_memory, bench_chaos)  # fmt: skip
 BLOCKS: dict[str, tuple[str, Renderer]] = {
     name: entry for bench in BENCHES for name, entry in bench.TABLES.items()
 }

@@ -52,3 +52,18 @@ def test_the_limit_runs_every_rank_with_no_exchange():
     assert run["threads"] in bench_core.THREAD_COUNTS
     assert run["processes"] == min(2, len(os.sched_getaffinity(0)))
     assert len(run["rates"]) == 2 and min(run["rates"]) > 0
+
+
+def test_a_processs_memory_split_adds_up_to_its_pss():
+    """bench_worker_memory's split of a worker: private anonymous, libraries' private
+    pages and the share of shared pages make its PSS, and this interpreter (torch
+    imported) holds most of its memory privately."""
+    import torch  # noqa: F401  the pages a worker holds after its imports
+    from bench_worker_memory import split
+
+    kinds = split(os.getpid())
+    parts = kinds["private_anonymous"] + kinds["private_libraries"] + kinds["shared_share"]
+    assert parts == kinds["pss"]
+    assert kinds["private_anonymous"] > 100e6, kinds
+    assert 0 <= kinds["shared_share"] < kinds["pss"], kinds
+    assert split(2**22 + 7) is None  # no such process

@@ -1,9 +1,11 @@
 """What N simulated nodes cost on this host: start-up, wall time and memory against N.
 
-    python benchmarks/bench_scale.py [--nodes 2 4 8] [--steps 4]
+    python benchmarks/bench_scale.py [--nodes 2 4 8] [--steps 4] [--train-fn MODULE:FUNCTION]
+        [--gpu-fraction 0.06] [--memory-fraction 0.06]
 
 Per N, one fresh `raysim run --config configs/distributed_config.yaml --num-epochs 1
---max-steps-per-epoch STEPS --gpu-fraction 0.06 --memory-fraction 0.06 --num-nodes N`,
+--max-steps-per-epoch STEPS --gpu-fraction 0.06 --memory-fraction 0.06 --num-nodes N`
+(with --train-fn, a user's function in place of the built-in ResNet18),
 with every process under it (driver, Ray's processes, its actors, the training workers)
 sampled once a second from /proc/<pid>/smaps_rollup: each training worker's peak PSS,
 the rest (the fixed part) and the whole at its peak. From summary.json: time to first
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import parse, provenance
@@ -30,6 +33,15 @@ from raysim.procfs import command_line, descendants, pss_bytes
 WORKER_TITLE = "RayTrainWorker"
 """In the process title Ray gives a training worker's process."""
 WORKER_GROUP_STAGE = "Ray Train: controller, worker group, process group"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What each node trains and its shares: the built-in ResNet18 at 0.06 by default."""
+
+    train_fn: str | None = None
+    gpu_fraction: float = 0.06
+    memory_fraction: float = 0.06
 
 
 class PssSampler:
@@ -69,20 +81,25 @@ class PssSampler:
         self._thread.join()
 
 
-def scale_command(run_dir: str, name: str, nodes: int, steps: int) -> list[str]:
-    """The scale run: README's distributed config, small fractions, N nodes, one epoch."""
+def scale_command(
+    run_dir: str, name: str, nodes: int, steps: int, workload: Workload | None = None
+) -> list[str]:
+    """The scale run: README's distributed config (or a user's function), small
+    fractions, N nodes, one epoch."""
+    workload = workload or Workload()
+    own = ["--train-fn", workload.train_fn] if workload.train_fn else []
     return [sys.executable, "-m", "raysim.cli", "run", "--config",
-            "configs/distributed_config.yaml", "--device", "cpu", "--num-epochs", "1",
-            "--max-steps-per-epoch", str(steps), "--gpu-fraction", "0.06",
-            "--memory-fraction", "0.06", "--num-nodes", str(nodes),
+            "configs/distributed_config.yaml", *own, "--device", "cpu", "--num-epochs", "1",
+            "--max-steps-per-epoch", str(steps), "--gpu-fraction", str(workload.gpu_fraction),
+            "--memory-fraction", str(workload.memory_fraction), "--num-nodes", str(nodes),
             # a loaded host must not time out the very start-up being measured
             "--worker-start-timeout-s", "900",
             "--run-dir", run_dir, "--run-name", name]  # fmt: skip
 
 
-def scale_run(run_dir: str, nodes: int, steps: int) -> dict:
+def scale_run(run_dir: str, nodes: int, steps: int, workload: Workload) -> dict:
     name = f"scale-{nodes}"
-    command = scale_command(run_dir, name, nodes, steps)
+    command = scale_command(run_dir, name, nodes, steps, workload)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = PssSampler(process.pid)
@@ -125,10 +142,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--train-fn", help="MODULE:FUNCTION instead of the built-in ResNet18")
+    parser.add_argument("--gpu-fraction", type=float, default=0.06)
+    parser.add_argument("--memory-fraction", type=float, default=0.06)
     parser.add_argument("--out", default="benchmarks/results/bench_scale.json")
     args = parse(parser, argv)
+    workload = Workload(args.train_fn, args.gpu_fraction, args.memory_fraction)
     with tempfile.TemporaryDirectory() as run_dir:
-        runs = [scale_run(run_dir, nodes, args.steps) for nodes in args.nodes]
+        runs = [scale_run(run_dir, nodes, args.steps, workload) for nodes in args.nodes]
     results = {
         **provenance(args.allow_dirty),
         "runs": runs,
@@ -164,7 +185,14 @@ def scale(data: dict | None) -> str:
     ]
     header = ["N", "time to first step", "worker group", "wall", "samples/s",
               "PSS per worker", "RSS per worker", "fixed (PSS)", "host peak (PSS)"]  # fmt: skip
-    kept = data["constants"]
+    kept, own = data["constants"], data["settings"].get("train_fn")
+    if own:
+        settings = data["settings"]
+        return table(header, rows) + (
+            f"\n\nA user's function, `{own}`, at gpu fraction {settings['gpu_fraction']} and "
+            f"memory fraction {settings['memory_fraction']}; raysim/plan/host_costs.py keeps "
+            "the built-in's figures, not these."
+        )
     line = (
         f"Kept in raysim/plan/host_costs.py: fixed {kept['fixed_bytes'] / mb:,.0f} MB, "
         f"{kept['worker_pss_bytes'] / mb:,.0f} MB a worker "
@@ -174,7 +202,10 @@ def scale(data: dict | None) -> str:
     return table(header, rows) + "\n\n" + line
 
 
-TABLES: dict[str, tuple[str, Renderer]] = {"scale": ("bench_scale.json", scale)}
+TABLES: dict[str, tuple[str, Renderer]] = {
+    "scale": ("bench_scale.json", scale),
+    "scale_own": ("bench_scale_own.json", scale),
+}
 """BENCHMARKS.md block name: (result file, renderer); tables.py gathers them."""
 
 

@@ -120,7 +120,7 @@ BENCHMARKS = (
               ("bench_scale.json",)),
     Benchmark("scale-own", "bench_scale.py",
               ("--nodes", "32", "--train-fn", "examples.custom_train_loop:train_fn",
-               "--gpu-fraction", "0.03", "--memory-fraction", "0.005",
+               "--gpu-fraction", "0.03", "--memory-fraction", "0.002",
                "--out", "{out}/bench_scale_own.json"),
               ("--nodes", "2", "--steps", "2", "--train-fn", "examples.custom_train_loop:train_fn",
                "--out", "{out}/bench_scale_own.json"), ("bench_scale_own.json",)),

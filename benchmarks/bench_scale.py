@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import parse, provenance
+from common import keep, parse, provenance
 from formatting import Renderer, table
 
 from raysim.procfs import command_line, descendants, pss_bytes
@@ -156,10 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         "constants": constants(runs),
         "settings": vars(args),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=2))
-    return results
+    return keep(results, args.out)
 
 
 # --- BENCHMARKS.md's table from this bench's result ---------------------------

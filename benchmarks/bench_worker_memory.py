@@ -28,7 +28,7 @@ from pathlib import Path
 from statistics import median
 
 from bench_scale import WORKER_TITLE, scale_command
-from common import parse, provenance
+from common import keep, parse, provenance
 from formatting import Renderer, table
 
 from raysim.procfs import command_line, descendants, pss_bytes
@@ -159,10 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         run = run_split(run_dir, args.nodes, args.steps)
     results = {**provenance(args.allow_dirty), "imports": imports, "run": run,
                "settings": vars(args)}  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=2))
-    return results
+    return keep(results, args.out)
 
 
 # --- BENCHMARKS.md's table from this bench's result ---------------------------

@@ -10,6 +10,7 @@ later benchmarks still run after its first one has rewritten its file.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -156,3 +157,11 @@ def provenance(allow_dirty: bool) -> dict:
         "versions": versions(),
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def keep(results: dict, out: str) -> dict:
+    """Write a result file (its folder made) and print it, less its settings."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=2))
+    return results

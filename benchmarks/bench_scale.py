@@ -32,6 +32,8 @@ from raysim.procfs import command_line, descendants, pss_bytes
 
 WORKER_TITLE = "RayTrainWorker"
 """In the process title Ray gives a training worker's process."""
+
+
 WORKER_GROUP_STAGE = "Ray Train: controller, worker group, process group"
 
 
@@ -42,6 +44,10 @@ class Workload:
     train_fn: str | None = None
     gpu_fraction: float = 0.06
     memory_fraction: float = 0.06
+
+
+def is_training_worker(pid: int) -> bool:
+    return any(WORKER_TITLE in part for part in command_line(pid))
 
 
 class PssSampler:
@@ -67,7 +73,7 @@ class PssSampler:
             pss = pss_bytes(pid)
             if pss is None:
                 continue
-            if any(WORKER_TITLE in part for part in command_line(pid)):
+            if is_training_worker(pid):
                 workers[pid] = pss
             else:
                 fixed += pss
@@ -182,7 +188,7 @@ def scale(data: dict | None) -> str:
     ]
     header = ["N", "time to first step", "worker group", "wall", "samples/s",
               "PSS per worker", "RSS per worker", "fixed (PSS)", "host peak (PSS)"]  # fmt: skip
-    kept, own = data["constants"], data["settings"].get("train_fn")
+    own = data["settings"].get("train_fn")
     if own:
         settings = data["settings"]
         return table(header, rows) + (
@@ -190,6 +196,7 @@ def scale(data: dict | None) -> str:
             f"memory fraction {settings['memory_fraction']}; raysim/plan/host_costs.py keeps "
             "the built-in's figures, not these."
         )
+    kept = data["constants"]
     line = (
         f"Kept in raysim/plan/host_costs.py: fixed {kept['fixed_bytes'] / mb:,.0f} MB, "
         f"{kept['worker_pss_bytes'] / mb:,.0f} MB a worker "

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import parse, provenance
+from common import keep, parse, provenance
 from formatting import Renderer, num, signed, table
 
 from raysim.rundir import epoch_lines, read_lines
@@ -118,10 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         "node_loss": loss,
         "settings": vars(args),
     }
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "bench_topology.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps({k: v for k, v in results.items() if k != "settings"}, indent=2))
-    return results
+    return keep(results, str(Path(args.out) / "bench_topology.json"))
 
 
 # --- BENCHMARKS.md's tables from this bench's results -------------------------

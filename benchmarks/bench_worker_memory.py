@@ -27,11 +27,11 @@ import threading
 from pathlib import Path
 from statistics import median
 
-from bench_scale import WORKER_TITLE, scale_command
+from bench_scale import is_training_worker, scale_command
 from common import keep, parse, provenance
 from formatting import Renderer, table
 
-from raysim.procfs import command_line, descendants, pss_bytes
+from raysim.procfs import descendants, pss_bytes
 
 IMPORTS = (
     ("torch", "import torch"),
@@ -116,7 +116,7 @@ class WorkerSampler:
     def _run(self) -> None:
         while not self._stop.wait(2.0):
             for pid in descendants(self.pid):
-                if not any(WORKER_TITLE in part for part in command_line(pid)):
+                if not is_training_worker(pid):
                     continue
                 pss = pss_bytes(pid)
                 if pss and pss > self.at_peak.get(pid, {}).get("pss", 0):

@@ -26,6 +26,7 @@ from raysim.cluster import (
 )
 from raysim.cluster.train_helpers import (
     cluster_is_this_host,
+    controller_polls,
     lean_torch_trainer,
     preemption_watch,
     run_helpers,
@@ -45,6 +46,7 @@ from raysim.driver_startup import DriverStartup
 from raysim.failures import NodeMemory, RunFailedError, failure_message, partition_budget
 from raysim.node_program import NodeProgram, node_program, script_program
 from raysim.plan import Hardware, ResourcePlan, make_plan
+from raysim.plan.controller_poll import controller_poll_s
 from raysim.plan.start_timeout import worker_start_timeout_s
 from raysim.record.trackers import check_trackers, trackers_for
 from raysim.report.faults import fault_entries
@@ -147,6 +149,7 @@ def _fit(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: Node
         with (
             worker_start_timeout(cfg),
             preemption_watch(preempts),
+            controller_polls(controller_poll_s(cfg.num_nodes, preempts)),
             run_helpers(cluster_is_this_host() and not preempts),
         ):
             trainer.fit()

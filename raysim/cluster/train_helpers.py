@@ -44,9 +44,6 @@ not after most of it is gone."""
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 """How often Ray Train's controller polls its workers (default 2 s), which is when it takes
 their reports; passed on like the switch."""
-INJECTED_HEALTH_CHECK_S = 0.5
-"""For a run with a preempt fault: a just-in-time checkpoint reported in the notice's last
-two seconds still reaches the controller before the deadline ends the worker group."""
 
 
 def watches_preemption(node_addresses: Iterable[str], driver_address: str) -> bool:
@@ -105,18 +102,21 @@ def run_helpers(cluster_is_this_host: bool) -> Iterator[None]:
 
 def preemption_watch(injected: bool):
     """For a run that drains a node (a preempt fault): Ray Train's watcher on, polling
-    every INJECTED_PREEMPTION_POLL_S, and its controller polling the workers every
-    INJECTED_HEALTH_CHECK_S, each unless the user set how often."""
+    every INJECTED_PREEMPTION_POLL_S unless the user set how often."""
     if not injected:
         return contextlib.nullcontext()
     settings = {PREEMPTION_WATCHER_ENV: "1"}
-    for name, seconds in (
-        (PREEMPTION_POLL_ENV, INJECTED_PREEMPTION_POLL_S),
-        (HEALTH_CHECK_ENV, INJECTED_HEALTH_CHECK_S),
-    ):
-        if name not in os.environ:
-            settings[name] = str(seconds)
+    if PREEMPTION_POLL_ENV not in os.environ:
+        settings[PREEMPTION_POLL_ENV] = str(INJECTED_PREEMPTION_POLL_S)
     return scoped_env(settings)
+
+
+def controller_polls(seconds: float):
+    """Ray Train's controller polling its workers every `seconds` for one fit(), unless the
+    user set how often."""
+    if HEALTH_CHECK_ENV in os.environ:
+        return contextlib.nullcontext()
+    return scoped_env({HEALTH_CHECK_ENV: str(seconds)})
 
 
 @contextlib.contextmanager

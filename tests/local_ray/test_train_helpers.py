@@ -12,6 +12,7 @@ from raysim.cluster.train_helpers import (
     HEALTH_CHECK_ENV,
     PREEMPTION_POLL_ENV,
     PREEMPTION_WATCHER_ENV,
+    controller_polls,
     coordinator_started,
     placement_groups_released,
     preemption_watch,
@@ -39,19 +40,28 @@ def test_the_watcher_is_off_on_one_host_unless_the_user_set_it(shared_ray, monke
         assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
 
 
-def test_a_preempt_fault_has_the_notice_and_the_reports_polled_often(monkeypatch):
-    for name in (PREEMPTION_WATCHER_ENV, PREEMPTION_POLL_ENV, HEALTH_CHECK_ENV):
+def test_a_preempt_fault_has_the_notice_polled_often(monkeypatch):
+    for name in (PREEMPTION_WATCHER_ENV, PREEMPTION_POLL_ENV):
         monkeypatch.delenv(name, raising=False)
     with preemption_watch(injected=True):
         assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
         assert float(os.environ[PREEMPTION_POLL_ENV]) == 0.5
-        assert float(os.environ[HEALTH_CHECK_ENV]) == 0.5, "Ray Train's default is 2 s"
-    assert HEALTH_CHECK_ENV not in os.environ
-    monkeypatch.setenv(HEALTH_CHECK_ENV, "1.5")
+    assert PREEMPTION_POLL_ENV not in os.environ
+    monkeypatch.setenv(PREEMPTION_POLL_ENV, "3")
     with preemption_watch(injected=True):
-        assert os.environ[HEALTH_CHECK_ENV] == "1.5", "the user's setting"
+        assert os.environ[PREEMPTION_POLL_ENV] == "3", "the user's setting"
     with preemption_watch(injected=False):
         assert PREEMPTION_WATCHER_ENV not in os.environ
+
+
+def test_the_controller_polls_as_planned_unless_the_user_set_it(monkeypatch):
+    monkeypatch.delenv(HEALTH_CHECK_ENV, raising=False)
+    with controller_polls(0.25):
+        assert float(os.environ[HEALTH_CHECK_ENV]) == 0.25, "Ray Train's default is 2 s"
+    assert HEALTH_CHECK_ENV not in os.environ
+    monkeypatch.setenv(HEALTH_CHECK_ENV, "1.5")
+    with controller_polls(0.25):
+        assert os.environ[HEALTH_CHECK_ENV] == "1.5", "the user's setting"
 
 
 def test_the_autoscaling_coordinator_is_started_before_the_controller_asks(shared_ray):

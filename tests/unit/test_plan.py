@@ -1,6 +1,7 @@
 import pytest
 
 from raysim.config import ConfigError, load_config
+from raysim.plan.controller_poll import controller_poll_s
 from raysim.plan.resources import (
     DEVICE_RESOURCE,
     DEVICE_UNITS,
@@ -173,3 +174,12 @@ def test_the_wire_is_modelled_for_a_network_or_a_compression():
     assert not models_the_wire(load_config())
     assert models_the_wire(load_config(grad_compression="fp16"))
     assert models_the_wire(load_config(network="10gbe"))
+
+
+@pytest.mark.parametrize(
+    ("nodes", "preempt", "seconds"),
+    [(1, False, 0.2), (2, False, 0.2), (4, False, 0.25), (16, False, 1.0), (32, False, 2.0),
+     (128, False, 2.0), (16, True, 0.5), (2, True, 0.2)],
+)  # fmt: skip
+def test_the_controller_polls_often_for_few_nodes_and_as_ray_does_for_many(nodes, preempt, seconds):
+    assert controller_poll_s(nodes, preempt) == pytest.approx(seconds)

@@ -295,15 +295,25 @@ def loss(rows: Sequence[Row], constants: Constants) -> float:
 
 
 def golden(f: Callable[[float], float], low: float, high: float, steps: int = 28) -> float:
-    """The minimum of a one-dimensional f on [low, high] (golden-section search)."""
+    """The minimum of a one-dimensional f on [low, high] (golden-section search: each step
+    keeps one of the two inner points, so f is evaluated once per step)."""
     ratio = (5**0.5 - 1) / 2
     a, b = low, high
-    for _ in range(steps):
-        c, d = b - ratio * (b - a), a + ratio * (b - a)
-        if f(c) <= f(d):
-            b = d
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(steps - 1):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = f(c)
         else:
-            a = c
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = f(d)
+    if fc <= fd:
+        b = d
+    else:
+        a = c
     return (a + b) / 2
 
 

@@ -106,10 +106,11 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
     """Ray Train's trainer of the program on the planned workers, recorded on its
     controller."""
     import ray.train
-    from ray.train.torch import TorchConfig
 
+    from raysim.cluster.torch_backend import LeanTorchConfig
     from raysim.record import MetricsRecorder
     from raysim.worker.launchers import run_node
+    from raysim.worker.sealed import Sealed
 
     recorder = MetricsRecorder(run_dir, time.time(), cfg.to_dict())
     return lean_torch_trainer()(  # without the helper actors raysim does not use
@@ -118,10 +119,10 @@ def _trainer(cfg: ExperimentConfig, plan: ResourcePlan, run_dir: Path, program: 
             "experiment": cfg,
             "plan": plan,
             "run_dir": str(run_dir),
-            "launcher": program.load(),
+            "launcher": Sealed.of(program.load(), program.name),
             "progress_board": progress_board,
         },  # fmt: skip
-        torch_config=TorchConfig(backend=plan.backend),
+        torch_config=LeanTorchConfig(backend=plan.backend),
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.scaling_workers,
             use_gpu=plan.use_gpu,

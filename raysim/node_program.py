@@ -111,7 +111,7 @@ def _load_builtin() -> Launcher:
 
 
 def ship_by_value(train_fn: Callable) -> None:
-    """Ray's controller and workers unpickle the function; a module of the user's own
+    """The workers unpickle the function; a module of the user's own
     (not installed, maybe not on their path) travels with it instead of by name."""
     from ray import cloudpickle  # Ray pickles with its own copy
 

@@ -50,9 +50,9 @@ class TensorBoard(Tracker):
     @property
     def writer(self):
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+            from raysim.record.trackers.event_writer import EventWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+            self._writer = EventWriter(self.log_dir)
             self._writer.add_text("config", "```\n" + yaml.safe_dump(self.config) + "```", 0)
         return self._writer
 
@@ -85,7 +85,7 @@ class TensorBoard(Tracker):
         metrics = {f"hparam/{name}": epoch[key] for name, key in finals.items() if key in epoch}
         if not metrics:
             return
-        self.writer.add_hparams(hparams, metrics, run_name=".")
+        self.writer.add_hparams(hparams, metrics)
         self.writer.flush()
 
     def close(self) -> None:

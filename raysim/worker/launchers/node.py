@@ -27,7 +27,7 @@ def run_node(loop_config: dict) -> None:
         cfg, loop_config["plan"], Path(loop_config["run_dir"]), loop_config["progress_board"],
         called,
     )  # fmt: skip
-    launcher: Launcher = loop_config["launcher"]
+    launcher: Launcher = loop_config["launcher"].open()
     try:
         launcher.launch(cfg)
     except NodeError:

@@ -8,6 +8,7 @@ import pytest
 import raysim
 from raysim.builtin.checks import parameter_count
 from raysim.builtin.model import build_model
+from raysim.cluster.train_helpers import HEALTH_CHECK_ENV
 from raysim.config import replace
 from raysim.failures import PARTITION_TEXT, NodeMemory, failure_message, partition_budget
 from raysim.fit import HEADROOM, format_fit, plan_memory, search_largest
@@ -260,8 +261,13 @@ def _watched(run_dir, rank: int) -> int:
 
 
 @pytest.mark.slow
-def test_a_process_that_dies_at_its_partition_is_told_as_running_out(short_run, tiny_config):
-    """One run of two nodes: node-0 dies holding 97 % of its partition, node-1 half of it."""
+def test_a_process_that_dies_at_its_partition_is_told_as_running_out(
+    short_run, tiny_config, monkeypatch
+):
+    """One run of two nodes: node-0 dies holding 97 % of its partition, node-1 half of it.
+    Ray Train's controller polls every 2 s here (its default): both deaths, some
+    milliseconds apart, fall between two polls, so the one failure tells both."""
+    monkeypatch.setenv(HEALTH_CHECK_ENV, "2")
     cfg = tiny_config(
         num_nodes=2, memory_fraction=0.025, num_epochs=1, run_name="die",
         train_config={"fills": list(FILLS)},

@@ -21,7 +21,8 @@ from ray.train.v2._internal.util import TrainingFramework
 
 @dataclass
 class LeanTorchConfig(BackendConfig):
-    """TorchConfig's fields and behaviour for the env:// rendezvous raysim uses."""
+    """TorchConfig's fields and behaviour for the env:// rendezvous raysim uses; the
+    backend is the plan's (gloo or nccl), which TorchTrainer would also fill in."""
 
     backend: str | None = None
     timeout_s: int = 1800
@@ -48,7 +49,6 @@ class LeanTorchBackend(Backend):
     def on_start(self, worker_group, backend_config: LeanTorchConfig) -> None:
         from ray.train._internal.utils import get_address_and_port
 
-        backend = backend_config.backend or _default_backend(worker_group)
         address, port = worker_group.execute_single(0, get_address_and_port)
         worker_group.execute(_rendezvous_env, address=address, port=port)
         ray.get(
@@ -56,11 +56,11 @@ class LeanTorchBackend(Backend):
                 worker_group.execute_single_async(
                     rank,
                     _process_group,
-                    backend=backend,
+                    backend=backend_config.backend,
                     world_rank=rank,
                     world_size=len(worker_group),
                     timeout_s=backend_config.timeout_s,
-                )  # fmt: skip
+                )
                 for rank in range(len(worker_group))
             ]
         )
@@ -79,10 +79,6 @@ class LeanTorchBackend(Backend):
         )
         with contextlib.suppress(GetTimeoutError):  # as Ray's: the workers are ended next
             ray.get(futures, timeout=timeout_s)
-
-
-def _default_backend(worker_group) -> str:
-    return "nccl" if worker_group.get_resources_per_worker().get("GPU", 0) > 0 else "gloo"
 
 
 def _rendezvous_env(address: str, port: int) -> None:

@@ -61,11 +61,13 @@ class EventWriter:
         value = Summary.Value(tag=f"{tag}/text_summary", metadata=metadata, tensor=tensor)
         self._add(Summary(value=[value]), step)
 
-    def add_hparams(self, hparams: dict[str, HParam], metrics: dict[str, float]) -> None:
+    def add_hparams(self, hparams: dict[str, HParam | None], metrics: dict[str, float]) -> None:
         """The run's hyperparameters and final metrics for the HParams tab (step 0)."""
         start = SessionStartInfo()
         infos = []
         for name, value in hparams.items():
+            if value is None:  # unset (as torch's writer leaves it out)
+                continue
             if isinstance(value, bool):
                 start.hparams[name].bool_value, kind = value, "DATA_TYPE_BOOL"
             elif isinstance(value, int | float):

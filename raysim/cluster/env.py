@@ -28,6 +28,11 @@ def scoped_env(values: dict[str, str]):
                 os.environ[key] = value
 
 
+def unset_only(values: dict[str, str]) -> dict[str, str]:
+    """The values whose names the user has not set: raysim's defaults never override theirs."""
+    return {key: value for key, value in values.items() if key not in os.environ}
+
+
 def loopback_gcs_env() -> dict[str, str]:
     """For the embedded Ray's processes: its GCS on a known loopback port, and that address
     as theirs. Ray's state API (Ray Train's placement-group cleaner asks it every second)

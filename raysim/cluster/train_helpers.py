@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Iterable, Iterator
 
-from raysim.cluster.env import scoped_env
+from raysim.cluster.env import scoped_env, unset_only
 
 LEFT_OUT_CALLBACKS = frozenset({"DatasetsCallback", "PlacementGroupCleanerCallback"})
 """Ray Train's default callbacks that start the helpers raysim leaves out, by class name:
@@ -93,8 +92,7 @@ def run_helpers(cluster_is_this_host: bool) -> Iterator[None]:
     """For one fit(): the autoscaling coordinator started, the preemption watcher off on a
     one-host cluster (unless the user set it), and the placement groups the fit left behind
     released afterwards."""
-    watcher_off = cluster_is_this_host and PREEMPTION_WATCHER_ENV not in os.environ
-    settings = {PREEMPTION_WATCHER_ENV: "0"} if watcher_off else {}
+    settings = unset_only({PREEMPTION_WATCHER_ENV: "0"}) if cluster_is_this_host else {}
     coordinator_started()
     with scoped_env(settings), placement_groups_released():
         yield
@@ -105,18 +103,14 @@ def preemption_watch(injected: bool):
     every INJECTED_PREEMPTION_POLL_S unless the user set how often."""
     if not injected:
         return contextlib.nullcontext()
-    settings = {PREEMPTION_WATCHER_ENV: "1"}
-    if PREEMPTION_POLL_ENV not in os.environ:
-        settings[PREEMPTION_POLL_ENV] = str(INJECTED_PREEMPTION_POLL_S)
-    return scoped_env(settings)
+    poll = unset_only({PREEMPTION_POLL_ENV: str(INJECTED_PREEMPTION_POLL_S)})
+    return scoped_env({PREEMPTION_WATCHER_ENV: "1", **poll})
 
 
 def controller_polls(seconds: float):
     """Ray Train's controller polling its workers every `seconds` for one fit(), unless the
     user set how often."""
-    if HEALTH_CHECK_ENV in os.environ:
-        return contextlib.nullcontext()
-    return scoped_env({HEALTH_CHECK_ENV: str(seconds)})
+    return scoped_env(unset_only({HEALTH_CHECK_ENV: str(seconds)}))
 
 
 @contextlib.contextmanager

@@ -81,14 +81,10 @@ def check_served_run(url: str, run_dir: Path, experiment: str, status: str = "FI
     return {**saved, "experiment_id": info["experiment_id"]}
 
 
-def charts_page(url: str, tries: int = 3) -> str:
-    """The Model metrics tab: a section per metric prefix, whose charts MLflow draws only
-    after its own fetches, which a virtual-time budget does not always wait out."""
-    for _ in range(tries):
-        html = browser.dom(url, budget_ms=30000)
-        if "js-plotly-plot" in html:
-            break
-    return html
+def shown(url: str, words: str) -> str:
+    """The page's DOM once its text shows `words`: MLflow fills its pages after its own
+    fetches, which take longer on a loaded machine."""
+    return browser.dom_once(url, f"document.body.innerText.includes({json.dumps(words)})")
 
 
 def chart_sections(keys: list[str]) -> dict[str, int]:
@@ -156,16 +152,15 @@ def test_mlflow_ui_serves_the_default_store_and_its_run_page(tracked_run, ui_ser
     saved = check_served_run(url, run_dir, "t")
     page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
     logged = rest(url, "runs/get", run_id=saved["run_id"])["run"]["data"]["metrics"]
-    overview = browser.text(browser.dom(page))
+    overview = browser.text(shown(page, "node-1/step_time_s"))
     assert "Parameters" in overview and "num_nodes 2" in overview
     assert "Status Finished" in overview and "max_steps_per_epoch 3" in overview
     assert f"Metrics ({len(logged)})" in overview, "every metric on Overview"
     assert "summary/final_test_accuracy" in overview and "node-1/step_time_s" in overview
-    charts = charts_page(f"{page}/model-metrics")
-    assert "js-plotly-plot" in charts, browser.text(charts)[:2000]
+    charts = browser.dom_once(f"{page}/model-metrics", "document.querySelector('.js-plotly-plot')")
     for section, count in chart_sections([m["key"] for m in logged]).items():
         assert f"{section} ({count})" in browser.text(charts), "a chart per metric"
-    files = browser.text(browser.dom(f"{page}/artifacts"))
+    files = browser.text(shown(f"{page}/artifacts", "metrics.jsonl"))
     assert {"config.yaml", "metrics.jsonl", "summary.json"} <= set(files.split())
     shot = tmp_path / "mlflow_run.png"
     browser.screenshot(page, shot)

@@ -69,6 +69,11 @@ def dom_once(url: str, ready_js: str, timeout_s: float = 120) -> str:
             browser.wait()
 
 
+def shows(*words: str) -> str:
+    """A ready_js for dom_once: the page's text shows every one of `words`."""
+    return f"{json.dumps(words)}.every(w => document.body.innerText.includes(w))"
+
+
 def _page_socket(port_file: Path, browser: subprocess.Popen) -> str:
     """The DevTools WebSocket of the browser's one page (Chromium writes its port to
     DevToolsActivePort in the profile once it listens)."""

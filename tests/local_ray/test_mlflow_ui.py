@@ -81,12 +81,6 @@ def check_served_run(url: str, run_dir: Path, experiment: str, status: str = "FI
     return {**saved, "experiment_id": info["experiment_id"]}
 
 
-def shown(url: str, words: str) -> str:
-    """The page's DOM once its text shows `words`: MLflow fills its pages after its own
-    fetches, which take longer on a loaded machine."""
-    return browser.dom_once(url, f"document.body.innerText.includes({json.dumps(words)})")
-
-
 def chart_sections(keys: list[str]) -> dict[str, int]:
     """Model metrics' sections as MLflow groups a run's metrics: one per key prefix
     (`node-1/...`), the keys without one under "Model metrics"; a chart per metric."""
@@ -152,7 +146,7 @@ def test_mlflow_ui_serves_the_default_store_and_its_run_page(tracked_run, ui_ser
     saved = check_served_run(url, run_dir, "t")
     page = f"{url}/#/experiments/{saved['experiment_id']}/runs/{saved['run_id']}"
     logged = rest(url, "runs/get", run_id=saved["run_id"])["run"]["data"]["metrics"]
-    overview = browser.text(shown(page, "node-1/step_time_s"))
+    overview = browser.text(browser.dom_once(page, browser.shows("node-1/step_time_s")))
     assert "Parameters" in overview and "num_nodes 2" in overview
     assert "Status Finished" in overview and "max_steps_per_epoch 3" in overview
     assert f"Metrics ({len(logged)})" in overview, "every metric on Overview"
@@ -160,7 +154,7 @@ def test_mlflow_ui_serves_the_default_store_and_its_run_page(tracked_run, ui_ser
     charts = browser.dom_once(f"{page}/model-metrics", "document.querySelector('.js-plotly-plot')")
     for section, count in chart_sections([m["key"] for m in logged]).items():
         assert f"{section} ({count})" in browser.text(charts), "a chart per metric"
-    files = browser.text(shown(f"{page}/artifacts", "metrics.jsonl"))
+    files = browser.text(browser.dom_once(f"{page}/artifacts", browser.shows("metrics.jsonl")))
     assert {"config.yaml", "metrics.jsonl", "summary.json"} <= set(files.split())
     shot = tmp_path / "mlflow_run.png"
     browser.screenshot(page, shot)

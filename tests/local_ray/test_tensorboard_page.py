@@ -46,7 +46,9 @@ def test_tensorboard_shows_runs_side_by_side_with_their_groups_text_and_hparams(
     for name in ("short", "short-copy"):
         shutil.copytree(short_run.run_dir / TENSORBOARD_DIR, logdir / name / TENSORBOARD_DIR)
     with tensorboard(logdir) as url:
-        dom = browser.dom(f"{url}/#timeseries")  # the default tab: Time Series
+        # the default tab, Time Series, once it shows both runs and a node's cards
+        ready = browser.shows("short-copy/tensorboard", "node-1")
+        dom = browser.dom_once(f"{url}/#timeseries", ready)
         if os.environ.get("RAYSIM_DOCS_SCREENSHOTS") == "1":  # retake docs/tensorboard.png
             browser.screenshot(f"{url}/#timeseries", ROOT / "docs" / "tensorboard.png")
     shown = browser.text(dom).split()

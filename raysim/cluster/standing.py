@@ -74,16 +74,21 @@ def start_ray_node(args: list[str], log_path: Path, env: dict[str, str] | None =
     return process.pid
 
 
-def end_tree(pid: int, grace_s: float = 10.0) -> int:
-    """SIGTERM a process raysim started and every process below it, SIGKILL what is left
-    after the grace period; how many there were. The tree is read before the first
-    signal: a child whose parent ends moves to init and is no longer found below it."""
-    tree = [pid, *descendants(pid)]
-    for member in tree:
-        _signal(member, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while any(is_running(member) for member in tree) and time.monotonic() < deadline:
-        time.sleep(0.5)
+def end_tree(*pids: int, grace_s: float = 10.0) -> int:
+    """End processes raysim started and every process below them; how many there were.
+    SIGTERM to each root first, whose own handler ends what it started (`ray start
+    --block` ends its node in about 2 s so, and takes longer when its children are
+    signalled beside it); then SIGTERM to what is left, then SIGKILL, each after half the
+    grace period. The trees are read before the first signal: a child whose parent ends
+    moves to init and is no longer found below it."""
+    tree = [member for pid in pids for member in (pid, *descendants(pid))]
+    for signum, members in ((signal.SIGTERM, pids), (signal.SIGTERM, tree)):
+        for member in members:
+            if is_running(member):
+                _signal(member, signum)
+        deadline = time.monotonic() + grace_s / 2
+        while any(is_running(member) for member in tree) and time.monotonic() < deadline:
+            time.sleep(0.25)
     for member in tree:
         if is_running(member):
             _signal(member, signal.SIGKILL)

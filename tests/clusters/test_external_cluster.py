@@ -53,8 +53,7 @@ class ExternalCluster:
         self.pids.append(start_ray_node([*args, *COMMON], log, TOKEN_MODE, timeout_s=120))
 
     def end(self) -> None:
-        for pid in reversed(self.pids):
-            end_tree(pid)
+        end_tree(*self.pids)
 
 
 @pytest.fixture

@@ -79,6 +79,7 @@ FINISHED_AB = {
     "bench_ab_helpers.json", "bench_ab_preload.json", "bench_ab_coordinator.json",
     "bench_ab_imports_ahead.json", "bench_ab_house_round3.json", "bench_ab_poll.json",
     "bench_ab_controller_poll.json", "bench_ab_short_run.json", "bench_ab_house_round4.json",
+    "bench_ab_first_step_16.json",
 }  # fmt: skip
 
 

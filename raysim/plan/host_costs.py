@@ -24,9 +24,9 @@ class HostCosts:
 
 
 MEASURED = HostCosts(
-    fixed_bytes=1_597_000_000,
-    worker_pss_bytes=788_000_000,
-    worker_training_bytes=187_000_000,
-    worker_group_per_node_s=4.58,
+    fixed_bytes=1_281_000_000,
+    worker_pss_bytes=878_000_000,
+    worker_training_bytes=218_000_000,
+    worker_group_per_node_s=3.31,
 )
 """benchmarks/results/bench_scale.json (N = 2, 4, 8 at gpu and memory fraction 0.06)."""

@@ -82,10 +82,10 @@ def end_tree(*pids: int, grace_s: float = 10.0) -> int:
     grace period. The trees are read before the first signal: a child whose parent ends
     moves to init and is no longer found below it."""
     tree = [member for pid in pids for member in (pid, *descendants(pid))]
-    for signum, members in ((signal.SIGTERM, pids), (signal.SIGTERM, tree)):
+    for members in (pids, tree):
         for member in members:
             if is_running(member):
-                _signal(member, signum)
+                _signal(member, signal.SIGTERM)
         deadline = time.monotonic() + grace_s / 2
         while any(is_running(member) for member in tree) and time.monotonic() < deadline:
             time.sleep(0.25)

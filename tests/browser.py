@@ -4,6 +4,7 @@ what a test does without it (skip here, fail in CI, where .ci/run installs it)."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -90,7 +91,7 @@ def _page_socket(port_file: Path, browser: subprocess.Popen) -> str:
 
 async def _dom_when_ready(socket: str, url: str, ready_js: str, timeout_s: float) -> str:
     async with aiohttp.ClientSession() as session, session.ws_connect(socket, max_msg_size=0) as ws:
-        calls = iter(range(1, 1_000_000))
+        calls = itertools.count(1)
 
         async def call(method: str, **params) -> dict:
             number = next(calls)

@@ -44,7 +44,7 @@ class Trial:
     ran_out: bool
     """Failed with the out-of-memory error."""
     peak_bytes: int
-    """Training memory at step boundaries (the budget, for a trial that ran out)."""
+    """Training memory at its peak, within steps too (the budget, for a trial that ran out)."""
 
 
 @dataclass
@@ -180,13 +180,18 @@ def plan_memory(
     )
 
 
+def _first_out(result: FitResult) -> str:
+    if result.first_out_of_memory_batch is None:
+        return "no batch tried ran out of memory"
+    return f"first out of memory at batch {result.first_out_of_memory_batch}"
+
+
 def format_fit(result: FitResult) -> str:
     lines = [
         f"memory partition: {result.memory_fraction:.2f} × {gib(result.device_memory_bytes)} "
         f"= {result.budget_bytes / MB:.0f} MB per node",
         f"largest batch per node that fits with {HEADROOM:.0%} headroom: {result.largest_batch} "
-        f"(searched in steps of {result.resolution}; first out of memory at batch "
-        f"{result.first_out_of_memory_batch})",
+        f"(searched in steps of {result.resolution}; {_first_out(result)})",
         f"at batch {result.batch_size}: peak {result.peak_at_batch_bytes / MB:.0f} MB of training "
         f"memory, i.e. memory_fraction ≥ {result.min_memory_fraction:.3f}; "
         f"at most {result.max_nodes} nodes fit on the device",

@@ -45,8 +45,61 @@ def process_rss_bytes() -> int:
         return peak_rss_bytes()
 
 
+_peak_rss_before_reset = 0
+"""The process's resident peak before its high-water mark was last started again."""
+
+
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """The most this process has held resident, over all of its life."""
+    now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return max(_peak_rss_before_reset, now)
+
+
+def _status_kib(*fields: str) -> dict[str, int]:
+    found = {}
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            name = line.split(b":", 1)[0].decode()
+            if name in fields:
+                found[name] = int(line.split()[1]) * 1024
+    return found
+
+
+def restart_resident_high_water() -> bool:
+    """Start Linux's resident high-water mark (VmHWM) again from what is resident now, so
+    that it measures what comes next; False where the kernel does not offer it."""
+    global _peak_rss_before_reset
+    _peak_rss_before_reset = peak_rss_bytes()
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def private_resident_bytes() -> int | None:
+    """Anonymous and shared-memory pages resident now (RSS less files' pages, such as the
+    libraries' code): what allocations hold. None without /proc."""
+    try:
+        found = _status_kib("RssAnon", "RssShmem")
+    except (OSError, ValueError, IndexError):
+        return None
+    return found.get("RssAnon", 0) + found.get("RssShmem", 0)
+
+
+def private_resident_high_water_bytes() -> int | None:
+    """The most anonymous and shared-memory pages resident at once since the high-water mark
+    was last started: VmHWM less the files' pages resident now. In training those only grow
+    (code runs for the first time), so the figure errs low, by the files' pages that came
+    after the peak. None without /proc."""
+    try:
+        found = _status_kib("VmHWM", "RssFile")
+    except (OSError, ValueError, IndexError):
+        return None
+    if "VmHWM" not in found:
+        return None
+    return max(found["VmHWM"] - found.get("RssFile", 0), 0)
 
 
 def pss_bytes(process: str | int = "self") -> int | None:

@@ -11,8 +11,11 @@ Per node, in bytes:
   twice (the unit and the one prefetched) and that unit's unsharded gradients.
 
 The peak adds them all: activations and gradients overlap only in part during backward, so
-it errs high, never low. What raysim's CPU budget charges is the peak less the parameters
-already resident when the node's baseline is measured (after the strategy's wrapper).
+it errs high against the step's tensors. What raysim's CPU budget charges is the peak less
+the parameters already resident when the node's baseline is measured (after the strategy's
+wrapper); its measure, the resident high-water mark within steps, also holds what the
+allocator keeps of freed tensors and the step's temporaries, so it sees more (README,
+"Sharded training").
 """
 
 from __future__ import annotations

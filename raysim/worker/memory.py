@@ -15,6 +15,11 @@ training state (which could only fail) is refused before Ray starts
 (raysim.plan.memory_floor), and a watch keeps the partition's use on disk, from which
 the driver tells a process that died at the limit as having run out of it
 (raysim.worker.memory_watch).
+
+The node's peak is the most charged at once, within steps too: CUDA's allocator keeps its
+own peak; on the CPU, Linux's resident high-water mark (restarted each epoch) less the
+baseline, beside the data segment sampled at step boundaries. Sampling alone missed
+backward's transients: a conv net's peak was twice its largest sample.
 """
 
 from __future__ import annotations
@@ -25,7 +30,12 @@ from dataclasses import dataclass
 from raysim.config.schema import ExperimentConfig
 from raysim.failures import PARTITION_FIX, PARTITION_TEXT, partition_budget
 from raysim.plan.resources import ResourcePlan
-from raysim.procfs import data_segment_bytes
+from raysim.procfs import (
+    data_segment_bytes,
+    private_resident_bytes,
+    private_resident_high_water_bytes,
+    restart_resident_high_water,
+)
 from raysim.units import MB
 
 OOM_MARKERS = (
@@ -51,8 +61,11 @@ class MemoryGuard:
     baseline_data_bytes: int
     device_kind: str
 
+    baseline_resident_bytes: int = 0
+    """CPU: the private pages resident when the guard started (procfs)."""
     peak_bytes: int = 0
-    """Most memory above the baseline seen at a step boundary this epoch."""
+    """Most memory above the baseline this epoch: sampled at step boundaries, and at the
+    epoch's end the high-water mark within steps (backward's activations and gradients)."""
     enforced: bool = False
     """The CPU budget is the process's RLIMIT_DATA."""
     shared_bytes: int = 0
@@ -81,9 +94,23 @@ class MemoryGuard:
     def sample(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.used_bytes())
 
+    def high_water_bytes(self) -> int:
+        """The most charged at once since the high-water mark was last started, within steps
+        too (CUDA: PyTorch's allocator; CPU: private resident pages, which the data segment
+        it is enforced on holds); 0 where the platform does not keep one."""
+        if self.device_kind == "cuda":
+            import torch
+
+            return torch.cuda.max_memory_allocated()
+        high_water = private_resident_high_water_bytes()
+        if high_water is None:
+            return 0
+        return max(high_water - self.baseline_resident_bytes, 0)
+
     def take_epoch(self) -> dict[str, int]:
         """This epoch's figures; the peak starts again for the next epoch."""
         self.sample()
+        self.peak_bytes = max(self.peak_bytes, self.high_water_bytes())
         figures = {
             "memory_budget_bytes": self.budget_bytes,
             "memory_peak_bytes": self.peak_bytes,
@@ -92,6 +119,7 @@ class MemoryGuard:
         if self.device_kind == "cpu":  # not charged to the budget, but the host holds it
             figures["memory_baseline_bytes"] = self.baseline_data_bytes
         self.peak_bytes = 0
+        restart_high_water(self.device_kind)
         return figures
 
     def explain(self, error: BaseException) -> SimulatedOutOfMemoryError:
@@ -108,19 +136,40 @@ class MemoryGuard:
         )
 
 
+def restart_high_water(device_kind: str) -> None:
+    if device_kind == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        restart_resident_high_water()
+
+
 def enforce_cpu_budget(
     rank: int, budget_bytes: int, memory_fraction: float, device_memory_bytes: int
 ) -> MemoryGuard:
     """Cap this process's data segment at its current size plus the budget."""
-    baseline = data_segment_bytes()
+    guard = _started_guard(rank, budget_bytes, memory_fraction, device_memory_bytes, "cpu")
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    limit = baseline + budget_bytes
+    limit = guard.baseline_data_bytes + budget_bytes
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    guard.enforced = True
+    return guard
+
+
+def _started_guard(
+    rank: int, budget_bytes: int, memory_fraction: float, device_memory_bytes: int, kind: str
+) -> MemoryGuard:
+    """A guard whose baselines and high-water mark start now."""
+    restart_high_water(kind)
     return MemoryGuard(
-        rank, budget_bytes, memory_fraction, device_memory_bytes, baseline, "cpu", enforced=True
-    )
+        rank, budget_bytes, memory_fraction, device_memory_bytes,
+        baseline_data_bytes=0 if kind == "cuda" else data_segment_bytes(),
+        device_kind=kind,
+        baseline_resident_bytes=0 if kind == "cuda" else private_resident_bytes() or 0,
+    )  # fmt: skip
 
 
 def release_cpu_budget() -> None:
@@ -141,12 +190,7 @@ def memory_guard(cfg: ExperimentConfig, plan: ResourcePlan, rank: int) -> Memory
         return enforce_cpu_budget(
             rank, plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes
         )
-    baseline = 0 if plan.device_kind == "cuda" else data_segment_bytes()
-    return MemoryGuard(
-        rank,
-        plan.memory_budget_bytes,
-        plan.memory_fraction,
-        plan.device_memory_bytes,
-        baseline,
+    return _started_guard(
+        rank, plan.memory_budget_bytes, plan.memory_fraction, plan.device_memory_bytes,
         plan.device_kind,
-    )
+    )  # fmt: skip

@@ -147,9 +147,10 @@ def test_memory_metrics_are_plausible_under_an_ample_budget(short_run):
     result = short_run
     param_bytes = 11_181_642 * 4  # ResNet18 with 10 classes, fp32
     for node in result.summary["nodes"]:
-        # gradients and both Adam moments are allocated in the first step; with 8 images'
-        # activations on top the peak measured 173-187 MB (3.9-4.2 x param_bytes)
-        assert 3 * param_bytes <= node["memory_peak_bytes"] < 5 * param_bytes
+        # gradients and both Adam moments (3 x param_bytes) are allocated in the first step,
+        # while its activations, DDP's bucket and the step's temporaries are alive: its peak
+        # within the step measured 315-322 MB (7.0-7.2 x param_bytes)
+        assert 3 * param_bytes <= node["memory_peak_bytes"] < 9 * param_bytes
         assert node["memory_peak_bytes"] < node["memory_budget_bytes"]
         assert node["peak_rss_bytes"] > node["memory_peak_bytes"]
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]

@@ -48,7 +48,8 @@ def test_the_estimate_bounds_each_strategys_measured_peak(sharded_runs):
     for strategy in ("ddp", "zero", "fsdp"):
         result, _, _ = sharded_runs[strategy]
         ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
-        measured[strategy] = max(r["memory_peak_bytes"] for r in ranks)
+        last = max(r["epoch"] for r in ranks)  # the steady step, as the probe's second step
+        measured[strategy] = max(r["memory_peak_bytes"] for r in ranks if r["epoch"] == last)
         cfg = load_config(num_nodes=NODES, batch_size=16, strategy=strategy)
         node = estimate(cfg, "tests.local_ray.test_sharded:deep_model", (32,)).per_strategy[
             strategy
@@ -56,17 +57,14 @@ def test_the_estimate_bounds_each_strategys_measured_peak(sharded_runs):
         estimated[strategy] = node.charged_bytes
     print(json.dumps({"measured": measured, "estimated": estimated}))
     # the estimate orders the strategies as their state does; the CPU budget's measure (the
-    # data segment) agrees for ddp within 30 % (at 4 nodes 148-174 MB against 144 in six
-    # runs on 2026-12-06) but sees the sharded strategies' freed collective buffers still
-    # held by glibc (zero 112-150 MB against 95 estimated, fsdp 124 against 41): an
-    # estimate that never overstates, for them
+    # high-water mark within steps) sees more in every strategy: second epoch, 4 nodes, on
+    # 2026-12-07, ddp 172-185 MB against 144 estimated, zero 151-177 against 95 (glibc holds
+    # its freed broadcast buffers), fsdp 107-124 against 41 (the first epoch: ddp 235-244)
     assert estimated["fsdp"] < estimated["zero"] < estimated["ddp"]
-    # the peaks show fsdp's shards (124 MB against ddp's 148-174 in those runs); zero's
-    # (112-150) fell above ddp's once, its freed broadcast buffers held
     assert measured["fsdp"] < measured["ddp"]
-    assert measured["ddp"] == pytest.approx(estimated["ddp"], rel=0.3)
+    assert estimated["ddp"] <= measured["ddp"] <= 1.5 * estimated["ddp"]
     for strategy in ("zero", "fsdp"):
-        assert measured[strategy] >= 0.9 * estimated[strategy]
+        assert measured[strategy] >= estimated[strategy]
 
 
 TIGHT = {"device_memory_gb": 1.0, "memory_fraction": 0.18}

@@ -63,6 +63,9 @@ class MemoryGuard:
 
     baseline_resident_bytes: int = 0
     """CPU: the private pages resident when the guard started (procfs)."""
+    high_water_kept: bool = True
+    """The platform restarts its high-water mark at the guard's start and each epoch's end
+    (a kernel that refuses it would give the process's whole life's, imports included)."""
     peak_bytes: int = 0
     """Most memory above the baseline this epoch: sampled at step boundaries, and at the
     epoch's end the high-water mark within steps (backward's activations and gradients)."""
@@ -102,7 +105,7 @@ class MemoryGuard:
             import torch
 
             return torch.cuda.max_memory_allocated()
-        high_water = private_resident_high_water_bytes()
+        high_water = private_resident_high_water_bytes() if self.high_water_kept else None
         if high_water is None:
             return 0
         return max(high_water - self.baseline_resident_bytes, 0)
@@ -119,7 +122,7 @@ class MemoryGuard:
         if self.device_kind == "cpu":  # not charged to the budget, but the host holds it
             figures["memory_baseline_bytes"] = self.baseline_data_bytes
         self.peak_bytes = 0
-        restart_high_water(self.device_kind)
+        self.high_water_kept = restart_high_water(self.device_kind)
         return figures
 
     def explain(self, error: BaseException) -> SimulatedOutOfMemoryError:
@@ -136,13 +139,14 @@ class MemoryGuard:
         )
 
 
-def restart_high_water(device_kind: str) -> None:
+def restart_high_water(device_kind: str) -> bool:
+    """Whether the high-water mark now starts again from what is held."""
     if device_kind == "cuda":
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    else:
-        restart_resident_high_water()
+        return True
+    return restart_resident_high_water()
 
 
 def enforce_cpu_budget(
@@ -163,12 +167,13 @@ def _started_guard(
     rank: int, budget_bytes: int, memory_fraction: float, device_memory_bytes: int, kind: str
 ) -> MemoryGuard:
     """A guard whose baselines and high-water mark start now."""
-    restart_high_water(kind)
+    kept = restart_high_water(kind)
     return MemoryGuard(
         rank, budget_bytes, memory_fraction, device_memory_bytes,
         baseline_data_bytes=0 if kind == "cuda" else data_segment_bytes(),
         device_kind=kind,
         baseline_resident_bytes=0 if kind == "cuda" else private_resident_bytes() or 0,
+        high_water_kept=kept,
     )  # fmt: skip
 
 

@@ -34,3 +34,20 @@ def test_a_tensor_freed_within_the_step_counts_and_the_next_epoch_starts_again()
     assert 195 * MB <= first <= 260 * MB
     assert second < 50 * MB
     assert lifetime_peak >= first  # the process's own peak survives the restarts
+
+
+def test_where_the_mark_cannot_be_restarted_only_the_samples_count():
+    """A kernel that refuses the restart would give the high-water mark of the process's
+    whole life (its imports included): the guard then keeps to its samples."""
+    import torch
+
+    from raysim.procfs import data_segment_bytes, private_resident_bytes
+    from raysim.worker.memory import MemoryGuard
+
+    guard = MemoryGuard(
+        0, 2000 * MB, 0.2, 10_000 * MB, data_segment_bytes(), "cpu",
+        baseline_resident_bytes=private_resident_bytes(), high_water_kept=False,
+    )  # fmt: skip
+    transient = torch.ones(200 * MB // 4)
+    del transient
+    assert guard.take_epoch()["memory_peak_bytes"] < 50 * MB

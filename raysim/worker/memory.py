@@ -122,7 +122,8 @@ class MemoryGuard:
         if self.device_kind == "cpu":  # not charged to the budget, but the host holds it
             figures["memory_baseline_bytes"] = self.baseline_data_bytes
         self.peak_bytes = 0
-        self.high_water_kept = restart_high_water(self.device_kind)
+        if self.device_kind == "cpu":  # CUDA's: the report restarts it after reading its own
+            self.high_water_kept = restart_resident_high_water()
         return figures
 
     def explain(self, error: BaseException) -> SimulatedOutOfMemoryError:

@@ -337,7 +337,8 @@ def startup_marks(session: NodeSession) -> dict[str, float] | None:
 
 
 def cuda_memory_metrics(device: torch.device) -> dict[str, int]:
-    """PyTorch's own peaks since the last report (then reset), and what NVML sees."""
+    """PyTorch's own peaks since the last report (then reset: the memory guard's next epoch
+    starts there too), and what NVML sees."""
     figures = {
         "cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
         "cuda_peak_reserved_bytes": torch.cuda.max_memory_reserved(device),

@@ -50,6 +50,17 @@ def test_memory_fraction_caps_the_allocator_in_this_process():
         torch.cuda.empty_cache()
 
 
+def test_a_tensor_freed_within_the_step_counts_in_the_epochs_peak():
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.reset_peak_memory_stats()
+    guard = MemoryGuard(0, total, 1.0, total, 0, "cuda")
+    transient = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
+    del transient
+    guard.sample()  # at the step's end it is gone
+    assert guard.peak_bytes < 256 * 2**20
+    assert guard.take_epoch()["memory_peak_bytes"] >= 256 * 2**20
+
+
 def test_nvml_sees_this_process():
     keep = torch.ones(64 * 2**20, dtype=torch.uint8, device="cuda")
     figures = nvml_metrics(0)

@@ -55,6 +55,14 @@ READY = "Ray runtime started."
 """What `ray start` prints once the node is up."""
 
 
+NO_DRAIN = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+"""On SIGTERM, `ray start` (Ray 2.60) first drains its node, up to 30 s, until no lease is
+held; a run's detached actors (Ray Train's state actor, Ray Data's autoscaling
+coordinator) hold theirs for the cluster's life, so a head that had run anything waited
+out end_tree's grace and was killed. raysim's nodes serve nothing to drain: Ray's own
+setting turns the wait off (a head with a run behind it then ends in about 2 s)."""
+
+
 def start_ray_node(args: list[str], log_path: Path, env: dict[str, str] | None = None,
                    timeout_s: float = 300) -> int:  # fmt: skip
     """`ray start ARGS --block` in a session of its own, its output to log_path; its pid
@@ -62,7 +70,7 @@ def start_ray_node(args: list[str], log_path: Path, env: dict[str, str] | None =
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [ray_command(), "start", *args, "--block"], stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            env={**(os.environ if env is None else env), **NO_DRAIN}, start_new_session=True,
         )  # fmt: skip
     deadline = time.monotonic() + timeout_s
     while READY not in log_path.read_text(errors="replace"):

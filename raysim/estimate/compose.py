@@ -15,7 +15,7 @@ it errs high against the step's tensors. What raysim's CPU budget charges is the
 the parameters already resident when the node's baseline is measured (after the strategy's
 wrapper); its measure, the resident high-water mark within steps, also holds what the
 allocator keeps of freed tensors and the step's temporaries, so it sees more (README,
-"Sharded training").
+"Sharded data parallel").
 """
 
 from __future__ import annotations

@@ -55,13 +55,21 @@ def peak_rss_bytes() -> int:
     return max(_peak_rss_before_reset, now)
 
 
-def _status_kib(*fields: str) -> dict[str, int]:
-    found = {}
-    with open("/proc/self/status", "rb") as status:
-        for line in status:
-            name = line.split(b":", 1)[0].decode()
-            if name in fields:
-                found[name] = int(line.split()[1]) * 1024
+def _kib_fields(path: str, *fields: str) -> dict[str, int] | None:
+    """The named figures of a /proc file of `Name:  N kB` lines, in bytes (those it has);
+    None where it cannot be read (absent here, or its process has ended)."""
+    wanted = {field.encode(): field for field in fields}
+    found: dict[str, int] = {}
+    try:
+        with open(path, "rb") as lines:
+            for line in lines:
+                name = line.split(b":", 1)[0]
+                if name in wanted:
+                    found[wanted[name]] = int(line.split()[1]) * 1024
+                    if len(found) == len(wanted):
+                        break
+    except (OSError, ValueError, IndexError):
+        return None
     return found
 
 
@@ -81,9 +89,8 @@ def restart_resident_high_water() -> bool:
 def private_resident_bytes() -> int | None:
     """Anonymous and shared-memory pages resident now (RSS less files' pages, such as the
     libraries' code): what allocations hold. None without /proc."""
-    try:
-        found = _status_kib("RssAnon", "RssShmem")
-    except (OSError, ValueError, IndexError):
+    found = _kib_fields("/proc/self/status", "RssAnon", "RssShmem")
+    if found is None:
         return None
     return found.get("RssAnon", 0) + found.get("RssShmem", 0)
 
@@ -93,11 +100,8 @@ def private_resident_high_water_bytes() -> int | None:
     was last started: VmHWM less the files' pages resident now. In training those only grow
     (code runs for the first time), so the figure errs low, by the files' pages that came
     after the peak. None without /proc."""
-    try:
-        found = _status_kib("VmHWM", "RssFile")
-    except (OSError, ValueError, IndexError):
-        return None
-    if "VmHWM" not in found:
+    found = _kib_fields("/proc/self/status", "VmHWM", "RssFile")
+    if found is None or "VmHWM" not in found:
         return None
     return max(found["VmHWM"] - found.get("RssFile", 0), 0)
 
@@ -107,27 +111,13 @@ def pss_bytes(process: str | int = "self") -> int | None:
     processes that map it. RSS counts torch's and Ray's shared libraries whole in every
     process, so N nodes cost N x PSS, not N x RSS. None where smaps_rollup is absent
     (not Linux, a kernel before 4.14) or the process has ended."""
-    try:
-        with open(f"/proc/{process}/smaps_rollup", "rb") as rollup:
-            for line in rollup:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return (_kib_fields(f"/proc/{process}/smaps_rollup", "Pss") or {}).get("Pss")
 
 
 def meminfo_bytes(field: str) -> int | None:
     """A /proc/meminfo figure (MemTotal; MemAvailable: what can be allocated without
     swapping, free memory plus the cache the kernel can reclaim); None without it."""
-    try:
-        with open("/proc/meminfo", "rb") as meminfo:
-            for line in meminfo:
-                if line.startswith(field.encode() + b":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return (_kib_fields("/proc/meminfo", field) or {}).get(field)
 
 
 _statm: tuple[int, int] | None = None

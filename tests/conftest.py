@@ -16,6 +16,26 @@ TINY = {"image_size": 16, "num_epochs": 2, "batch_size": 8, "device": "cpu"}
 """Digits at 16 px: the smallest real run that still learns."""
 
 
+SHARED_RAY_TIERS = ("local_ray", "gpu")
+"""The tiers whose runs share one Ray (and the device)."""
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pyproject's `-n 2`: one pytest process runs the shared-Ray tiers, in order, while the
+    other runs the rest (unit, benchmarks, then the clusters of their own). Alone, each
+    leaves a core idle about a quarter of its time (waits on timeouts, emulated links,
+    single-threaded checks), which the other's work fills. (xdist's loadgroup marks do not
+    reach its scheduler under pytest 9, whose node ids are no longer `_nodeid`.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByRay(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            shares = nodeid.split("/")[1] in SHARED_RAY_TIERS
+            return "shared_ray" if shares else "own_processes"
+
+    return ByRay(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     # The tests without Ray go first, so that what they check of this process (no Ray
     # started, its memory figures) is not left over from a run; tests with a cluster of

@@ -22,10 +22,10 @@ SHARED_RAY_TIERS = ("local_ray", "gpu")
 
 def pytest_xdist_make_scheduler(config, log):
     """pyproject's `-n 2`: one pytest process runs the shared-Ray tiers, in order, while the
-    other runs the rest (unit, benchmarks, then the clusters of their own). Alone, each
-    leaves a core idle about a quarter of its time (waits on timeouts, emulated links,
-    single-threaded checks), which the other's work fills. (xdist's loadgroup marks do not
-    reach its scheduler under pytest 9, whose node ids are no longer `_nodeid`.)"""
+    other runs the rest (unit, benchmarks, then the clusters of their own). In one process
+    the suite left a core idle a quarter of the time (waits on timeouts, emulated links,
+    single-threaded checks), which the other's work now fills. (xdist's loadgroup marks
+    do not reach its scheduler under pytest 9, whose node ids are no longer `_nodeid`.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByRay(LoadScopeScheduling):

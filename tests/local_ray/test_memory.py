@@ -27,7 +27,8 @@ RAN_OUT = (
 at the limit) state the budget so."""
 RERUN_SPREAD = 30 * MB
 """How far apart the same batch may peak from run to run, the peak read within steps:
-ResNet18 at 32 px, batch 64, one node, 3 steps, peaked 229 to 257 MB over 9 runs."""
+ResNet18 at 32 px, batch 64, one node, 3 steps, peaked 229 to 257 MB over 8 runs (7 alone,
+1 in a full suite)."""
 
 
 def _allocate_past_budget(results):

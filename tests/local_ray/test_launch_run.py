@@ -24,6 +24,7 @@ from raysim.projection.comm_model import allreduce_seconds
 from raysim.rundir import epoch_lines, rank_lines, read_lines
 from raysim.worker.launchers.node import NodeError
 from raysim.worker.launchers.script import run_script
+from tests.run_checks import check_link_held_each_step
 
 pytestmark = pytest.mark.slow
 
@@ -97,17 +98,20 @@ def test_the_torchrun_example_gives_torchruns_weights_with_raysims_measurements(
 
 
 def test_the_emulated_link_acts_on_the_scripts_ddp(wide_runs):
-    """The wide model's gradients over 1 GbE against loopback, in the second epoch
-    (no first step in it): at least half the modelled all-reduce more per step, and not
-    more than twice it plus the loopback step."""
-    steps = {}
-    for network in ("loopback", "1gbe"):
-        ranks = rank_lines(read_lines(wide_runs / network / "metrics.jsonl"))
-        steps[network] = min(r["step_time_s"] for r in ranks if r["epoch"] == 2)
+    """The script's own DDP buckets go through the link's hook, in the second epoch (no
+    first step in it): over 1 GbE held to the modelled all-reduce of the model's gradients
+    (1 GbE's step was 5.7x loopback's in one CI run, 3.4x alone); on loopback nothing added."""
     model = summary(wide_runs / "1gbe")["model"]
     modelled = allreduce_seconds(model["gradient_bytes"], 2, PRESETS["1gbe"])
-    added = steps["1gbe"] - steps["loopback"]
-    assert 0.5 * modelled <= added <= 2 * modelled + steps["loopback"], (steps, modelled)
+    for network in ("loopback", "1gbe"):
+        ranks = [r for r in rank_lines(read_lines(wide_runs / network / "metrics.jsonl"))
+                 if r["epoch"] == 2]  # fmt: skip
+        assert sorted(r["rank"] for r in ranks) == [0, 1]
+        for r in ranks:
+            if network == "1gbe":
+                check_link_held_each_step(r, modelled)
+            else:
+                assert r["modelled_comm_s_per_step"] == r["added_comm_delay_s_per_step"] == 0
 
 
 def test_a_budget_below_the_scripts_gradients_is_refused_naming_the_node(

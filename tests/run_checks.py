@@ -48,15 +48,23 @@ def check_startup_adds_up(summary):
     assert summary["time_to_first_step_s"] < summary["wall_time_s"] + stages[next(iter(stages))]
 
 
-def check_link_held_each_step(rank_line: dict, modelled: float) -> None:
-    """A rank's epoch on an emulated link: its buckets were modelled at least `modelled`
-    seconds a step (the gradients' all-reduce; more where each bucket pays the latency),
-    each held until then (real all-reduce plus the added delay) with no more added than
-    modelled, and its steps took at least that long. Within one run, since two runs one
-    after the other beside the suite's other process differ by more than the link."""
-    line = rank_line
-    assert modelled <= line["modelled_comm_s_per_step"] <= 1.5 * modelled, line
-    held = line["allreduce_wait_s_per_step"] + line["added_comm_delay_s_per_step"]
-    assert held >= 0.99 * line["modelled_comm_s_per_step"], line
-    assert line["added_comm_delay_s_per_step"] <= line["modelled_comm_s_per_step"], line
-    assert line["step_time_s"] >= 0.99 * line["modelled_comm_s_per_step"], line
+def check_link_acts(ranks: dict[str, list[dict]], modelled: float) -> None:
+    """Each rank's epoch lines on loopback and on an emulated link (`ranks` by network name):
+    on loopback nothing is modelled or added; on the link its buckets were modelled at least
+    `modelled` seconds a step (the gradients' all-reduce; more where each bucket pays the
+    latency), each held until then (real all-reduce plus the added delay) with no more
+    added than modelled, and its steps took at least that long. Within one run, since two
+    runs one after the other beside the suite's other process differ by more than the link."""
+    assert set(ranks) == {"loopback", "1gbe"}
+    for network, lines in ranks.items():
+        assert sorted(line["rank"] for line in lines) == [0, 1]
+        for line in lines:
+            if network == "loopback":
+                assert line["modelled_comm_s_per_step"] == 0, line
+                assert line["added_comm_delay_s_per_step"] == 0, line
+                continue
+            link = line["modelled_comm_s_per_step"]
+            assert 0.999 * modelled <= link <= 1.5 * modelled, line
+            held = line["allreduce_wait_s_per_step"] + line["added_comm_delay_s_per_step"]
+            assert held >= 0.99 * link and line["added_comm_delay_s_per_step"] <= link, line
+            assert line["step_time_s"] >= 0.99 * link, line

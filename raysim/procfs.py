@@ -86,24 +86,23 @@ def restart_resident_high_water() -> bool:
     return True
 
 
-def private_resident_bytes() -> int | None:
-    """Anonymous and shared-memory pages resident now (RSS less files' pages, such as the
-    libraries' code): what allocations hold. None without /proc."""
-    found = _kib_fields("/proc/self/status", "RssAnon", "RssShmem")
-    if found is None:
-        return None
-    return found.get("RssAnon", 0) + found.get("RssShmem", 0)
+def anonymous_resident_bytes() -> int | None:
+    """Anonymous pages resident now (RssAnon): what this process's allocations hold, less
+    shared memory, which may be another process's (a peer's bucket this one maps). None
+    without /proc."""
+    return (_kib_fields("/proc/self/status", "RssAnon") or {}).get("RssAnon")
 
 
-def private_resident_high_water_bytes() -> int | None:
-    """The most anonymous and shared-memory pages resident at once since the high-water mark
-    was last started: VmHWM less the files' pages resident now. In training those only grow
-    (code runs for the first time), so the figure errs low, by the files' pages that came
-    after the peak. None without /proc."""
-    found = _kib_fields("/proc/self/status", "VmHWM", "RssFile")
+def anonymous_resident_high_water_bytes() -> int | None:
+    """The most anonymous pages resident at once since the high-water mark was last
+    started: VmHWM less the files' and shared memory's pages resident now. In training
+    those only grow (code runs for the first time, a peer's bucket is mapped and read), so
+    the figure errs low, by the pages of either that came after the peak. None without
+    /proc."""
+    found = _kib_fields("/proc/self/status", "VmHWM", "RssFile", "RssShmem")
     if found is None or "VmHWM" not in found:
         return None
-    return max(found["VmHWM"] - found.get("RssFile", 0), 0)
+    return max(found["VmHWM"] - found.get("RssFile", 0) - found.get("RssShmem", 0), 0)
 
 
 def pss_bytes(process: str | int = "self") -> int | None:

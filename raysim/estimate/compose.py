@@ -6,9 +6,10 @@ Per node, in bytes:
 - resident: parameters (1/N under fsdp), buffers, optimizer state (1/N under zero and
   fsdp); gradients (1/N under fsdp) from the first backward on;
 - activations: the forward's, as the probe measured them at its end;
-- communication: DDP's gradient bucket (a copy of the gradients), ZeRO's adds the flat
-  message of one owner's parameters; FSDP holds its largest unit's parameters gathered
-  twice (the unit and the one prefetched) and that unit's unsharded gradients.
+- communication: none for DDP's buckets (raysim's DDP keeps the gradients as views into
+  them, gradient_as_bucket_view), ZeRO's flat message of one owner's parameters; FSDP
+  holds its largest unit's parameters gathered twice (the unit and the one prefetched)
+  and that unit's unsharded gradients.
 
 The peak adds them all: activations and gradients overlap only in part during backward, so
 it errs high against the step's tensors. What raysim's CPU budget charges is the peak less
@@ -73,8 +74,7 @@ def node_memory(step: StepMemory, strategy: str, nodes: int) -> NodeMemory:
     elif strategy == "fsdp":
         communication = 3 * step.largest_unit
     else:
-        bucket = step.gradients
-        communication = bucket + (_share(step.parameters, nodes) if strategy == "zero" else 0)
+        communication = _share(step.parameters, nodes) if strategy == "zero" else 0
     categories = {
         "parameters": params, "buffers": step.buffers, "gradients": grads,
         "optimizer": optimizer, "activations": step.activations, "communication": communication,

@@ -31,9 +31,9 @@ from raysim.config.schema import ExperimentConfig
 from raysim.failures import PARTITION_FIX, PARTITION_TEXT, partition_budget
 from raysim.plan.resources import ResourcePlan
 from raysim.procfs import (
+    anonymous_resident_bytes,
+    anonymous_resident_high_water_bytes,
     data_segment_bytes,
-    private_resident_bytes,
-    private_resident_high_water_bytes,
     restart_resident_high_water,
 )
 from raysim.units import MB
@@ -62,7 +62,7 @@ class MemoryGuard:
     device_kind: str
 
     baseline_resident_bytes: int = 0
-    """CPU: the private pages resident when the guard started (procfs)."""
+    """CPU: the anonymous pages resident when the guard started (procfs)."""
     high_water_kept: bool = True
     """The platform restarts its high-water mark at the guard's start and each epoch's end
     (a kernel that refuses it would give the process's whole life's, imports included)."""
@@ -99,16 +99,17 @@ class MemoryGuard:
 
     def high_water_bytes(self) -> int:
         """The most charged at once since the high-water mark was last started, within steps
-        too (CUDA: PyTorch's allocator; CPU: private resident pages, which the data segment
-        it is enforced on holds); 0 where the platform does not keep one."""
+        too (CUDA: PyTorch's allocator; CPU: anonymous resident pages, which the data
+        segment it is enforced on holds, and the node's own buckets in shared memory, not
+        the peers' it maps); 0 where the platform does not keep one."""
         if self.device_kind == "cuda":
             import torch
 
             return torch.cuda.max_memory_allocated()
-        high_water = private_resident_high_water_bytes() if self.high_water_kept else None
+        high_water = anonymous_resident_high_water_bytes() if self.high_water_kept else None
         if high_water is None:
             return 0
-        return max(high_water - self.baseline_resident_bytes, 0)
+        return max(high_water - self.baseline_resident_bytes, 0) + self.shared_bytes
 
     def take_epoch(self) -> dict[str, int]:
         """This epoch's figures; the peak starts again for the next epoch."""
@@ -173,7 +174,7 @@ def _started_guard(
         rank, budget_bytes, memory_fraction, device_memory_bytes,
         baseline_data_bytes=0 if kind == "cuda" else data_segment_bytes(),
         device_kind=kind,
-        baseline_resident_bytes=0 if kind == "cuda" else private_resident_bytes() or 0,
+        baseline_resident_bytes=0 if kind == "cuda" else anonymous_resident_bytes() or 0,
         high_water_kept=kept,
     )  # fmt: skip
 

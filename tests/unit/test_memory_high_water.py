@@ -41,12 +41,12 @@ def test_where_the_mark_cannot_be_restarted_only_the_samples_count():
     whole life (its imports included): the guard then keeps to its samples."""
     import torch
 
-    from raysim.procfs import data_segment_bytes, private_resident_bytes
+    from raysim.procfs import anonymous_resident_bytes, data_segment_bytes
     from raysim.worker.memory import MemoryGuard
 
     guard = MemoryGuard(
         0, 2000 * MB, 0.2, 10_000 * MB, data_segment_bytes(), "cpu",
-        baseline_resident_bytes=private_resident_bytes(), high_water_kept=False,
+        baseline_resident_bytes=anonymous_resident_bytes(), high_water_kept=False,
     )  # fmt: skip
     transient = torch.ones(200 * MB // 4)
     del transient

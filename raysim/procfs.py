@@ -86,11 +86,13 @@ def restart_resident_high_water() -> bool:
     return True
 
 
-def anonymous_resident_bytes() -> int | None:
-    """Anonymous pages resident now (RssAnon): what this process's allocations hold, less
-    shared memory, which may be another process's (a peer's bucket this one maps). None
-    without /proc."""
-    return (_kib_fields("/proc/self/status", "RssAnon") or {}).get("RssAnon")
+def anonymous_resident_bytes() -> int:
+    """Anonymous pages resident now (RssAnon: statm's resident less its shared, the files'
+    and shared memory's pages): what this process's allocations hold, less shared memory,
+    which may be another process's (a peer's bucket this one maps). One pread, as
+    data_segment_bytes: a step samples it twice."""
+    fields = _statm_fields()
+    return (int(fields[1]) - int(fields[2])) * PAGE_BYTES
 
 
 def anonymous_resident_high_water_bytes() -> int | None:

@@ -16,10 +16,13 @@ training state (which could only fail) is refused before Ray starts
 the driver tells a process that died at the limit as having run out of it
 (raysim.worker.memory_watch).
 
-The node's peak is the most charged at once, within steps too: CUDA's allocator keeps its
-own peak; on the CPU, Linux's resident high-water mark (restarted each epoch) less the
-baseline, beside the data segment sampled at step boundaries. Sampling alone missed
-backward's transients: a conv net's peak was twice its largest sample.
+The node's peak is the most it held at once, within steps too, as a device would count it:
+CUDA's allocator keeps its own peak; on the CPU, Linux's resident high-water mark of
+anonymous pages (restarted each epoch) less the baseline, beside what is resident at step
+boundaries, and the node's own buckets in shared memory (not its peers' that it maps).
+Sampling alone missed backward's transients: a conv net's peak was twice its largest
+sample. The data segment the limit is enforced on is no measure of it: it counts whole
+the stacks of threads started since (8 MiB each, hardly resident).
 """
 
 from __future__ import annotations
@@ -67,8 +70,9 @@ class MemoryGuard:
     """The platform restarts its high-water mark at the guard's start and each epoch's end
     (a kernel that refuses it would give the process's whole life's, imports included)."""
     peak_bytes: int = 0
-    """Most memory above the baseline this epoch: sampled at step boundaries, and at the
-    epoch's end the high-water mark within steps (backward's activations and gradients)."""
+    """Most memory above the baseline this epoch: what is resident, sampled at step
+    boundaries, and at the epoch's end the high-water mark within steps (backward's
+    activations and gradients)."""
     enforced: bool = False
     """The CPU budget is the process's RLIMIT_DATA."""
     shared_bytes: int = 0
@@ -94,8 +98,18 @@ class MemoryGuard:
             if soft != resource.RLIM_INFINITY:
                 resource.setrlimit(resource.RLIMIT_DATA, (max(soft - change, 0), hard))
 
+    def resident_bytes(self) -> int:
+        """Memory the node holds now, as a device would count it (CUDA: allocated by
+        PyTorch; CPU: anonymous pages resident above the baseline and the node's own
+        buckets in shared memory). Not the data segment the CPU budget is enforced on,
+        which also counts whole the stacks of threads started since (8 MiB each, hardly
+        resident: FSDP's collectives start several)."""
+        if self.device_kind == "cuda":
+            return self.used_bytes()
+        return max(anonymous_resident_bytes() - self.baseline_resident_bytes, 0) + self.shared_bytes
+
     def sample(self) -> None:
-        self.peak_bytes = max(self.peak_bytes, self.used_bytes())
+        self.peak_bytes = max(self.peak_bytes, self.resident_bytes())
 
     def high_water_bytes(self) -> int:
         """The most charged at once since the high-water mark was last started, within steps
@@ -174,7 +188,7 @@ def _started_guard(
         rank, budget_bytes, memory_fraction, device_memory_bytes,
         baseline_data_bytes=0 if kind == "cuda" else data_segment_bytes(),
         device_kind=kind,
-        baseline_resident_bytes=0 if kind == "cuda" else anonymous_resident_bytes() or 0,
+        baseline_resident_bytes=0 if kind == "cuda" else anonymous_resident_bytes(),
         high_water_kept=kept,
     )  # fmt: skip
 

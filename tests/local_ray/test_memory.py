@@ -150,7 +150,7 @@ def test_memory_metrics_are_plausible_under_an_ample_budget(short_run):
     for node in result.summary["nodes"]:
         # gradients and both Adam moments (3 x param_bytes) are allocated in the first step,
         # while its activations, DDP's bucket and the step's temporaries are alive: its peak
-        # within the step measured 252-255 MB (5.6-5.7 x param_bytes; 315-322 MB while the
+        # within the step measured 252-270 MB (5.6-6.0 x param_bytes; 315-322 MB while the
         # measure also counted the peer's bucket it maps)
         assert 3 * param_bytes <= node["memory_peak_bytes"] < 9 * param_bytes
         assert node["memory_peak_bytes"] < node["memory_budget_bytes"]

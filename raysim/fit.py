@@ -44,7 +44,8 @@ class Trial:
     ran_out: bool
     """Failed with the out-of-memory error."""
     peak_bytes: int
-    """Training memory at its peak, within steps too (the budget, for a trial that ran out)."""
+    """Training memory at its peak, within steps too, or what the CPU's enforced limit saw at
+    step boundaries if more (the budget, for a trial that ran out)."""
 
 
 @dataclass
@@ -106,7 +107,7 @@ class _TrialRunner:
         try:
             script = None if self.script is None else self.script.at(batch)
             result = run(trial_cfg, train_fn=self.train_fn, out=None, script=script)
-            peak = result.summary["nodes"][0]["memory_peak_bytes"]
+            peak = judged_peak(result.summary["nodes"][0])
             fits = peak <= (1 - HEADROOM) * self.plan.memory_budget_bytes
             trial = Trial(batch, fits, False, peak)
         except RunFailedError as err:
@@ -115,6 +116,12 @@ class _TrialRunner:
             trial = Trial(batch, False, True, self.plan.memory_budget_bytes)
         self.trials.append(trial)
         return trial
+
+
+def judged_peak(node: dict) -> int:
+    """A trial node's peak as fit judges it: what the node held, or on the CPU what the
+    enforced limit saw at step boundaries (the data segment), if more."""
+    return max(node["memory_peak_bytes"], node.get("memory_limit_peak_bytes") or 0)
 
 
 def search_largest(fits, resolution: int, start: int = 2, limit: int = MAX_BATCH) -> int:

@@ -58,7 +58,7 @@ RAYSIM_KEYS = frozenset(
         "wall_time_s",
         "cuda_peak_allocated_bytes", "cuda_peak_reserved_bytes", "nvml_device_used_bytes",
         "nvml_device_total_bytes", "nvml_gpu_utilization_pct", "nvml_process_used_bytes",
-        "startup", "memory_baseline_bytes", "shared_memory_allreduce",
+        "startup", "memory_baseline_bytes", "memory_limit_peak_bytes", "shared_memory_allreduce",
     }
 )  # fmt: skip
 """What raysim itself writes in the metrics lines; every other key is the function's own."""

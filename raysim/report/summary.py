@@ -40,6 +40,7 @@ def per_node_summary(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "memory_peak_bytes": max(r.get("memory_peak_bytes", 0) for r in mine),
                 "memory_budget_bytes": mine[-1].get("memory_budget_bytes", 0),
                 "memory_baseline_bytes": mine[-1].get("memory_baseline_bytes"),
+                "memory_limit_peak_bytes": _max_of(mine, "memory_limit_peak_bytes"),
             }
         )
     return nodes

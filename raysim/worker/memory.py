@@ -73,6 +73,9 @@ class MemoryGuard:
     """Most memory above the baseline this epoch: what is resident, sampled at step
     boundaries, and at the epoch's end the high-water mark within steps (backward's
     activations and gradients)."""
+    limit_peak_bytes: int = 0
+    """CPU: the most the enforced limit's measure (used_bytes) read at step boundaries this
+    epoch: what a batch must stay under to run again, beside what the node holds."""
     enforced: bool = False
     """The CPU budget is the process's RLIMIT_DATA."""
     shared_bytes: int = 0
@@ -110,6 +113,8 @@ class MemoryGuard:
 
     def sample(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.resident_bytes())
+        if self.device_kind == "cpu":
+            self.limit_peak_bytes = max(self.limit_peak_bytes, self.used_bytes())
 
     def high_water_bytes(self) -> int:
         """The most charged at once since the high-water mark was last started, within steps
@@ -136,7 +141,8 @@ class MemoryGuard:
         }
         if self.device_kind == "cpu":  # not charged to the budget, but the host holds it
             figures["memory_baseline_bytes"] = self.baseline_data_bytes
-        self.peak_bytes = 0
+            figures["memory_limit_peak_bytes"] = max(self.limit_peak_bytes, self.peak_bytes)
+        self.peak_bytes = self.limit_peak_bytes = 0
         if self.device_kind == "cpu":  # CUDA's: the report restarts it after reading its own
             self.high_water_kept = restart_resident_high_water()
         return figures

@@ -11,7 +11,7 @@ from raysim.builtin.model import build_model
 from raysim.cluster.train_helpers import HEALTH_CHECK_ENV
 from raysim.config import replace
 from raysim.failures import PARTITION_TEXT, NodeMemory, failure_message, partition_budget
-from raysim.fit import HEADROOM, format_fit, plan_memory, search_largest
+from raysim.fit import HEADROOM, format_fit, judged_peak, plan_memory, search_largest
 from raysim.plan import Hardware, PlanError, make_plan
 from raysim.plan.memory_floor import state_floor_problem, training_state_bytes
 from raysim.rundir import NODE_MEMORY_DIR, node_memory_path, read_lines
@@ -155,6 +155,9 @@ def test_memory_metrics_are_plausible_under_an_ample_budget(short_run):
         assert 3 * param_bytes <= node["memory_peak_bytes"] < 9 * param_bytes
         assert node["memory_peak_bytes"] < node["memory_budget_bytes"]
         assert node["peak_rss_bytes"] > node["memory_peak_bytes"]
+        # what the enforced limit saw (the data segment, thread stacks whole) is no less
+        assert node["memory_peak_bytes"] <= node["memory_limit_peak_bytes"]
+        assert node["memory_limit_peak_bytes"] < node["memory_budget_bytes"]
     ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
     for rank in ranks:
         assert rank["memory_headroom_bytes"] == (
@@ -193,7 +196,7 @@ def test_fit_result_holds_at_the_boundary(shared_ray, tiny_config):
     except raysim.RunFailedError as err:
         assert "ran out of its memory partition" in str(err)
     else:
-        peak = again.summary["nodes"][0]["memory_peak_bytes"]
+        peak = judged_peak(again.summary["nodes"][0])
         budget = plan.memory_budget_bytes
         assert peak > (1 - HEADROOM) * budget - RERUN_SPREAD, (peak, budget)
 

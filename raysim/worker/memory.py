@@ -7,7 +7,7 @@ with RLIMIT_DATA set to the process's data segment after imports and setup plus
 the budget, so the allocation that crosses it fails inside torch. The baseline
 (Python, torch, Ray's worker, the model) is not charged to the budget, because a
 Ray worker alone holds ~2.4 GB of virtual data space before it trains anything
-(memory_baseline_bytes: 2410–2418 MB per node in README's main job).
+(memory_baseline_bytes: 2413–2431 MB per node in README's main job).
 The limit is the whole process's: at it, an allocation in one of gloo's, Ray's or
 oneDNN's threads can fail too, which ends the process instead of raising the clear
 error (seen in 2 of 4 runs at batch 384, 32 px, 268 MB). So a budget below the model's

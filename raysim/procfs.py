@@ -89,10 +89,15 @@ def restart_resident_high_water() -> bool:
 def anonymous_resident_bytes() -> int:
     """Anonymous pages resident now (RssAnon: statm's resident less its shared, the files'
     and shared memory's pages): what this process's allocations hold, less shared memory,
-    which may be another process's (a peer's bucket this one maps). One pread, as
-    data_segment_bytes: a step samples it twice."""
+    which may be another process's (a peer's bucket this one maps)."""
+    return anonymous_and_data_bytes()[0]
+
+
+def anonymous_and_data_bytes() -> tuple[int, int]:
+    """anonymous_resident_bytes and data_segment_bytes from one pread of statm: a step
+    samples both twice."""
     fields = _statm_fields()
-    return (int(fields[1]) - int(fields[2])) * PAGE_BYTES
+    return (int(fields[1]) - int(fields[2])) * PAGE_BYTES, int(fields[5]) * PAGE_BYTES
 
 
 def anonymous_resident_high_water_bytes() -> int | None:

@@ -34,6 +34,7 @@ from raysim.config.schema import ExperimentConfig
 from raysim.failures import PARTITION_FIX, PARTITION_TEXT, partition_budget
 from raysim.plan.resources import ResourcePlan
 from raysim.procfs import (
+    anonymous_and_data_bytes,
     anonymous_resident_bytes,
     anonymous_resident_high_water_bytes,
     data_segment_bytes,
@@ -89,7 +90,11 @@ class MemoryGuard:
             import torch
 
             return torch.cuda.memory_allocated()
-        return max(data_segment_bytes() - self.baseline_data_bytes, 0) + self.shared_bytes
+        return self._above(data_segment_bytes(), self.baseline_data_bytes)
+
+    def _above(self, now: int, baseline: int) -> int:
+        """CPU: growth past a baseline, and the node's own buckets in shared memory."""
+        return max(now - baseline, 0) + self.shared_bytes
 
     def hold_shared(self, total_bytes: int) -> None:
         """The node's buckets in shared memory are now total_bytes: the budget covers them
@@ -101,20 +106,20 @@ class MemoryGuard:
             if soft != resource.RLIM_INFINITY:
                 resource.setrlimit(resource.RLIMIT_DATA, (max(soft - change, 0), hard))
 
-    def resident_bytes(self) -> int:
-        """Memory the node holds now, as a device would count it (CUDA: allocated by
-        PyTorch; CPU: anonymous pages resident above the baseline and the node's own
-        buckets in shared memory). Not the data segment the CPU budget is enforced on,
+    def sample(self) -> None:
+        """Note what the node holds now, as a device would count it (CUDA: allocated by
+        PyTorch; CPU: anonymous pages resident above the baseline and the node's own buckets
+        in shared memory), and on the CPU what the enforced limit counts: the data segment,
         which also counts whole the stacks of threads started since (8 MiB each, hardly
         resident: FSDP's collectives start several)."""
         if self.device_kind == "cuda":
-            return self.used_bytes()
-        return max(anonymous_resident_bytes() - self.baseline_resident_bytes, 0) + self.shared_bytes
-
-    def sample(self) -> None:
-        self.peak_bytes = max(self.peak_bytes, self.resident_bytes())
-        if self.device_kind == "cpu":
-            self.limit_peak_bytes = max(self.limit_peak_bytes, self.used_bytes())
+            self.peak_bytes = max(self.peak_bytes, self.used_bytes())
+            return
+        resident, data = anonymous_and_data_bytes()  # one read for both
+        self.peak_bytes = max(self.peak_bytes, self._above(resident, self.baseline_resident_bytes))
+        self.limit_peak_bytes = max(
+            self.limit_peak_bytes, self._above(data, self.baseline_data_bytes)
+        )
 
     def high_water_bytes(self) -> int:
         """The most charged at once since the high-water mark was last started, within steps
@@ -128,7 +133,7 @@ class MemoryGuard:
         high_water = anonymous_resident_high_water_bytes() if self.high_water_kept else None
         if high_water is None:
             return 0
-        return max(high_water - self.baseline_resident_bytes, 0) + self.shared_bytes
+        return self._above(high_water, self.baseline_resident_bytes)
 
     def take_epoch(self) -> dict[str, int]:
         """This epoch's figures; the peak starts again for the next epoch."""

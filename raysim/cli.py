@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import os
 import sys
@@ -32,6 +31,7 @@ from raysim.config import (
 )
 from raysim.config import replace as replace_config
 from raysim.config.script import REPORT_EVERY_STEPS, ScriptError, ScriptSpec, script_spec
+from raysim.config.user_code import load_callable
 from raysim.failures import RunFailedError
 from raysim.plan import make_plan
 from raysim.projection.collectives import ALGORITHMS, Topology
@@ -114,22 +114,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def load_train_fn(spec: str):
     """'module:function', importable from the current directory or the installed packages."""
-    module_name, _, function_name = spec.partition(":")
-    fix = "give module:function, importable from the current directory"
-    if not module_name or not function_name:
-        raise ConfigError([f"--train-fn {spec}: not of the form module:function; {fix}"])
-    sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # the user's module: any error in it means it does not import
-        problem = (
-            f"--train-fn {spec}: cannot import {module_name!r} ({type(err).__name__}: {err}); {fix}"
-        )
-        raise ConfigError([problem]) from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ConfigError([f"--train-fn {spec}: {module_name} has no function {function_name!r}"])
-    return function
+    return load_callable("--train-fn", spec, "function")
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -9,12 +9,10 @@ memory is fine) with `--input-shape` for one sample.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from dataclasses import dataclass
 
 from raysim.config.schema import ExperimentConfig
+from raysim.config.user_code import load_callable
 from raysim.errors import ConfigError
 from raysim.estimate.compose import STRATEGIES, NodeMemory, StepMemory, node_memory
 from raysim.units import MB
@@ -52,18 +50,6 @@ class Estimate:
     chosen: str = "ddp"
 
 
-def load_factory(spec: str):
-    """'module:factory' importable from the current directory or the installed packages."""
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise ConfigError([f"--model {spec}: not of the form module:factory"])
-    sys.path.insert(0, os.getcwd())
-    factory = getattr(importlib.import_module(module_name), name, None)
-    if not callable(factory):
-        raise ConfigError([f"--model {spec}: {module_name} has no callable {name!r}"])
-    return factory
-
-
 def estimate(
     cfg: ExperimentConfig, model: str | None = None, input_shape: tuple[int, ...] | None = None
 ) -> Estimate:
@@ -81,7 +67,7 @@ def estimate(
         shape = (3, cfg.image_size, cfg.image_size)
         name = "builtin:resnet18"
     else:
-        build, shape, name = load_factory(model), input_shape, model
+        build, shape, name = load_callable("--model", model, "factory"), input_shape, model
         if shape is None:
             raise ConfigError([f"--model {model}: give --input-shape, e.g. 3,32,32 or 784"])
     step = probe_step(

@@ -19,8 +19,11 @@ WORLD = 3  # chunks of unequal size: 1000 × 1000 + 1000 values do not divide by
 STEPS = 3
 
 
-def _train(rank: int, ddp_kwargs: dict, shared: list[int], resume: dict | None = None) -> dict:
-    """resume: the state after step 1, for a new DDP (a restarted worker group) to go on from."""
+def _train(
+    rank: int, ddp_kwargs: dict, shared: list[int], resume: dict | None = None, **host
+) -> dict:
+    """resume: the state after step 1, for a new DDP (a restarted worker group) to go on from;
+    host: HostAllreduce's settings."""
     from torch.nn.parallel import DistributedDataParallel
 
     torch.manual_seed(0)
@@ -29,7 +32,7 @@ def _train(rank: int, ddp_kwargs: dict, shared: list[int], resume: dict | None =
         model.load_state_dict(resume)
     reference = nn.Sequential(nn.Linear(1000, 1000), nn.Linear(1000, 1000))
     ddp = DistributedDataParallel(model, **ddp_kwargs)
-    host = HostAllreduce.probe(on_shared_bytes=shared.append)
+    host = HostAllreduce.probe(on_shared_bytes=shared.append, **host)
     assert host is not None, "every rank is a process on this host"
     stats = CommStats()
     ddp.register_comm_hook(*make_emulation_hook(parse_network(None), WORLD, stats, host=host))
@@ -72,6 +75,7 @@ def _worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
         }
         after_first = results["one_bucket"]["after_first"]
         results["resumed"] = _train(rank, plans, [], resume=after_first)
+        results["small_blocks"] = _train(rank, plans, [], sum_block=100_000)
         guard.hold_shared(one[-1])
         results["shared_bytes"] = one
         results["limit_drop"] = limit_before - resource.getrlimit(resource.RLIMIT_DATA)[0]
@@ -109,6 +113,16 @@ def test_a_restarted_group_goes_on_with_the_same_bits(ranks):
         went_on = rank["one_bucket"]["grads"][1:]
         for step, (a, b) in enumerate(zip(went_on, rank["resumed"]["grads"], strict=True)):
             assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), f"step {step + 1}"
+
+
+@pytest.mark.timeout(180)
+def test_a_chunk_summed_a_block_at_a_time_gives_the_same_bits(ranks):
+    """Each rank's chunk (667,334 values) in 7 blocks of 100,000 against one block."""
+    for rank in ranks:
+        for step, (a, b) in enumerate(
+            zip(rank["one_bucket"]["grads"], rank["small_blocks"]["grads"], strict=True)
+        ):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), f"step {step}"
 
 
 @pytest.mark.timeout(180)

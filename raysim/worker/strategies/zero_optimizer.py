@@ -50,6 +50,7 @@ class OptimizerSharding:
     _owners: dict[int, dict[int, int]] = field(default_factory=dict)
     _whole: dict[int, list[list[torch.Tensor]]] = field(default_factory=dict)
     _skip: set[int] = field(default_factory=set)
+    _messages: dict[torch.dtype, torch.Tensor] = field(default_factory=dict)
 
     def shards(self, optimizer: torch.optim.Optimizer) -> bool:
         if type(optimizer).__name__ == "ZeroRedundancyOptimizer":
@@ -85,15 +86,19 @@ class OptimizerSharding:
 
     def broadcast(self, params: list[torch.Tensor], owners: dict[int, int]) -> None:
         """Every owner's updated parameters to every node, one flat message per owner and
-        dtype; held to the link as one gather of all the parameters' bytes."""
+        dtype, in one buffer kept between steps (a new one each step left the freed
+        messages to the allocator: resident memory grew by a message a step, seen); held
+        to the link as one gather of all the parameters' bytes."""
         started = time.perf_counter()
         nbytes = 0
         with torch.no_grad():
             for owner in range(self.world_size):
                 owned = [p for p in params if owners[id(p)] == owner]
-                for dtype in {p.dtype for p in owned}:
+                for dtype in sorted({p.dtype for p in owned}, key=str):
                     tensors = [p for p in owned if p.dtype == dtype]
-                    flat = torch.cat([p.detach().reshape(-1) for p in tensors])
+                    flat = self._message(dtype, sum(p.numel() for p in tensors))
+                    if owner == self.rank:
+                        torch.cat([p.detach().reshape(-1) for p in tensors], out=flat)
                     dist.broadcast(flat, src=owner)
                     nbytes += flat.numel() * flat.element_size()
                     if owner != self.rank:
@@ -103,6 +108,13 @@ class OptimizerSharding:
                             offset += p.numel()
         if self.link is not None:
             self.link.hold("param_gather", nbytes, started)
+
+    def _message(self, dtype: torch.dtype, numel: int) -> torch.Tensor:
+        """The first numel elements of this dtype's message buffer (the largest share's)."""
+        buffer = self._messages.get(dtype)
+        if buffer is None or buffer.numel() < numel:
+            buffer = self._messages[dtype] = torch.empty(numel, dtype=dtype)
+        return buffer[:numel]
 
 
 _current: OptimizerSharding | None = None

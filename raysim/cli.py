@@ -341,7 +341,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     shape = tuple(int(n) for n in args.input_shape.split(",")) if args.input_shape else None
-    result = estimate(cfg, args.model, shape)
+    result = estimate(cfg, args.model, shape, args.input_dtype)
     print(format_estimate(result))
     _write_out(args.out, result.to_dict())
     return 0
@@ -604,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
         " the built-in ResNet18)",
     )  # fmt: skip
     estimate_parser.add_argument("--input-shape", help="one sample's shape, e.g. 3,32,32")
+    estimate_parser.add_argument(
+        "--input-dtype", default="float32", help="the input's dtype: int64 for token ids"
+    )
     estimate_parser.add_argument("--out", help="also write the estimate as JSON here")
     add_config_flags(estimate_parser)
     estimate_parser.set_defaults(handler=_cmd_estimate)

@@ -4,7 +4,8 @@ Ray or N processes (one fake step, probe.py; composed per strategy, compose.py).
 
 The model is the built-in (the config's ResNet18 at its image size) or any `module:factory`
 returning an nn.Module (built on the meta device, so a model far larger than this host's
-memory is fine) with `--input-shape` for one sample.
+memory is fine) with `--input-shape` for one sample (and `--input-dtype int64` for token
+ids: zeros, a valid id for any vocabulary).
 """
 
 from __future__ import annotations
@@ -51,10 +52,17 @@ class Estimate:
 
 
 def estimate(
-    cfg: ExperimentConfig, model: str | None = None, input_shape: tuple[int, ...] | None = None
+    cfg: ExperimentConfig,
+    model: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    input_dtype: str = "float32",
 ) -> Estimate:
     """The config's batch and nodes; the built-in model unless `model` names a factory."""
     import torch
+
+    dtype = getattr(torch, input_dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ConfigError([f"--input-dtype {input_dtype}: not a torch dtype; e.g. float32, int64"])
 
     from raysim.estimate.probe import probe_step
 
@@ -70,11 +78,26 @@ def estimate(
         build, shape, name = load_callable("--model", model, "factory"), input_shape, model
         if shape is None:
             raise ConfigError([f"--model {model}: give --input-shape, e.g. 3,32,32 or 784"])
-    step = probe_step(
-        build,
-        lambda: torch.randn(cfg.batch_size, *shape),
-        lambda m: torch.optim.Adam(m.parameters(), lr=cfg.learning_rate),
-    )
+    size = (cfg.batch_size, *shape)
+    try:
+        step = probe_step(
+            build,
+            lambda: (
+                torch.randn(size, dtype=dtype)
+                if dtype.is_floating_point
+                else torch.zeros(size, dtype=dtype)
+            ),
+            lambda m: torch.optim.Adam(m.parameters(), lr=cfg.learning_rate),
+        )
+    except Exception as err:  # the user's factory or its forward: one line, not a traceback
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        batch = "×".join(map(str, size))
+        problem = (
+            f"{name}: one training step on a batch of {batch} {input_dtype} failed "
+            f"({type(err).__name__}: {first}); give a factory that takes no arguments and an "
+            "--input-shape / --input-dtype that its forward accepts"
+        )
+        raise ConfigError([problem]) from None
     per_strategy = {s: node_memory(step, s, cfg.num_nodes) for s in STRATEGIES}
     budget = int(cfg.memory_fraction * cfg.device_memory_gb * 2**30)
     return Estimate(

@@ -9,6 +9,8 @@ APIs (torch 2.14.1, constraints.txt): the tests pin what this module reads of th
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 
 import torch
@@ -17,13 +19,19 @@ from torch import nn
 from raysim.estimate.compose import StepMemory
 
 
-def _unit_bytes(model: nn.Module) -> int:
-    """The largest default FSDP unit: a direct child's parameters (else the whole model)."""
-    sizes = [
-        sum(p.numel() * p.element_size() for p in child.parameters()) for child in model.children()
-    ]
-    whole = sum(p.numel() * p.element_size() for p in model.parameters())
-    return max(sizes, default=whole) or whole
+def _unit_bytes(model: nn.Module) -> tuple[int, int]:
+    """The two largest default FSDP units' parameters: the children that are units of their
+    own, and the model's own unit (what no such child holds)."""
+    from raysim.worker.strategies.fsdp import default_units
+
+    def nbytes(params) -> int:
+        return sum(p.numel() * p.element_size() for p in params)
+
+    units = default_units(model)
+    in_units = {id(p) for unit in units for p in unit.parameters()}
+    own = nbytes(p for p in model.parameters() if id(p) not in in_units)
+    largest, second = sorted([nbytes(unit.parameters()) for unit in units] + [own, 0])[::-1][:2]
+    return largest, second
 
 
 def _loss(output) -> torch.Tensor:
@@ -35,40 +43,62 @@ def _loss(output) -> torch.Tensor:
     return output.float().pow(2).mean()
 
 
+@contextlib.contextmanager
+def _quiet_fake_tensors():
+    """FakeTensorMode logs a failing op's traceback itself; the caller tells it in one line."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def probe_step(
     build: Callable[[], nn.Module],
     make_input: Callable[[], torch.Tensor],
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
 ) -> StepMemory:
     """The second step's categories (the first creates the optimizer's state, which the
-    second holds throughout): activations at the forward's end, the rest at the peak."""
+    second holds throughout): activations at the forward's end, the rest at the forward
+    and backward's peak; the optimizer's temporaries at its step's own peak."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
 
+    def tracker() -> MemTracker:
+        tracked = MemTracker()
+        tracked.track_external(model, optimizer)
+        return tracked
+
+    def in_use(snapshot: dict, kind) -> int:
+        return next(iter(snapshot.values())).get(kind, 0)
+
     with torch.device("meta"):
         model = build()
-    units = _unit_bytes(model)
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    largest_unit, second_unit = _unit_bytes(model)
+    with _quiet_fake_tensors(), FakeTensorMode(allow_non_fake_inputs=True):
         model.to_empty(device="cpu")
         optimizer = make_optimizer(model)
         _loss(model(make_input())).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        tracker = MemTracker()
-        tracker.track_external(model, optimizer)
-        with tracker:
+        with tracker() as passes:
             output = model(make_input())
-            after_forward = tracker.get_tracker_snapshot("current")
+            after_forward = passes.get_tracker_snapshot("current")
             _loss(output).backward()
+        with tracker() as step:
             optimizer.step()
-        peak = tracker.get_tracker_snapshot("peak")
-    at_peak = next(iter(peak.values()))
-    forward = next(iter(after_forward.values()))
+    peak = passes.get_tracker_snapshot("peak")
+    state = in_use(after_forward, _MemRefType.OPT)
     return StepMemory(
-        parameters=at_peak.get(_MemRefType.PARAM, 0),
-        buffers=at_peak.get(_MemRefType.BUFFER, 0),
+        parameters=in_use(peak, _MemRefType.PARAM),
+        buffers=in_use(peak, _MemRefType.BUFFER),
         gradients=sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad),
-        optimizer=at_peak.get(_MemRefType.OPT, 0),
-        activations=forward.get(_MemRefType.ACT, 0) + forward.get(_MemRefType.TEMP, 0),
-        largest_unit=units,
+        optimizer=state,
+        optimizer_step=max(in_use(step.get_tracker_snapshot("peak"), _MemRefType.OPT) - state, 0),
+        activations=in_use(after_forward, _MemRefType.ACT)
+        + in_use(after_forward, _MemRefType.TEMP),
+        largest_unit=largest_unit,
+        second_unit=second_unit,
     )

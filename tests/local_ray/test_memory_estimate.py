@@ -42,7 +42,7 @@ def test_the_estimate_answers_at_64_nodes_in_seconds():
 
 
 @pytest.mark.slow
-def test_the_estimate_bounds_each_strategys_measured_peak(sharded_runs):
+def test_the_estimate_is_near_each_strategys_measured_peak(sharded_runs):
     """test_sharded's three runs (conftest: sharded_runs), their peaks beside the estimate."""
     measured, estimated = {}, {}
     for strategy in ("ddp", "zero", "fsdp"):
@@ -56,18 +56,14 @@ def test_the_estimate_bounds_each_strategys_measured_peak(sharded_runs):
         ]
         estimated[strategy] = node.charged_bytes
     print(json.dumps({"measured": measured, "estimated": estimated}))
-    # the estimate orders the strategies as their state does; the CPU budget's measure (the
-    # resident high-water mark within steps) sees more in every strategy: second epoch, 4
-    # nodes, on 2026-12-07, fsdp 44-46 MB against 41 estimated, ddp 123-147 against 110,
-    # zero 97-110 against 62 (the first epoch: ddp 185-210)
+    # the measure counts live memory as a device's allocator does (glibc's free heap left
+    # out): the largest node's second epoch on 2026-12-07, ddp 121 MB against 110
+    # estimated, zero 76 against 68, fsdp 44 against 41 (benchmarks/bench_estimate.py: the
+    # estimate within 13 % of the largest node for this model, both signs)
     assert estimated["fsdp"] < estimated["zero"] < estimated["ddp"]
-    assert measured["fsdp"] < measured["ddp"]
-    # ddp's peak reached 1.52x the estimate with the suite's other pytest process beside it
-    # (219 MB, when the measure also counted the peers' buckets it maps: 51 MB of it) and
-    # 1.34x (147 MB) in a run alone since
-    assert estimated["ddp"] <= measured["ddp"] <= 2 * estimated["ddp"]
-    for strategy in ("zero", "fsdp"):
-        assert measured[strategy] >= estimated[strategy]
+    assert measured["fsdp"] < measured["zero"] < measured["ddp"]
+    for strategy in ("ddp", "zero", "fsdp"):
+        assert abs(estimated[strategy] / measured[strategy] - 1) <= 0.25, strategy
 
 
 TIGHT = {"device_memory_gb": 1.0, "memory_fraction": 0.18}

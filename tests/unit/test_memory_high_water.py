@@ -51,3 +51,37 @@ def test_where_the_mark_cannot_be_restarted_only_the_samples_count():
     transient = torch.ones(200 * MB // 4)
     del transient
     assert guard.take_epoch()["memory_peak_bytes"] < 50 * MB
+
+
+def _tensors_glibc_keeps(results):
+    import torch
+
+    from raysim.procfs import anonymous_resident_bytes
+    from raysim.worker.glibc import free_heap_bytes
+    from raysim.worker.memory import enforce_cpu_budget
+
+    guard = enforce_cpu_budget(0, 2000 * MB, 0.2, 10_000 * MB)
+    bump = torch.ones(8 * MB // 4)  # mapped alone; freed, glibc keeps later ones this size
+    del bump
+    chunks = [torch.ones(4 * MB // 4) for _ in range(30)]  # from the heap now
+    kept = chunks[-1]  # the heap's top stays in use, so nothing below it is trimmed
+    del chunks
+    guard.sample()
+    results.put((
+        anonymous_resident_bytes() - guard.baseline_resident_bytes, free_heap_bytes(),
+        guard.peak_bytes, guard.take_epoch()["memory_peak_bytes"], kept.numel(),
+    ))  # fmt: skip
+
+
+def test_freed_tensors_that_glibc_keeps_for_reuse_are_not_held():
+    """A device's allocator counts live tensors, not its cache: 116 MB of freed 4 MB tensors
+    stay resident in glibc's heap, and the node holds one of them."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_tensors_glibc_keeps, args=(results,))
+    child.start()
+    resident_growth, free, sampled, epoch_peak, _ = results.get(timeout=120)
+    child.join()
+    assert resident_growth >= 100 * MB and free >= 100 * MB  # glibc kept them resident
+    assert 3 * MB <= sampled <= 20 * MB  # the 4 MB tensor kept
+    assert epoch_peak <= 20 * MB

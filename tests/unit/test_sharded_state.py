@@ -50,3 +50,19 @@ def test_zero_partitions_the_largest_parameters_first_over_the_ranks():
 
     params = [torch.empty(n) for n in (10, 40, 30, 20)]
     assert partition(params, 2) == [0, 0, 1, 1]  # 40+10 and 30+20
+
+
+def test_fsdps_default_units_leave_tied_weights_and_embeddings_to_the_model():
+    """FSDP keeps a unit's parameters sharded outside its forward: a weight the model reads
+    itself (a tied output layer) or two children hold must stay in the model's own unit."""
+    from torch import nn
+
+    from examples.transformer_lm import TinyLM
+    from raysim.worker.strategies.fsdp import default_units
+
+    model = TinyLM(vocab=32, context=8, width=16, layers=2, heads=2)
+    assert default_units(model) == [model.encoder, model.norm]  # not model.embed
+
+    tied = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 4))
+    tied[2].weight = tied[0].weight  # two children hold one parameter
+    assert default_units(tied) == [tied[3]]

@@ -32,3 +32,26 @@ def test_raysim_estimate_says_it_in_one_line(capsys):
     assert "--model no_such_module:build: cannot import 'no_such_module'" in err
     assert "give module:factory, importable from the current directory" in err
     assert "Traceback" not in err
+
+
+def mlp_on_32_features():
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(32, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+@pytest.mark.parametrize(
+    ("flags", "told"),
+    [
+        (["--input-shape", "784"], "one training step on a batch of 4×784 float32 failed ("
+         "RuntimeError: "),
+        (["--input-shape", "32", "--input-dtype", "int65"], "--input-dtype int65: not a torch "
+         "dtype; e.g. float32, int64"),
+    ],
+)  # fmt: skip
+def test_a_factory_whose_step_fails_or_a_bad_dtype_is_one_line(flags, told, capsys):
+    spec = "tests.unit.test_user_code:mlp_on_32_features"
+    assert main(["estimate", "--model", spec, "--batch-size", "4", *flags]) == 2
+    err = capsys.readouterr().err
+    assert told in err
+    assert "Traceback" not in err and err.count("\n") == 2

@@ -3,17 +3,20 @@ each unit's parameters are all-gathered for its forward and backward, its gradie
 reduce-scattered (torch's FSDP2, `fully_shard`).
 
 The default units: every direct child of the model that holds parameters, then the model
-itself (its own parameters). A model in which the user already called `fully_shard` on
+itself (its own parameters and those of the children left to it: `default_units`). A model
+in which the user already called `fully_shard` on
 some modules keeps their units and only gets the root. Torch is imported in the methods:
 the driver asks this strategy for the memory floor while torch is imported elsewhere.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, ClassVar
 
 from raysim.plan.memory_floor import TrainingState, sharded_state
 from raysim.plan.resources import models_the_wire
+from raysim.worker.glibc import fix_mmap_threshold
 from raysim.worker.strategies.base import CollectiveHooks, CollectiveSetup, Strategy
 
 if TYPE_CHECKING:
@@ -24,21 +27,33 @@ if TYPE_CHECKING:
 
 
 MMAP_THRESHOLD = 1 << 20
-"""Allocations from 1 MiB up are mapped and unmapped on their own (glibc's M_MMAP_THRESHOLD)."""
+"""Allocations from 1 MiB up are mapped and unmapped on their own (glibc's M_MMAP_THRESHOLD):
+FSDP frees and re-allocates every unit's gathered parameters twice a step; glibc then
+raises its dynamic mmap threshold and keeps them in the heap, which the CPU budget sees
+as held: 380 MB above the baseline against 129 MB with the threshold fixed, for an
+8.5M-parameter MLP on 2 ranks (torch 2.14.1, glibc, 2026-12-06). A fixed threshold
+returns them, as a device's caching allocator reuses its blocks."""
 
 
-def fix_mmap_threshold() -> None:
-    """FSDP frees and re-allocates every unit's gathered parameters twice a step; glibc then
-    raises its dynamic mmap threshold and keeps them in the heap, which the CPU budget sees
-    as held: 380 MB above the baseline against 129 MB with the threshold fixed, for an
-    8.5M-parameter MLP on 2 ranks (torch 2.14.1, glibc, 2026-12-06). A fixed threshold
-    returns them, as a device's caching allocator reuses its blocks."""
-    import ctypes
-    import ctypes.util
+def default_units(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The children that are units of their own: each direct child holding trainable
+    parameters, but not one whose parameters another child holds too (tied weights, as a
+    language model's output layer and its embedding) nor an embedding, whose weight the
+    model's own forward often reads outside the embedding's (a tied output layer, as
+    examples/transformer_lm.py's). FSDP keeps a unit's parameters sharded outside its
+    forward and backward, so those stay whole in the model's own unit."""
+    from torch import nn
 
-    name = ctypes.util.find_library("c")
-    if name is not None:
-        ctypes.CDLL(name).mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
+    children = [
+        child for child in model.children() if any(p.requires_grad for p in child.parameters())
+    ]
+    holders = Counter(id(p) for child in children for p in child.parameters())
+    return [
+        child
+        for child in children
+        if not isinstance(child, nn.Embedding)
+        and all(holders[id(p)] == 1 for p in child.parameters())
+    ]
 
 
 def shard_units(model: torch.nn.Module) -> torch.nn.Module:
@@ -46,9 +61,8 @@ def shard_units(model: torch.nn.Module) -> torch.nn.Module:
     from torch.distributed.fsdp import FSDPModule, fully_shard
 
     if not any(isinstance(module, FSDPModule) for module in model.modules()):
-        for child in model.children():
-            if any(param.requires_grad for param in child.parameters()):
-                fully_shard(child)
+        for child in default_units(model):
+            fully_shard(child)
     if not isinstance(model, FSDPModule):
         fully_shard(model)
     return model
@@ -67,7 +81,7 @@ class FSDP(Strategy):
             return model
         first = next(model.parameters(), None)
         if first is not None and first.device.type == "cpu":
-            fix_mmap_threshold()
+            fix_mmap_threshold(MMAP_THRESHOLD)
         return shard_units(model)
 
     def emulate_network(self, model: torch.nn.Module, setup: CollectiveSetup) -> CollectiveHooks:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import bench_chaos
 import bench_core
+import bench_estimate
 import bench_imports
 import bench_measure
 import bench_measure_hooks
@@ -48,7 +49,7 @@ BLOCK = re.compile(
 BENCHES = (bench_measure, bench_measure_hooks, bench_trace, bench_core, bench_readme,
            bench_topology, bench_network, bench_switches, bench_startup, bench_imports,
            bench_node_work, bench_projection, bench_projection_fsdp, bench_scale,
-           bench_worker_memory, bench_chaos)  # fmt: skip
+           bench_worker_memory, bench_chaos, bench_estimate)  # fmt: skip
 BLOCKS: dict[str, tuple[str, Renderer]] = {
     name: entry for bench in BENCHES for name, entry in bench.TABLES.items()
 }

@@ -12,6 +12,7 @@ FLOPs, is ready early in backward, as on a real cluster.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,13 +131,34 @@ def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
     )
 
 
+def fsdp_default_units(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """The children raysim's fsdp strategy makes units of their own, named, in definition
+    order: each direct child holding trainable parameters, but not one whose parameters
+    another child holds too (tied weights, as a language model's output layer and its
+    embedding) nor an embedding, whose weight the model's own forward often reads outside
+    the embedding's (a tied output layer, as examples/transformer_lm.py's). FSDP keeps a
+    unit's parameters sharded outside its forward and backward, so those stay whole in the
+    model's own unit, the root."""
+    children = [
+        (name, child)
+        for name, child in model.named_children()
+        if any(p.requires_grad for p in child.parameters())
+    ]
+    holders = Counter(id(p) for _, child in children for p in child.parameters())
+    return [
+        (name, child)
+        for name, child in children
+        if not isinstance(child, torch.nn.Embedding)
+        and all(holders[id(p)] == 1 for p in child.parameters())
+    ]
+
+
 def fsdp_units(model: torch.nn.Module, example: Any) -> tuple[FsdpUnit, ...]:
-    """FSDP's default units of `model` (raysim's fsdp strategy: its direct children holding
-    parameters, in definition order, then the root with the rest), each with its share of
-    forward's FLOPs on `example` (the meta device: shapes only). The root keeps its
-    parameters after forward (FSDP2's root does)."""
+    """FSDP's default units of `model` (fsdp_default_units, then the root with the rest),
+    each with its share of forward's FLOPs on `example` (the meta device: shapes only).
+    The root keeps its parameters after forward (FSDP2's root does)."""
     counter = FlopCounterMode(display=False)
-    children = [(n, c) for n, c in model.named_children() if any(True for _ in c.parameters())]
+    children = fsdp_default_units(model)
     spent: dict[str, int] = {}
     """FLOPs counted while each unit ran (its calls' FLOPs, summed)."""
 

@@ -11,7 +11,6 @@ the driver asks this strategy for the memory floor while torch is imported elsew
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING, ClassVar
 
 from raysim.plan.memory_floor import TrainingState, sharded_state
@@ -36,24 +35,11 @@ returns them, as a device's caching allocator reuses its blocks."""
 
 
 def default_units(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The children that are units of their own: each direct child holding trainable
-    parameters, but not one whose parameters another child holds too (tied weights, as a
-    language model's output layer and its embedding) nor an embedding, whose weight the
-    model's own forward often reads outside the embedding's (a tied output layer, as
-    examples/transformer_lm.py's). FSDP keeps a unit's parameters sharded outside its
-    forward and backward, so those stay whole in the model's own unit."""
-    from torch import nn
+    """The children that are units of their own (projection.model_profile's
+    fsdp_default_units: the projection splits the model as the run does)."""
+    from raysim.projection.model_profile import fsdp_default_units
 
-    children = [
-        child for child in model.children() if any(p.requires_grad for p in child.parameters())
-    ]
-    holders = Counter(id(p) for child in children for p in child.parameters())
-    return [
-        child
-        for child in children
-        if not isinstance(child, nn.Embedding)
-        and all(holders[id(p)] == 1 for p in child.parameters())
-    ]
+    return [child for _, child in fsdp_default_units(model)]
 
 
 def shard_units(model: torch.nn.Module) -> torch.nn.Module:

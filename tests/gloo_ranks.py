@@ -16,13 +16,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_ranks(worker: Callable, world_size: int, result_dir: Path) -> list:
-    """Run worker(rank, world_size, port, result_dir) in world_size fresh processes; each
-    saves its results to result_dir/rank{rank}.pt, returned in rank order."""
+def run_ranks(work: Callable[[int, int], dict], world_size: int, result_dir: Path) -> list:
+    """work(rank, world_size) in world_size fresh processes, each a rank of one gloo group on
+    127.0.0.1 with one torch thread; what each returned, in rank order."""
     import torch.multiprocessing as mp
 
-    mp.spawn(worker, args=(world_size, free_port(), str(result_dir)), nprocs=world_size, join=True)
+    port = free_port()
+    mp.spawn(_in_group, args=(world_size, port, str(result_dir), work), nprocs=world_size)
     return [torch.load(result_dir / f"rank{r}.pt") for r in range(world_size)]
+
+
+def _in_group(rank: int, world_size: int, port: int, result_dir: str, work: Callable) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    address = f"tcp://127.0.0.1:{port}"
+    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
+    try:
+        results = work(rank, world_size)
+    finally:
+        dist.destroy_process_group()
+    torch.save(results, f"{result_dir}/rank{rank}.pt")
 
 
 # A step every rank can check: its own inputs, and the mean of every rank's gradient.

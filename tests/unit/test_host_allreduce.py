@@ -58,36 +58,28 @@ def _train(
     return out
 
 
-def _worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    address = f"tcp://127.0.0.1:{port}"
-    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
-    try:
-        guard = enforce_cpu_budget(rank, 2000 * MB, 0.2, 10 * 1024 * MB)
-        limit_before = resource.getrlimit(resource.RLIMIT_DATA)[0]
-        one: list[int] = []
-        plans = {"bucket_cap_mb": 250, "gradient_as_bucket_view": True}  # nodes on one host
-        results = {
-            "one_bucket": _train(rank, plans, one),
-            "two_buckets": _train(rank, {"bucket_cap_mb": 3}, []),
-        }
-        after_first = results["one_bucket"]["after_first"]
-        results["resumed"] = _train(rank, plans, [], resume=after_first)
-        results["small_blocks"] = _train(rank, plans, [], sum_block=100_000)
-        guard.hold_shared(one[-1])
-        results["shared_bytes"] = one
-        results["limit_drop"] = limit_before - resource.getrlimit(resource.RLIMIT_DATA)[0]
-        results["guard_shared"] = guard.shared_bytes
-    finally:
-        dist.destroy_process_group()
-    torch.save(results, f"{result_dir}/rank{rank}.pt")
+def _work(rank: int, world_size: int) -> dict:
+    guard = enforce_cpu_budget(rank, 2000 * MB, 0.2, 10 * 1024 * MB)
+    limit_before = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    one: list[int] = []
+    plans = {"bucket_cap_mb": 250, "gradient_as_bucket_view": True}  # nodes on one host
+    results = {
+        "one_bucket": _train(rank, plans, one),
+        "two_buckets": _train(rank, {"bucket_cap_mb": 3}, []),
+    }
+    after_first = results["one_bucket"]["after_first"]
+    results["resumed"] = _train(rank, plans, [], resume=after_first)
+    results["small_blocks"] = _train(rank, plans, [], sum_block=100_000)
+    guard.hold_shared(one[-1])
+    results["shared_bytes"] = one
+    results["limit_drop"] = limit_before - resource.getrlimit(resource.RLIMIT_DATA)[0]
+    results["guard_shared"] = guard.shared_bytes
+    return results
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    return run_ranks(_worker, WORLD, tmp_path_factory.mktemp("host_allreduce"))
+    return run_ranks(_work, WORLD, tmp_path_factory.mktemp("host_allreduce"))
 
 
 GRADIENT_BYTES = 2 * (1000 * 1000 + 1000) * 4

@@ -205,24 +205,15 @@ def _train_two_buckets(world_size: int) -> dict:
     return out
 
 
-def _worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
-    try:
-        results = {c or "none": _train(rank, world_size, c) for c in (None, "fp16", "bf16")}
-        results["buckets"] = _train_two_buckets(world_size)
-    finally:
-        dist.destroy_process_group()
-    torch.save(results, f"{result_dir}/rank{rank}.pt")
+def _work(rank: int, world_size: int) -> dict:
+    results = {c or "none": _train(rank, world_size, c) for c in (None, "fp16", "bf16")}
+    results["buckets"] = _train_two_buckets(world_size)
+    return results
 
 
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory):
-    return run_ranks(_worker, 2, tmp_path_factory.mktemp("ddp"))
+    return run_ranks(_work, 2, tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.timeout(120)

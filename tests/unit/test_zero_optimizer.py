@@ -14,37 +14,29 @@ WORLD = 2
 STEPS = 3
 
 
-def _worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    address = f"tcp://127.0.0.1:{port}"
-    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
-    try:
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(1000, 300), nn.Linear(300, 1000))
-        sharding = zero_optimizer.install(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-        out: dict = {"params": [], "buffer_ptrs": [], "buffer_numel": []}
-        for step in range(STEPS):
-            optimizer.zero_grad()
-            local_loss(model, rank, step).backward()  # each rank its own gradient: no DDP
-            optimizer.step()
-            out["params"].append([p.detach().clone() for p in model.parameters()])
-            buffer = sharding._messages[torch.float32]
-            out["buffer_ptrs"].append(buffer.data_ptr())
-            out["buffer_numel"].append(buffer.numel())
-        out["moments"] = sum(
-            v.numel() for s in optimizer.state.values() for k, v in s.items() if k != "step"
-        )
-    finally:
-        dist.destroy_process_group()
-    torch.save(out, f"{result_dir}/rank{rank}.pt")
+def _work(rank: int, world_size: int) -> dict:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1000, 300), nn.Linear(300, 1000))
+    sharding = zero_optimizer.install(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    out: dict = {"params": [], "buffer_ptrs": [], "buffer_numel": []}
+    for step in range(STEPS):
+        optimizer.zero_grad()
+        local_loss(model, rank, step).backward()  # each rank its own gradient: no DDP
+        optimizer.step()
+        out["params"].append([p.detach().clone() for p in model.parameters()])
+        buffer = sharding._messages[torch.float32]
+        out["buffer_ptrs"].append(buffer.data_ptr())
+        out["buffer_numel"].append(buffer.numel())
+    out["moments"] = sum(
+        v.numel() for s in optimizer.state.values() for k, v in s.items() if k != "step"
+    )
+    return out
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    return run_ranks(_worker, WORLD, tmp_path_factory.mktemp("zero"))
+    return run_ranks(_work, WORLD, tmp_path_factory.mktemp("zero"))
 
 
 @pytest.mark.timeout(180)

@@ -4,6 +4,8 @@ the config's choice of strategy: no Ray, no process group."""
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 from raysim.config.loading import load_config
 from raysim.config.network import PRESETS
@@ -11,6 +13,7 @@ from raysim.errors import ConfigError
 from raysim.projection.sharded_comm import gather_seconds
 from raysim.worker.strategies import get_strategy
 from raysim.worker.strategies.zero_optimizer import partition
+from tests.gloo_ranks import run_ranks
 
 PARAMS = 1_000_000
 
@@ -66,3 +69,27 @@ def test_fsdps_default_units_leave_tied_weights_and_embeddings_to_the_model():
     tied = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 4))
     tied[2].weight = tied[0].weight  # two children hold one parameter
     assert default_units(tied) == [tied[3]]
+
+
+def _tied_lm_step(rank: int, world_size: int) -> dict:
+    from torch.distributed.fsdp import FSDPModule
+
+    from examples.transformer_lm import TinyLM
+    from raysim.worker.strategies.fsdp import shard_units
+
+    torch.manual_seed(0)
+    model = shard_units(TinyLM(vocab=32, context=8, width=16, layers=2, heads=2))
+    tokens = torch.randint(0, 32, (4, 8), generator=torch.Generator().manual_seed(rank))
+    logits = model(tokens)  # the tied output layer reads the embedding's weight
+    nn.functional.cross_entropy(logits.reshape(-1, 32), tokens.reshape(-1)).backward()
+    units = [name for name, m in model.named_modules() if isinstance(m, FSDPModule)]
+    return {"units": units, "grads": all(p.grad is not None for p in model.parameters())}
+
+
+@pytest.mark.timeout(180)
+def test_a_tied_output_layer_trains_under_fsdps_default_units(tmp_path):
+    """examples/transformer_lm.py's model failed under fsdp ("mixed torch.Tensor and DTensor")
+    while its embedding was a unit of its own."""
+    for rank in run_ranks(_tied_lm_step, 2, tmp_path):
+        assert rank["units"] == ["", "encoder", "norm"]
+        assert rank["grads"]

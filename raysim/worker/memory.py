@@ -77,9 +77,9 @@ class MemoryGuard:
     """The platform restarts its high-water mark at the guard's start and each epoch's end
     (a kernel that refuses it would give the process's whole life's, imports included)."""
     peak_bytes: int = 0
-    """Most memory above the baseline this epoch: what is resident, sampled at step
-    boundaries, and at the epoch's end the high-water mark within steps (backward's
-    activations and gradients)."""
+    """Most memory above the baseline this epoch, live as a device's allocator counts it
+    (on the CPU, resident less glibc's free heap): sampled at step boundaries, and at the
+    epoch's end from the high-water mark within steps."""
     limit_peak_bytes: int = 0
     """CPU: the most the enforced limit's measure (used_bytes) read at step boundaries this
     epoch: what a batch must stay under to run again, beside what the node holds."""

@@ -131,26 +131,45 @@ def model_workload(name: str, batch: int, step_time_ms: float) -> Workload:
     )
 
 
+STACKS = (torch.nn.ModuleList, torch.nn.ModuleDict)
+"""Containers of blocks that are never called themselves (a transformer's layers): FSDP
+cannot make one a unit (no forward to gather in), so their blocks are the units."""
+
+
+def _holds_parameters(module: torch.nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
 def fsdp_default_units(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
-    """The children raysim's fsdp strategy makes units of their own, named, in definition
-    order: each direct child holding trainable parameters, but not one whose parameters
-    another child holds too (tied weights, as a language model's output layer and its
-    embedding) nor an embedding, whose weight the model's own forward often reads outside
-    the embedding's (a tied output layer, as examples/transformer_lm.py's). FSDP keeps a
-    unit's parameters sharded outside its forward and backward, so those stay whole in the
-    model's own unit, the root."""
-    children = [
-        (name, child)
-        for name, child in model.named_children()
-        if any(p.requires_grad for p in child.parameters())
-    ]
-    holders = Counter(id(p) for _, child in children for p in child.parameters())
-    return [
-        (name, child)
-        for name, child in children
-        if not isinstance(child, torch.nn.Embedding)
-        and all(holders[id(p)] == 1 for p in child.parameters())
-    ]
+    """The modules raysim's fsdp strategy makes units of their own, named, in definition
+    order: each direct child holding trainable parameters, and in place of a stack of blocks
+    (a ModuleList or ModuleDict, a transformer's layers) or of a child that holds one, each
+    block, as FSDP is used on transformers. Not a module whose parameter another module
+    holds too (tied weights, as a language model's output layer and its embedding: its
+    children are looked at instead) nor an embedding, whose weight the model's own forward
+    often reads outside the embedding's (a tied output layer, as examples/transformer_lm.py's).
+    FSDP keeps a unit's parameters sharded outside its forward and backward, so those stay
+    whole in the model's own unit, the root."""
+    holders = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+
+    def shared(module: torch.nn.Module) -> bool:
+        inside = Counter(id(p) for _, p in module.named_parameters(remove_duplicate=False))
+        return any(holders[key] != count for key, count in inside.items())
+
+    def units(prefix: str, module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+        found = []
+        for name, child in module.named_children():
+            path = f"{prefix}{name}"
+            if not _holds_parameters(child) or isinstance(child, torch.nn.Embedding):
+                continue
+            holds_a_stack = any(isinstance(c, STACKS) for c in child.children())
+            if isinstance(child, STACKS) or holds_a_stack or shared(child):
+                found += units(f"{path}.", child)
+            else:
+                found.append((path, child))
+        return found
+
+    return units("", model)
 
 
 def fsdp_units(model: torch.nn.Module, example: Any) -> tuple[FsdpUnit, ...]:
@@ -193,7 +212,7 @@ def fsdp_model_workload(name: str, batch: int, step_time_ms: float) -> FsdpWorkl
     return FsdpWorkload(
         step_s=step_time_ms / 1e3, batch_per_gpu=batch, units=units,
         backward_share=assumed_backward_share(), step_source="given: --step-time-ms",
-        units_source=f"{name}'s direct children holding parameters, then the root; their "
+        units_source=f"{name}'s default units (fsdp_default_units), then the root; their "
         f"FLOPs (meta device), backward = {BACKWARD_TO_FORWARD:g}x forward; fp32 all-gather "
         "and reduce-scatter",
     )  # fmt: skip

@@ -64,7 +64,8 @@ def test_fsdps_default_units_leave_tied_weights_and_embeddings_to_the_model():
     from raysim.worker.strategies.fsdp import default_units
 
     model = TinyLM(vocab=32, context=8, width=16, layers=2, heads=2)
-    assert default_units(model) == [model.encoder, model.norm]  # not model.embed
+    layers = model.encoder.layers  # a ModuleList: its blocks are the units
+    assert default_units(model) == [layers[0], layers[1], model.norm]  # not model.embed
 
     tied = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 4))
     tied[2].weight = tied[0].weight  # two children hold one parameter
@@ -91,5 +92,65 @@ def test_a_tied_output_layer_trains_under_fsdps_default_units(tmp_path):
     """examples/transformer_lm.py's model failed under fsdp ("mixed torch.Tensor and DTensor")
     while its embedding was a unit of its own."""
     for rank in run_ranks(_tied_lm_step, 2, tmp_path):
-        assert rank["units"] == ["", "encoder", "norm"]
+        assert rank["units"] == ["", "encoder.layers.0", "encoder.layers.1", "norm"]
         assert rank["grads"]
+
+
+class _Body(nn.Module):
+    """Hugging Face's shape: a child holding the blocks' ModuleList and a final norm."""
+
+    def __init__(self):
+        super().__init__()
+        self.h = nn.ModuleList(nn.Linear(8, 8) for _ in range(2))
+        self.ln = nn.LayerNorm(8)
+
+    def forward(self, x):
+        for block in self.h:
+            x = torch.relu(block(x))
+        return self.ln(x)
+
+
+class _Stacked(nn.Module):
+    """torchtitan's shape: the model's own ModuleList of blocks, which has no forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(16, 8)
+        self.layers = nn.ModuleList(nn.Linear(8, 8) for _ in range(2))
+        self.body = _Body()
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return self.body(x) @ self.embed.weight.T
+
+
+def _stacked_step(rank: int, world_size: int) -> dict:
+    from torch.distributed.fsdp import FSDPModule
+
+    from raysim.worker.strategies.fsdp import shard_units
+
+    torch.manual_seed(0)
+    model = shard_units(_Stacked())
+    tokens = torch.randint(0, 16, (4, 6), generator=torch.Generator().manual_seed(rank))
+    loss = nn.functional.cross_entropy(model(tokens).reshape(-1, 16), tokens.reshape(-1))
+    loss.backward()
+    units = [name for name, m in model.named_modules() if isinstance(m, FSDPModule)]
+    return {"units": units, "grads": all(p.grad is not None for p in model.parameters()),
+            "loss": loss.item()}  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_the_blocks_of_a_stack_are_fsdps_default_units(tmp_path):
+    """A ModuleList cannot be a unit (fully_shard refuses a container without a forward, so
+    a model whose child was one failed under fsdp): its blocks are, at any depth a child
+    holds it, and one unit of the whole stack would gather every block at once."""
+    from raysim.projection.model_profile import fsdp_default_units
+
+    expected = ["layers.0", "layers.1", "body.h.0", "body.h.1", "body.ln"]
+    assert [name for name, _ in fsdp_default_units(_Stacked())] == expected
+    for rank in run_ranks(_stacked_step, 2, tmp_path):
+        assert rank["units"] == ["", *expected]
+        assert rank["grads"]
+        assert 0 < rank["loss"] < 10

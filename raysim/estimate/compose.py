@@ -10,12 +10,15 @@ Per node, in bytes:
   zero, whose nodes own whole parameters, the largest among them;
 - activations: the forward's, as the probe measured them at its end;
 - communication: none for DDP's buckets (raysim's DDP keeps the gradients as views into
-  them, gradient_as_bucket_view), ZeRO's flat message of one owner's parameters; FSDP
-  holds a unit's parameters gathered with the next one's (prefetched), and the unit's
-  unsharded gradients: at most the largest unit twice and the next largest once.
+  them, gradient_as_bucket_view), ZeRO's flat message of one owner's parameters.
 
-The peak adds them all: activations and gradients overlap only in part during backward, so
-it errs high against the step's tensors. What raysim's CPU budget charges is the peak less
+Under ddp and zero the peak adds them all. FSDP's is the most it holds at one moment of
+the backward (fsdp_backward): at each unit's backward the activations of the units before
+it are still alive, the unit's own are freed as its unsharded gradients are made (so the
+larger of the two counts), its parameters are gathered and the next unit's prefetched, and
+the root's parameters stay gathered with their unsharded gradients throughout (FSDP2 does
+not reshard its root after forward); or the forward's end, if more. What raysim's CPU
+budget charges is the peak less
 the parameters already resident when the node's baseline is measured (after the strategy's
 wrapper); its measure, the resident high-water mark within steps, also holds what the
 allocator keeps of freed tensors and the step's temporaries, so it sees more (README,
@@ -31,6 +34,17 @@ STRATEGIES = ("ddp", "zero", "fsdp")
 
 
 @dataclass(frozen=True)
+class UnitMemory:
+    """One FSDP unit of the probed step (bytes)."""
+
+    parameters: int
+    activations_before: int
+    """Activations alive as its forward starts: those of everything the forward ran before."""
+    activations_own: int
+    """What its forward added to them."""
+
+
+@dataclass(frozen=True)
 class StepMemory:
     """One unsharded training step's tensors by category (bytes), as the probe saw them."""
 
@@ -42,10 +56,10 @@ class StepMemory:
     optimizer_step: int
     """What the optimizer's step holds beyond its state at the step's peak (temporaries)."""
     activations: int
-    largest_unit: int
-    """The largest default FSDP unit's parameters (fsdp.default_units, or the model's own)."""
-    second_unit: int
-    """The next largest unit's."""
+    units: tuple[UnitMemory, ...] = ()
+    """FSDP's default units (fsdp.default_units) in the order the forward runs them."""
+    root_unit: int = 0
+    """The parameters no unit holds, FSDP's root unit's (bytes)."""
 
 
 @dataclass(frozen=True)
@@ -78,16 +92,32 @@ def node_memory(step: StepMemory, strategy: str, nodes: int) -> NodeMemory:
     grads = _share(step.gradients, nodes) if sharded else step.gradients
     optimizer = step.optimizer if strategy == "ddp" else _share(step.optimizer, nodes)
     optimizer_step = _share(step.optimizer_step, nodes) if sharded else step.optimizer_step
+    activations = step.activations
     if nodes == 1:
         communication = 0
     elif strategy == "fsdp":
-        communication = 2 * step.largest_unit + step.second_unit
+        activations, communication = fsdp_backward(step)
     else:
         communication = _share(step.parameters, nodes) if strategy == "zero" else 0
     categories = {
         "parameters": params, "buffers": step.buffers, "gradients": grads,
         "optimizer": optimizer, "optimizer_step": optimizer_step,
-        "activations": step.activations, "communication": communication,
+        "activations": activations, "communication": communication,
     }  # fmt: skip
     peak = sum(categories.values())
     return NodeMemory(strategy, nodes, categories, peak, peak - params)
+
+
+def fsdp_backward(step: StepMemory) -> tuple[int, int]:
+    """(activations, gathered parameters and unsharded gradients) at the moment FSDP holds
+    most of both together (module doc); fp32 gradients, as large as their parameters."""
+    root = 2 * step.root_unit
+    moments = [(step.activations, root)]  # the forward's end
+    for k, unit in enumerate(step.units):
+        prefetched = step.units[k - 1].parameters if k else 0
+        gathered = unit.parameters + prefetched + root
+        if unit.activations_own >= unit.parameters:  # as the unit's backward starts
+            moments.append((unit.activations_before + unit.activations_own, gathered))
+        else:  # as it ends
+            moments.append((unit.activations_before, gathered + unit.parameters))
+    return max(moments, key=sum)

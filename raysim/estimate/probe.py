@@ -16,22 +16,45 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from raysim.estimate.compose import StepMemory
+from raysim.estimate.compose import StepMemory, UnitMemory
 
 
-def _unit_bytes(model: nn.Module) -> tuple[int, int]:
-    """The two largest default FSDP units' parameters: the children that are units of their
-    own, and the model's own unit (what no such child holds)."""
-    from raysim.worker.strategies.fsdp import default_units
+def _nbytes(params) -> int:
+    return sum(p.numel() * p.element_size() for p in params)
 
-    def nbytes(params) -> int:
-        return sum(p.numel() * p.element_size() for p in params)
 
-    units = default_units(model)
-    in_units = {id(p) for unit in units for p in unit.parameters()}
-    own = nbytes(p for p in model.parameters() if id(p) not in in_units)
-    largest, second = sorted([nbytes(unit.parameters()) for unit in units] + [own, 0])[::-1][:2]
-    return largest, second
+class _UnitActivations:
+    """Each default FSDP unit's activations in one forward, read from the tracker: alive as
+    it starts, and what it adds; units in the order the forward runs them."""
+
+    def __init__(self, model: nn.Module):
+        from raysim.worker.strategies.fsdp import default_units
+
+        self.units = default_units(model)
+        in_units = {id(p) for unit in self.units for p in unit.parameters()}
+        self.root = _nbytes(p for p in model.parameters() if id(p) not in in_units)
+        self.started: dict[int, int] = {}
+        """A unit's activations alive as its first run starts, in the order they ran."""
+        self.added: dict[int, int] = {}
+
+    def hooks(self, alive: Callable[[], int]) -> list:
+        """Hooks on every unit; alive() gives the activations alive now."""
+
+        def before(module, args) -> None:
+            self.started.setdefault(id(module), alive())
+
+        def after(module, args, output) -> None:
+            self.added.setdefault(id(module), max(alive() - self.started[id(module)], 0))
+
+        return [h for unit in self.units for h in (unit.register_forward_pre_hook(before),
+                                                    unit.register_forward_hook(after))]  # fmt: skip
+
+    def memory(self) -> tuple[UnitMemory, ...]:
+        by_id = {id(unit): unit for unit in self.units}
+        return tuple(
+            UnitMemory(_nbytes(by_id[key].parameters()), before, self.added.get(key, 0))
+            for key, before in self.started.items()
+        )
 
 
 def _loss(output) -> torch.Tensor:
@@ -74,9 +97,12 @@ def probe_step(
     def in_use(snapshot: dict, kind) -> int:
         return next(iter(snapshot.values())).get(kind, 0)
 
+    def activations(snapshot: dict) -> int:
+        return in_use(snapshot, _MemRefType.ACT) + in_use(snapshot, _MemRefType.TEMP)
+
     with torch.device("meta"):
         model = build()
-    largest_unit, second_unit = _unit_bytes(model)
+    units = _UnitActivations(model)
     with _quiet_fake_tensors(), FakeTensorMode(allow_non_fake_inputs=True):
         model.to_empty(device="cpu")
         optimizer = make_optimizer(model)
@@ -84,7 +110,10 @@ def probe_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         with tracker() as passes:
+            handles = units.hooks(lambda: activations(passes.get_tracker_snapshot("current")))
             output = model(make_input())
+            for handle in handles:
+                handle.remove()
             after_forward = passes.get_tracker_snapshot("current")
             _loss(output).backward()
         with tracker() as step:
@@ -97,8 +126,7 @@ def probe_step(
         gradients=sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad),
         optimizer=state,
         optimizer_step=max(in_use(step.get_tracker_snapshot("peak"), _MemRefType.OPT) - state, 0),
-        activations=in_use(after_forward, _MemRefType.ACT)
-        + in_use(after_forward, _MemRefType.TEMP),
-        largest_unit=largest_unit,
-        second_unit=second_unit,
+        activations=activations(after_forward),
+        units=units.memory(),
+        root_unit=units.root,
     )

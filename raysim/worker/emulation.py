@@ -94,6 +94,7 @@ def set_up_emulation(
     host_allreduce: bool = False,
     on_shared_bytes: Callable[[int], None] | None = None,
     on_enter: Callable[[str, int], None] | None = None,
+    sample_memory: Callable[[], None] | None = None,
 ) -> Emulation:
     """Stragglers on the model's training forwards; the strategy's hooks on its collectives
     where it has peers (through shared memory where host_allreduce and the host allows)."""
@@ -112,7 +113,7 @@ def set_up_emulation(
     setup = CollectiveSetup(
         cfg, world_size, wanted=wanted, host_allreduce=host_allreduce, on_ready=on_bucket_ready,
         on_done=None if tracer is None else tracer.bucket_done, on_shared_bytes=on_shared_bytes,
-        on_enter=on_enter,
+        on_enter=on_enter, sample_memory=sample_memory,
     )  # fmt: skip
     hooks = strategy.emulate_network(model, setup)
     emulation.comm, emulation.host_allreduce = hooks.stats, hooks.host_allreduce

@@ -20,9 +20,11 @@ The node's peak is the most it held at once, as a device's allocator counts it (
 live tensors take, not what it keeps cached): CUDA's allocator keeps its own peak; on the
 CPU, the anonymous pages resident less what glibc holds free in its heaps (freed tensors
 it keeps for reuse: 105 MB of a transformer's 193 MB on 4 nodes, seen), above the
-baseline, sampled at step boundaries (the forward's end holds the activations), and at the
-epoch's end Linux's resident high-water mark within steps (restarted each epoch) less
-what is free then, which holds backward's transients that glibc returned (mapped alone).
+baseline, sampled at step boundaries (the forward's end holds the activations) and at FSDP's
+collectives (the backward's gathered units beside the activations still alive, a unit's
+unsharded gradients), and at the epoch's end Linux's resident high-water mark within
+steps (restarted each epoch) less what is free then, which holds backward's transients
+that glibc returned (mapped alone).
 The node's own buckets in shared memory count, not its peers' that it maps. The data
 segment the limit is enforced on is no measure of it: it counts whole the stacks of
 threads started since (8 MiB each, hardly resident), and glibc's free heap.

@@ -120,6 +120,10 @@ class NodeSession:
         if self.facts is not None:
             self.facts.step_done()
 
+    def sample_memory(self) -> None:
+        if self.guard is not None:
+            self.guard.sample()
+
     def forward_ended(self, now: float) -> None:
         if self.guard is not None:
             self.guard.sample()  # the activations are all alive now
@@ -153,6 +157,7 @@ class NodeSession:
             facts.bucket_ready if measures else None, tracer,
             host_allreduce=self.plan.host_allreduce, on_shared_bytes=self.shared_bytes,
             on_enter=None if self.ledger is None else self.ledger.entered,
+            sample_memory=self.sample_memory,
         )  # fmt: skip
         if measures:
             self.facts = facts

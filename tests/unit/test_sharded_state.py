@@ -154,3 +154,41 @@ def test_the_blocks_of_a_stack_are_fsdps_default_units(tmp_path):
         assert rank["units"] == ["", *expected]
         assert rank["grads"]
         assert 0 < rank["loss"] < 10
+
+
+def _sampled_step(rank: int, world_size: int) -> dict:
+    """One FSDP step whose collectives go through the modelled link, counting the memory
+    samples they take; a second model's samples raise."""
+    from raysim.worker.strategies import fsdp_comm
+    from raysim.worker.strategies.fsdp import shard_units
+    from raysim.worker.strategies.sharded_comm import KindStats, ModelledLink
+
+    samples = []
+
+    def failing() -> None:
+        raise RuntimeError("a sample that fails")
+
+    counts = {}
+    for name, sample in (("counted", lambda: samples.append(1)), ("failing", failing)):
+        torch.manual_seed(0)
+        model = shard_units(_Stacked())
+        stats = KindStats()
+        fsdp_comm.install(model, ModelledLink(PRESETS["loopback"], world_size, stats,
+                                              sample_memory=sample))  # fmt: skip
+        tokens = torch.randint(0, 16, (4, 6), generator=torch.Generator().manual_seed(rank))
+        nn.functional.cross_entropy(model(tokens).reshape(-1, 16), tokens.reshape(-1)).backward()
+        counts[name] = {"collectives": stats.take()["buckets"],
+                        "grads": all(p.grad is not None for p in model.parameters())}  # fmt: skip
+    return {**counts, "samples": len(samples)}
+
+
+@pytest.mark.timeout(180)
+def test_fsdps_collectives_sample_the_nodes_memory_and_a_failing_sample_fails_nothing(tmp_path):
+    """The backward's peak (gathered units beside the activations, a unit's unsharded
+    gradients) lies between step boundaries: every all-gather and reduce-scatter samples."""
+    for rank in run_ranks(_sampled_step, 2, tmp_path):
+        # 6 units: the root gathered once, 5 gathered for forward and again for backward;
+        # each reduce-scattered once
+        assert rank["counted"]["collectives"] == 1 + 2 * 5 + 6
+        assert rank["samples"] == rank["counted"]["collectives"]
+        assert rank["failing"] == rank["counted"]  # the step went on as if nothing failed

@@ -47,6 +47,9 @@ class CollectiveSetup:
     on_enter: Callable[[str, int], None] | None = None
     """Told each collective's kind and bytes as this node enters it (the hang watch's
     ledger, raysim.worker.collective_ledger)."""
+    sample_memory: Callable[[], None] | None = None
+    """Samples the node's memory where a collective holds more than a step's boundaries do
+    (FSDP's gathered units and unsharded gradients, in the backward)."""
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,11 @@ class FSDP(Strategy):
         from raysim.worker.strategies import fsdp_comm
         from raysim.worker.strategies.sharded_comm import KindStats, ModelledLink
 
-        if not (setup.wanted or models_the_wire(setup.cfg)):
+        if not (setup.wanted or models_the_wire(setup.cfg) or setup.sample_memory):
             return CollectiveHooks()
         stats = KindStats()
-        link = ModelledLink(setup.cfg.network, setup.world_size, stats, on_done=setup.on_done)
+        link = ModelledLink(setup.cfg.network, setup.world_size, stats, on_done=setup.on_done,
+                            sample_memory=setup.sample_memory)  # fmt: skip
         fsdp_comm.install(model, link)
         return CollectiveHooks(stats)
 

@@ -35,6 +35,7 @@ class EmulatedAllGather(DefaultAllGather):
         work = super().__call__(output_tensor, input_tensor, group, async_op)
         if work is not None:
             work.wait()
+        self.link.memory_now()  # the unit gathered, with what else is alive
         self.link.hold("all_gather", _nbytes(output_tensor), started)
         return None
 
@@ -44,6 +45,7 @@ class EmulatedReduceScatter(DefaultReduceScatter):
         self.link = link
 
     def __call__(self, output_tensor, input_tensor, group, op, async_op: bool = False):
+        self.link.memory_now()  # the unit's unsharded gradients, with what else is alive
         started = time.perf_counter()
         work = super().__call__(output_tensor, input_tensor, group, op, async_op)
         if work is not None:

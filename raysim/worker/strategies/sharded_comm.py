@@ -54,8 +54,19 @@ class ModelledLink:
     stats: KindStats
     on_done: Callable[[float, float, float, int, float], None] | None = None
     """Told each collective's start, real end, added delay, bytes and modelled seconds."""
+    sample_memory: Callable[[], None] | None = None
+    """Where a collective holds more than the step's boundaries do (FSDP: gathered units
+    beside the activations, a unit's unsharded gradients): the node's memory guard samples."""
     free_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def memory_now(self) -> None:
+        if self.sample_memory is None:
+            return
+        try:
+            self.sample_memory()
+        except Exception:  # never into FSDP's backward
+            log.exception("raysim: a memory sample at a collective failed; dropped")
 
     def hold(self, kind: str, nbytes: int, started: float) -> None:
         """The real collective of nbytes (whole tensor) that started then has ended: sleep

@@ -131,6 +131,8 @@ BENCHMARKS = (
     Benchmark("estimate", "bench_estimate.py", ("--out", "{out}/bench_estimate.json"),
               ("--models", "mlp", "--batch", "8", "--out", "{out}/bench_estimate.json"),
               ("bench_estimate.json",)),
+    Benchmark("sharded", "bench_sharded.py", ("--out", "{out}/bench_sharded.json"),
+              ("--nodes", "2", "--out", "{out}/bench_sharded.json"), ("bench_sharded.json",)),
     Benchmark("chaos", "bench_chaos.py",
               ("--minutes", "30", "--faults", "30", "--out", "{out}/bench_chaos.json"),
               ("--minutes", "1", "--faults", "3", "--kinds", "worker_crash,slow_node,data_stall",

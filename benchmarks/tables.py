@@ -31,6 +31,7 @@ import bench_projection
 import bench_projection_fsdp
 import bench_readme
 import bench_scale
+import bench_sharded
 import bench_startup
 import bench_switches
 import bench_topology
@@ -48,7 +49,7 @@ BLOCK = re.compile(
 )
 BENCHES = (bench_measure, bench_measure_hooks, bench_trace, bench_core, bench_readme,
            bench_topology, bench_network, bench_switches, bench_startup, bench_imports,
-           bench_node_work, bench_projection, bench_projection_fsdp, bench_scale,
+           bench_node_work, bench_projection, bench_projection_fsdp, bench_scale, bench_sharded,
            bench_worker_memory, bench_chaos, bench_estimate)  # fmt: skip
 BLOCKS: dict[str, tuple[str, Renderer]] = {
     name: entry for bench in BENCHES for name, entry in bench.TABLES.items()

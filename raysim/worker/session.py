@@ -29,7 +29,12 @@ from raysim.worker.collective_ledger import CollectiveLedger
 from raysim.worker.emulation import Emulation, set_up_emulation
 from raysim.worker.faults import FaultInjector
 from raysim.worker.hang_watch import HangWatch
-from raysim.worker.memory import MemoryGuard, SimulatedOutOfMemoryError, memory_guard
+from raysim.worker.memory import (
+    MemoryGuard,
+    SimulatedOutOfMemoryError,
+    memory_guard,
+    samples_memory,
+)
 from raysim.worker.memory_watch import MemoryWatch
 from raysim.worker.meter import MeasuredLoader, StepMeter
 from raysim.worker.model_facts import ModelFacts
@@ -114,18 +119,25 @@ class NodeSession:
             self.floor_checked = True
             self.check_state_floor(self.facts.trainable_parameters, optimizer)
 
+    def _samples(self, completed: int = 0) -> bool:
+        """Whether the running step (or, completed=1, the one just ended) samples memory."""
+        meter = self.meter
+        return self.guard is not None and samples_memory(
+            meter.steps - completed, meter.total_steps - completed
+        )
+
     def step_ended(self, optimizer: Any) -> None:
-        if self.guard is not None:
+        if self._samples(completed=1):
             self.guard.sample()
         if self.facts is not None:
             self.facts.step_done()
 
     def sample_memory(self) -> None:
-        if self.guard is not None:
+        if self._samples():
             self.guard.sample()
 
     def forward_ended(self, now: float) -> None:
-        if self.guard is not None:
+        if self._samples():
             self.guard.sample()  # the activations are all alive now
         if self.facts is not None:
             self.facts.backward_starts(now)

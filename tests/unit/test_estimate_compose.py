@@ -69,3 +69,12 @@ def test_the_probe_reads_each_transformer_blocks_activations_in_forward_order():
         assert 0.9 * earlier.activations_own <= kept <= earlier.activations_own
     assert norm.activations_before + norm.activations_own <= probed.activations
     assert probed.root_unit == (50 * width + 16 * width) * 4  # embedding and positions
+
+
+def test_memory_is_sampled_in_each_epochs_first_steps_and_one_in_sixteen_after():
+    from raysim.worker.memory import SAMPLED_EVERY, SAMPLED_FIRST, samples_memory
+
+    sampled = [total for total in range(100) if samples_memory(total % 40, total)]
+    epoch_starts = [s for e in (0, 40, 80) for s in range(e, e + SAMPLED_FIRST)]
+    assert sampled == sorted(set(epoch_starts) | set(range(0, 100, SAMPLED_EVERY)))
+    assert len(sampled) == 12 + 7 - 2  # 0 and 80 are both

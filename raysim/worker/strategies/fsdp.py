@@ -76,7 +76,7 @@ class FSDP(Strategy):
         from raysim.worker.strategies import fsdp_comm
         from raysim.worker.strategies.sharded_comm import KindStats, ModelledLink
 
-        if not (setup.wanted or models_the_wire(setup.cfg) or setup.sample_memory):
+        if not (setup.wanted or models_the_wire(setup.cfg)):
             return CollectiveHooks()
         stats = KindStats()
         link = ModelledLink(setup.cfg.network, setup.world_size, stats, on_done=setup.on_done,

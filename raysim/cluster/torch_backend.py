@@ -47,9 +47,7 @@ class LeanTorchBackend(Backend):
     share_cuda_visible_devices: bool = True
 
     def on_start(self, worker_group, backend_config: LeanTorchConfig) -> None:
-        from ray.train._internal.utils import get_address_and_port
-
-        address, port = worker_group.execute_single(0, get_address_and_port)
+        address, port = worker_group.execute_single(0, _address_and_port)
         worker_group.execute(_rendezvous_env, address=address, port=port)
         ray.get(
             [
@@ -79,6 +77,52 @@ class LeanTorchBackend(Backend):
         )
         with contextlib.suppress(GetTimeoutError):  # as Ray's: the workers are ended next
             ray.get(futures, timeout=timeout_s)
+
+
+PORTS_FROM = 10000
+"""The lowest port tried for the process group's store (below, the well-known services')."""
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux's default 32768)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_listening_port(family: int, below: int, tries: int = 64) -> int | None:
+    """A port in [PORTS_FROM, below) that binds now, tried in random order; None if none
+    of `tries` does. Below the ephemeral range no outgoing connection is given it."""
+    import random
+    import socket
+
+    ports = range(PORTS_FROM, below)
+    for port in random.sample(ports, min(tries, len(ports))):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("", port))
+            except OSError:
+                continue
+            return port
+    return None
+
+
+def _address_and_port() -> tuple[str, int]:
+    """On rank 0: its address and a free port for the process group's store. Ray's own pick
+    (find_free_port) is a port from the ephemeral range, which any process's next outgoing
+    connection may take before the store binds it: EADDRINUSE at init_process_group, seen
+    in a full test run (two test workers, a run restarted after a crash). So the port comes
+    from below that range, where only a listener that chooses it could."""
+    import socket
+
+    from ray.train._internal.utils import get_address_and_port
+
+    address, fallback = get_address_and_port()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    port = free_listening_port(family, _ephemeral_low())
+    return address, fallback if port is None else port
 
 
 def _rendezvous_env(address: str, port: int) -> None:

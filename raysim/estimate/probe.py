@@ -28,11 +28,11 @@ class _UnitActivations:
     it starts, and what it adds; units in the order the forward runs them."""
 
     def __init__(self, model: nn.Module):
-        from raysim.worker.strategies.fsdp import default_units
+        from raysim.projection.model_profile import fsdp_default_units, fsdp_root_parameters
 
-        self.units = default_units(model)
-        in_units = {id(p) for unit in self.units for p in unit.parameters()}
-        self.root = _nbytes(p for p in model.parameters() if id(p) not in in_units)
+        named = fsdp_default_units(model)
+        self.units = [unit for _, unit in named]
+        self.root = _nbytes(fsdp_root_parameters(model, named))
         self.started: dict[int, int] = {}
         """A unit's activations alive as its first run starts, in the order they ran."""
         self.added: dict[int, int] = {}
@@ -123,7 +123,7 @@ def probe_step(
     return StepMemory(
         parameters=in_use(peak, _MemRefType.PARAM),
         buffers=in_use(peak, _MemRefType.BUFFER),
-        gradients=sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad),
+        gradients=_nbytes(p for p in model.parameters() if p.requires_grad),
         optimizer=state,
         optimizer_step=max(in_use(step.get_tracker_snapshot("peak"), _MemRefType.OPT) - state, 0),
         activations=activations(after_forward),

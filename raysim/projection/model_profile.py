@@ -172,6 +172,14 @@ def fsdp_default_units(model: torch.nn.Module) -> list[tuple[str, torch.nn.Modul
     return units("", model)
 
 
+def fsdp_root_parameters(
+    model: torch.nn.Module, units: list[tuple[str, torch.nn.Module]]
+) -> list[torch.nn.Parameter]:
+    """What FSDP's root unit holds: the model's parameters that none of `units` holds."""
+    in_units = {id(p) for _, unit in units for p in unit.parameters()}
+    return [p for p in model.parameters() if id(p) not in in_units]
+
+
 def fsdp_units(model: torch.nn.Module, example: Any) -> tuple[FsdpUnit, ...]:
     """FSDP's default units of `model` (fsdp_default_units, then the root with the rest),
     each with its share of forward's FLOPs on `example` (the meta device: shapes only).
@@ -196,8 +204,7 @@ def fsdp_units(model: torch.nn.Module, example: Any) -> tuple[FsdpUnit, ...]:
         handles += [child.register_forward_pre_hook(before), child.register_forward_hook(after)]
     _counted_forward(model, example, counter, handles)
     total = counter.get_total_flops() or 1
-    in_children = {id(p) for _, c in children for p in c.parameters()}
-    root_params = sum(p.numel() for p in model.parameters() if id(p) not in in_children)
+    root_params = sum(p.numel() for p in fsdp_root_parameters(model, children))
     units = [FsdpUnit(name, sum(p.numel() for p in child.parameters()), spent.get(name, 0) / total)
              for name, child in children]  # fmt: skip
     root_share = 1 - sum(u.compute_share for u in units)

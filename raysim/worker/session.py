@@ -137,8 +137,7 @@ class NodeSession:
             self.guard.sample()
 
     def forward_ended(self, now: float) -> None:
-        if self._samples():
-            self.guard.sample()  # the activations are all alive now
+        self.sample_memory()  # the activations are all alive now
         if self.facts is not None:
             self.facts.backward_starts(now)
 

@@ -4,10 +4,10 @@ reduce-scattered (torch's FSDP2, `fully_shard`).
 
 The default units: every direct child of the model that holds parameters, each block of a
 stack of blocks (a transformer's layers), then the model itself (its own parameters and
-those of the modules left to it: `default_units`). A model
-in which the user already called `fully_shard` on
-some modules keeps their units and only gets the root. Torch is imported in the methods:
-the driver asks this strategy for the memory floor while torch is imported elsewhere.
+those of the modules left to it: `default_units`). A model in which the user already
+called `fully_shard` on some modules keeps their units and only gets the root. Torch is
+imported in the methods: the driver asks this strategy for the memory floor while torch
+is imported elsewhere.
 """
 
 from __future__ import annotations

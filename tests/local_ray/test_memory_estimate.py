@@ -44,26 +44,32 @@ def test_the_estimate_answers_at_64_nodes_in_seconds():
 @pytest.mark.slow
 def test_the_estimate_is_near_each_strategys_measured_peak(sharded_runs):
     """test_sharded's three runs (conftest: sharded_runs), their peaks beside the estimate."""
-    measured, estimated = {}, {}
+    measured, estimated, nodes = {}, {}, {}
     for strategy in ("ddp", "zero", "fsdp"):
         result, _, _ = sharded_runs[strategy]
         ranks = [r for r in read_lines(result.run_dir / "metrics.jsonl") if r["kind"] == "rank"]
         last = max(r["epoch"] for r in ranks)  # the steady step, as the probe's second step
-        measured[strategy] = max(r["memory_peak_bytes"] for r in ranks if r["epoch"] == last)
+        nodes[strategy] = [r["memory_peak_bytes"] for r in ranks if r["epoch"] == last]
+        measured[strategy] = max(nodes[strategy])
         cfg = load_config(num_nodes=NODES, batch_size=16, strategy=strategy)
         node = estimate(cfg, "tests.local_ray.test_sharded:deep_model", (32,)).per_strategy[
             strategy
         ]
         estimated[strategy] = node.charged_bytes
-    print(json.dumps({"measured": measured, "estimated": estimated}))
+    print(json.dumps({"measured": nodes, "estimated": estimated}))
     # the measure counts live memory as a device's allocator does (glibc's free heap left
-    # out): the largest node's second epoch on 2026-12-07, ddp 121 MB against 110
-    # estimated, zero 76 against 68, fsdp 44 against 41 (benchmarks/bench_estimate.py: the
-    # estimate within 13 % of the largest node for this model, both signs)
+    # out): the largest node's second epoch on 2026-12-07, ddp 105 MB against 110
+    # estimated, zero 73 against 68, fsdp 44 against 41 (benchmarks/bench_estimate.py: the
+    # estimate within 10 % of the largest node for this model, both signs)
     assert estimated["fsdp"] < estimated["zero"] < estimated["ddp"]
     assert measured["fsdp"] < measured["zero"] < measured["ddp"]
     for strategy in ("ddp", "zero", "fsdp"):
         assert abs(estimated[strategy] / measured[strategy] - 1) <= 0.25, strategy
+    # a node holds what its live tensors take, not what glibc kept or trimmed after
+    # freeing them: zero's nodes, whose state differs by a few small parameters' moments,
+    # read 69-73 MB (2026-12-07); 61 and 76 before large frees were returned
+    # (raysim.worker.strategies.base.MMAP_THRESHOLD)
+    assert min(nodes["zero"]) >= 0.85 * max(nodes["zero"]), nodes["zero"]
 
 
 TIGHT = {"device_memory_gb": 1.0, "memory_fraction": 0.18}

@@ -85,3 +85,34 @@ def test_freed_tensors_that_glibc_keeps_for_reuse_are_not_held():
     assert resident_growth >= 100 * MB and free >= 100 * MB  # glibc kept them resident
     assert 3 * MB <= sampled <= 20 * MB  # the 4 MB tensor kept
     assert epoch_peak <= 20 * MB
+
+
+def _tensors_under_a_sharded_strategy(results):
+    import torch
+
+    from raysim.procfs import anonymous_resident_bytes
+    from raysim.worker.glibc import free_heap_bytes
+    from raysim.worker.strategies.base import return_large_frees
+
+    return_large_frees(torch.nn.Linear(4, 4))  # a model on the CPU
+    before = anonymous_resident_bytes()
+    bump = torch.ones(8 * MB // 4)  # as in _tensors_glibc_keeps
+    del bump
+    chunks = [torch.ones(4 * MB // 4) for _ in range(30)]
+    kept = chunks[-1]
+    del chunks
+    results.put((anonymous_resident_bytes() - before, free_heap_bytes(), kept.numel()))
+
+
+def test_under_a_sharded_strategy_freed_large_tensors_leave_the_process():
+    """FSDP and ZeRO free and re-allocate large tensors every step: on the CPU they are
+    mapped alone and unmapped when freed, so glibc keeps none of them (against 100 MB and
+    more in test_freed_tensors_that_glibc_keeps_for_reuse_are_not_held)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_tensors_under_a_sharded_strategy, args=(results,))
+    child.start()
+    resident_growth, free, _ = results.get(timeout=120)
+    child.join()
+    assert free < 10 * MB
+    assert resident_growth < 20 * MB  # the 4 MB tensor kept

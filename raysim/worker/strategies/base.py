@@ -22,6 +22,27 @@ if TYPE_CHECKING:
     from raysim.worker.model_facts import ModelFacts
 
 
+MMAP_THRESHOLD = 1 << 20
+"""Under a sharded strategy on the CPU, allocations from 1 MiB up are mapped and unmapped on
+their own (glibc's M_MMAP_THRESHOLD), as a device's caching allocator reuses its blocks.
+FSDP frees and re-allocates every unit's gathered parameters twice a step, ZeRO its
+broadcast parameters and the optimizer's temporaries once; glibc then raises its dynamic
+threshold, keeps them in its heap and trims the heap's top now and then, so a node reads
+as holding what it freed: FSDP, an 8.5M-parameter MLP on 2 ranks, 380 MB above the
+baseline against 129 MB with the threshold fixed; ZeRO, the same MLP on 4 ranks, one
+node 76 MB against 61 MB for its peers, 69-73 MB for all four with it fixed (torch
+2.14.1, glibc 2.36, 2026-12-06/07)."""
+
+
+def return_large_frees(model: torch.nn.Module) -> None:
+    """On the CPU, fix glibc's mmap threshold at MMAP_THRESHOLD (its docstring says why)."""
+    from raysim.worker.glibc import fix_mmap_threshold
+
+    first = next(model.parameters(), None)
+    if first is not None and first.device.type == "cpu":
+        fix_mmap_threshold(MMAP_THRESHOLD)
+
+
 class CollectiveStats(Protocol):
     def take(self) -> dict[str, float | int]:
         """modelled_comm_s, real_comm_s and added_delay_s since the last take, then zero."""

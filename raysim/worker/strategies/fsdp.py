@@ -16,23 +16,18 @@ from typing import TYPE_CHECKING, ClassVar
 
 from raysim.plan.memory_floor import TrainingState, sharded_state
 from raysim.plan.resources import models_the_wire
-from raysim.worker.glibc import fix_mmap_threshold
-from raysim.worker.strategies.base import CollectiveHooks, CollectiveSetup, Strategy
+from raysim.worker.strategies.base import (
+    CollectiveHooks,
+    CollectiveSetup,
+    Strategy,
+    return_large_frees,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from raysim.plan.resources import ResourcePlan
     from raysim.worker.model_facts import ModelFacts
-
-
-MMAP_THRESHOLD = 1 << 20
-"""Allocations from 1 MiB up are mapped and unmapped on their own (glibc's M_MMAP_THRESHOLD):
-FSDP frees and re-allocates every unit's gathered parameters twice a step; glibc then
-raises its dynamic mmap threshold and keeps them in the heap, which the CPU budget sees
-as held: 380 MB above the baseline against 129 MB with the threshold fixed, for an
-8.5M-parameter MLP on 2 ranks (torch 2.14.1, glibc, 2026-12-06). A fixed threshold
-returns them, as a device's caching allocator reuses its blocks."""
 
 
 def default_units(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -66,9 +61,7 @@ class FSDP(Strategy):
         model = model.to(ray.train.torch.get_device())
         if not dist.is_initialized() or dist.get_world_size() < 2:
             return model
-        first = next(model.parameters(), None)
-        if first is not None and first.device.type == "cpu":
-            fix_mmap_threshold(MMAP_THRESHOLD)
+        return_large_frees(model)
         return shard_units(model)
 
     def emulate_network(self, model: torch.nn.Module, setup: CollectiveSetup) -> CollectiveHooks:

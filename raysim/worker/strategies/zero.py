@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from raysim.plan.memory_floor import TrainingState, sharded_state
 from raysim.plan.resources import models_the_wire
-from raysim.worker.strategies.base import CollectiveHooks, CollectiveSetup
+from raysim.worker.strategies.base import CollectiveHooks, CollectiveSetup, return_large_frees
 from raysim.worker.strategies.ddp import DDP
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class ZeRO(DDP):
 
         wrapped = super().wrap(model, plan)
         if dist.is_initialized() and dist.get_world_size() > 1:
+            return_large_frees(wrapped)
             zero_optimizer.install(wrapped)
         return wrapped
 

@@ -1,6 +1,6 @@
 """One model under ddp, zero and fsdp at 2 and 4 nodes: each node's measured memory beside
 `raysim estimate`, and what each strategy's collectives add to a step on an emulated
-10 Gbit/s link (README, "Sharded data parallel").
+10 Gbit/s link (README, "Sharded training").
 
     python benchmarks/bench_sharded.py [--nodes 2,4] [--network 10gbe] [--out FILE]
 

@@ -22,7 +22,7 @@ budget charges is the peak less
 the parameters already resident when the node's baseline is measured (after the strategy's
 wrapper); its measure, the resident high-water mark within steps, also holds what the
 allocator keeps of freed tensors and the step's temporaries, so it sees more (README,
-"Sharded data parallel").
+"Sharded training").
 """
 
 from __future__ import annotations

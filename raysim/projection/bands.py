@@ -37,10 +37,10 @@ class Band:
 
 
 BANDS: dict[str, Band] = {
-    "one machine, up to 16 GPUs": Band(-2.5, 8.1, 8),
-    "rdma, 129-512 GPUs": Band(-1.7, 2.0, 3),
-    "rdma, 17-128 GPUs": Band(-3.7, 8.2, 7),
-    "rdma, up to 16 GPUs": Band(-7.8, 2.8, 11),
+    "one machine, up to 16 GPUs": Band(-2.5, 8.1, 10),
+    "rdma, 129-512 GPUs": Band(-3.0, 1.9, 3),
+    "rdma, 17-128 GPUs": Band(-3.7, 16.2, 9),
+    "rdma, up to 16 GPUs": Band(-8.3, 10.5, 13),
     "tcp, 17-128 GPUs": Band(-2.8, 8.3, 3),
     "tcp, up to 16 GPUs": Band(-4.8, -1.9, 3),
 }

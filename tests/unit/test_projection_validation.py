@@ -69,7 +69,7 @@ def test_project_prints_each_rows_band_and_says_where_nothing_was_checked():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     two = next(line for line in lines if line.split()[:2] == ["2", "16"])
-    assert "(rdma, up to 16 GPUs, 11 pts)" in two
+    assert "(rdma, up to 16 GPUs, 13 pts)" in two
     big = next(line for line in lines if line.split()[:2] == ["256", "2048"])
     assert "not checked (more GPUs than any published point)" in big
 

@@ -207,6 +207,9 @@ EXCLUDED = {
 }
 """Published rows found but not validated on, each with why."""
 
+FAMILY = {"torch_ddp": "pytorch", "apex_one_bucket": "pytorch", "horovod": "horovod"}
+"""Each framework's family: PyTorch's (what raysim runs) or Horovod's (TensorFlow, MXNet)."""
+
 VARIANTS = ("by_transport", "one_contention", "baseline")
 """The model (contention by transport), the model before issue 32 (one contention), and
 the model without its fitted mechanisms (no contention, no DDP overhead)."""
@@ -401,7 +404,8 @@ def point_rows(rows: Sequence[Row], loso: dict[str, dict[int, float]], fitted: C
         topo = topology(row)
         step = project_step(workload(row, fitted), topo, None)
         out.append({
-            "point": row.point.key, "machines": row.machines, "gpus": topo.gpus,
+            "point": row.point.key, "framework": row.point.framework,
+            "machines": row.machines, "gpus": topo.gpus,
             "network": row.point.network, "transport": topo.network.transport,
             "role": "left out of the fit (its series)",
             "setting": row.point.setting, "source": row.point.source,
@@ -441,6 +445,13 @@ def projection(data: dict) -> str:
             f"{s['max_abs_error_points']}, mean signed {s['mean_signed_error_points']:+}, "
             f"{s['within_5_points']}/{data['counts']['points']} within 5 points"
         )
+    for family, s in data.get("leave_one_series_out_by_framework", {}).items():
+        count = sum(FAMILY[p["framework"]] == family for p in data["points"])
+        lines.append(
+            f"- by_transport, {family}'s points only: mean |error| "
+            f"{s['mean_abs_error_points']}, largest {s['max_abs_error_points']}, mean signed "
+            f"{s['mean_signed_error_points']:+}, {s['within_5_points']}/{count} within 5 points"
+        )
     return "\n".join(lines)
 
 
@@ -466,6 +477,9 @@ def main() -> None:
                    "machines": sorted({r.machines for r in rows})},
         "leave_one_series_out": {
             v: summary([loso[v][i] for i in range(len(rows))]) for v in VARIANTS},
+        "leave_one_series_out_by_framework": {
+            family: summary([chosen[i] for i, r in enumerate(rows) if FAMILY[r.point.framework]
+                             == family]) for family in dict.fromkeys(FAMILY.values())},
         "held_out_mean_abs_error_points": summary(chosen)["mean_abs_error_points"],
         "held_out_max_abs_error_points": summary(chosen)["max_abs_error_points"],
         "bands": bands(rows, loso["by_transport"]),

@@ -386,16 +386,21 @@ def summary(errors: Sequence[float]) -> dict:
 
 
 def bands(rows: Sequence[Row], errors: dict[int, float]) -> dict[str, dict]:
-    """Per regime: the range of the leave-one-series-out errors (raysim.projection.bands)."""
-    found: dict[str, list[float]] = {}
+    """Per regime: the range of the leave-one-series-out errors (raysim.projection.bands),
+    of PyTorch's points where the regime has any (raysim projects PyTorch's DDP), else of
+    every framework's."""
+    found: dict[str, dict[str, list[float]]] = {}
     for i, row in enumerate(rows):
         topo = topology(row)
-        name = regime(topo.nodes, topo.gpus, topo.network.transport)
-        found.setdefault(str(name), []).append(errors[i])
-    return {
-        name: {"low": round(min(e), 1), "high": round(max(e), 1), "points": len(e)}
-        for name, e in sorted(found.items())
-    }
+        name = str(regime(topo.nodes, topo.gpus, topo.network.transport))
+        found.setdefault(name, {}).setdefault(FAMILY[row.point.framework], []).append(errors[i])
+    out = {}
+    for name, by_family in sorted(found.items()):
+        family = "pytorch" if "pytorch" in by_family else "any"
+        e = by_family["pytorch"] if family == "pytorch" else sum(by_family.values(), [])
+        out[name] = {"low": round(min(e), 1), "high": round(max(e), 1), "points": len(e),
+                     "frameworks": family}  # fmt: skip
+    return out
 
 
 def point_rows(rows: Sequence[Row], loso: dict[str, dict[int, float]], fitted: Constants):

@@ -175,7 +175,8 @@ def validated_band(row: ProjectedStep, topology: Topology, strategy: str = "ddp"
     if band is None:
         return f"not checked ({regime or 'more GPUs than any published point'})"
     low, high = efficiency_range(row.efficiency, band)
-    return f"{max(low, 0):.0%}-{min(high, 1):.0%} ({regime}, {band.points} pts)"
+    whose = "" if band.frameworks == "pytorch" else " of other frameworks"
+    return f"{max(low, 0):.0%}-{min(high, 1):.0%} ({regime}, {band.points} pts{whose})"
 
 
 def format_cluster_table(
@@ -227,8 +228,9 @@ def describe_inputs(work: Workload, topology: Topology) -> list[str]:
         f"while an all-reduce runs beside it between machines ({topology.network.transport}), "
         f"1/(1 + {CONTENTION[RDMA]:g}) inside one; DDP's own "
         f"overhead {work.sync_overhead_s * 1e3:.1f} ms per step (both fitted on published points)",
-        "validated band: the published efficiency the leave-one-series-out errors of published "
-        "points in the same regime allow (benchmarks/results/projection_validation.json)",
+        "validated band: the published efficiency the leave-one-series-out errors of PyTorch's "
+        "published points in the same regime allow, or every framework's where it has none "
+        "(benchmarks/results/projection_validation.json)",
         "projected, not measured: see README 'How far to trust the projection'",
     ]
 

@@ -23,8 +23,9 @@ def kept() -> dict:
 
 
 def test_the_bands_in_code_are_the_kept_results():
-    assert {name: (b.low, b.high, b.points) for name, b in BANDS.items()} == {
-        name: (b["low"], b["high"], b["points"]) for name, b in kept()["bands"].items()
+    assert {name: (b.low, b.high, b.points, b.frameworks) for name, b in BANDS.items()} == {
+        name: (b["low"], b["high"], b["points"], b["frameworks"])
+        for name, b in kept()["bands"].items()
     }
 
 
@@ -69,9 +70,21 @@ def test_project_prints_each_rows_band_and_says_where_nothing_was_checked():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     two = next(line for line in lines if line.split()[:2] == ["2", "16"])
-    assert "(rdma, up to 16 GPUs, 13 pts)" in two
+    assert "(rdma, up to 16 GPUs, 8 pts)" in two  # PyTorch's points: what raysim projects
     big = next(line for line in lines if line.split()[:2] == ["256", "2048"])
     assert "not checked (more GPUs than any published point)" in big
+
+
+def test_a_regime_without_pytorchs_points_says_whose_points_its_band_is_from():
+    done = subprocess.run(
+        [sys.executable, "-m", "raysim.cli", "project", "--model", "resnet50", "--batch-size",
+         "64", "--step-time-ms", "180", "--gpus-per-node", "4", "--network", "25gbe",
+         "--nodes", "4"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.split()[:2] == ["4", "16"])
+    assert "(tcp, up to 16 GPUs, 3 pts of other frameworks)" in row
 
 
 @pytest.mark.slow

@@ -60,30 +60,28 @@ def test_a_regime_is_its_transport_and_scale_and_nothing_beyond_what_was_checked
     assert efficiency_range(0.8, Band(-2.0, 3.0, 4)) == pytest.approx((0.77, 0.82))
 
 
-def test_project_prints_each_rows_band_and_says_where_nothing_was_checked():
+def projected_row(network: str, gpus_per_node: int, nodes: str, machines: int) -> str:
+    """`raysim project`'s row for `machines` machines (resnet50, batch 64, a 180 ms step)."""
     done = subprocess.run(
         [sys.executable, "-m", "raysim.cli", "project", "--model", "resnet50", "--batch-size",
-         "64", "--step-time-ms", "180", "--gpus-per-node", "8", "--network", "ib_hdr",
-         "--nodes", "2,256"],
+         "64", "--step-time-ms", "180", "--gpus-per-node", str(gpus_per_node), "--network",
+         network, "--nodes", nodes],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    two = next(line for line in lines if line.split()[:2] == ["2", "16"])
+    first = [str(machines), str(machines * gpus_per_node)]
+    return next(line for line in done.stdout.splitlines() if line.split()[:2] == first)
+
+
+def test_project_prints_each_rows_band_and_says_where_nothing_was_checked():
+    two = projected_row("ib_hdr", 8, "2,256", machines=2)
     assert "(rdma, up to 16 GPUs, 8 pts)" in two  # PyTorch's points: what raysim projects
-    big = next(line for line in lines if line.split()[:2] == ["256", "2048"])
+    big = projected_row("ib_hdr", 8, "2,256", machines=256)
     assert "not checked (more GPUs than any published point)" in big
 
 
 def test_a_regime_without_pytorchs_points_says_whose_points_its_band_is_from():
-    done = subprocess.run(
-        [sys.executable, "-m", "raysim.cli", "project", "--model", "resnet50", "--batch-size",
-         "64", "--step-time-ms", "180", "--gpus-per-node", "4", "--network", "25gbe",
-         "--nodes", "4"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    row = next(line for line in done.stdout.splitlines() if line.split()[:2] == ["4", "16"])
+    row = projected_row("25gbe", 4, "4", machines=4)
     assert "(tcp, up to 16 GPUs, 3 pts of other frameworks)" in row
 
 

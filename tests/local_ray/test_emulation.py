@@ -14,11 +14,13 @@ from raysim.rundir import read_lines
 
 pytestmark = pytest.mark.slow
 
-STALL_S = 4.0
+STALL_S = 8.0
 """node-1's loader is late by this for each batch of epoch 2: above the straggler's own extra
 compute a step (its 2× stretch) and its lateness at the epoch's start, so that its lateness
-is mostly input. With the suite's second pytest process on the other core, node-1 reached
-epoch 2's all-reduces 5.0 s a step later than node-0, 1.5 s of it the stall then set."""
+is mostly input (raysim.record.aggregate.slowest_cause: the extra input wait at least half
+of the lateness). With the suite's second pytest process on the other core, node-1 reached
+epoch 2's all-reduces 9.3 s a step later than node-0 with a 4 s stall (2026-12-07), 5.3 s
+of it not the stall: 4 s then read as "compute"."""
 MARGIN_S = 0.15
 """Thread wake-ups and gloo's own all-reduce beyond the modelled link: at most 0.05 s
 measured, at a load average of 24 on 2 cores."""
@@ -100,4 +102,4 @@ def test_a_data_stall_is_named_as_input(slow_run):
     (fault,) = slow_run.summary["faults"]
     assert (fault["kind"], fault["rank"], fault["lost_steps"]) == ("data_stall", 1, 0)
     assert fault["went_on"] == "no failure: the run went on"
-    assert 0 < fault["detected_after_s"] < 30, "told with epoch 2's line"
+    assert 0 < fault["detected_after_s"] < 90, "told with epoch 2's line (21 s with a 4 s stall)"

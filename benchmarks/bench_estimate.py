@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import keep, parse, provenance
+from common import bench_result, parse
 from formatting import Renderer, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,11 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mean_abs_error": sum(abs(row["error"]) for row in rows) / len(rows),
         "worst_abs_error": max(abs(row["error"]) for row in rows),
     }
-    results = {**provenance(args.allow_dirty), "settings": vars(args) | {"samples": SAMPLES},
-               "summary": summary, "rows": rows}  # fmt: skip
-    if args.out:
-        keep(results, args.out)
-    return results
+    return bench_result(args, {"samples": SAMPLES}, summary=summary, rows=rows)
 
 
 # --- BENCHMARKS.md's tables from this bench's results -------------------------

@@ -450,7 +450,7 @@ def projection(data: dict) -> str:
             f"{s['max_abs_error_points']}, mean signed {s['mean_signed_error_points']:+}, "
             f"{s['within_5_points']}/{data['counts']['points']} within 5 points"
         )
-    for family, s in data.get("leave_one_series_out_by_framework", {}).items():
+    for family, s in data["leave_one_series_out_by_framework"].items():
         count = sum(FAMILY[p["framework"]] == family for p in data["points"])
         lines.append(
             f"- by_transport, {family}'s points only: mean |error| "

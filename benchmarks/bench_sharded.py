@@ -25,7 +25,7 @@ from pathlib import Path
 
 import bench_estimate
 import cloudpickle
-from common import keep, parse, provenance
+from common import bench_result, parse
 from formatting import Renderer, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,11 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
                           f"{row['step_s'] * 1e3:.0f} ms, on {args.network} "
                           f"{row['link_step_s'] * 1e3:.0f} ms (modelled collectives "
                           f"{modelled * 1e3:.1f} ms)", flush=True)  # fmt: skip
-    results = {**provenance(args.allow_dirty), "settings": vars(args) | {"model": MODEL},
-               "rows": rows}  # fmt: skip
-    if args.out:
-        keep(results, args.out)
-    return results
+    return bench_result(args, {"model": MODEL}, rows=rows)
 
 
 # --- BENCHMARKS.md's tables from this bench's results -------------------------

@@ -159,6 +159,15 @@ def provenance(allow_dirty: bool) -> dict:
     }
 
 
+def bench_result(args: argparse.Namespace, settings: dict, **fields) -> dict:
+    """A bench's result: provenance, its arguments with `settings`, then `fields`; kept
+    where --out names a file."""
+    results = {**provenance(args.allow_dirty), "settings": vars(args) | settings, **fields}
+    if args.out:
+        keep(results, args.out)
+    return results
+
+
 def keep(results: dict, out: str) -> dict:
     """Write a result file (its folder made) and print it, less its settings."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)

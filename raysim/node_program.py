@@ -17,7 +17,7 @@ from raysim.builtin.checks import (
     parameter_count,
     steps_per_epoch,
 )
-from raysim.config import ExperimentConfig
+from raysim.config import ConfigError, ExperimentConfig
 from raysim.config.faults import step_problems
 from raysim.config.script import ScriptSpec, check_script
 from raysim.driver_startup import DriverStartup
@@ -88,10 +88,22 @@ def check_fault_steps(cfg: ExperimentConfig) -> None:
         raise PlanError(problems)
 
 
+def check_data_dir_read(cfg: ExperimentConfig) -> None:
+    """A data_dir of the user's beside a data set that never reads it: they meant their
+    images, and would train on digits or noise without a word."""
+    if decodes_images(cfg) or cfg.data_dir == ExperimentConfig.data_dir:
+        return
+    raise ConfigError([
+        f"data_dir {cfg.data_dir} is read only by dataset imagefolder, and dataset is "
+        f"{cfg.dataset}; add --dataset imagefolder to train on it, or leave data_dir out"
+    ])  # fmt: skip
+
+
 def builtin_checks(cfg: ExperimentConfig, plan: ResourcePlan, startup: DriverStartup) -> None:
     """The built-in's state floor, weights file and data set."""
     check_state_fits(cfg, plan)
     check_fault_steps(cfg)
+    check_data_dir_read(cfg)
     check_weights(cfg.weights_path)
     if decodes_images(cfg):  # decoding imports torch: not while the thread does
         startup.imports_done()

@@ -251,3 +251,18 @@ def test_train_items_are_random_crops_and_flips_of_the_cached_image(cars):
         seen.update(found)
     assert len({(top, left) for top, left, _ in seen}) > 1
     assert {flip for *_, flip in seen} == {False, True}
+
+
+def test_a_data_dir_that_the_data_set_never_reads_is_refused_before_ray(tmp_path, capsys):
+    from raysim.cli import main
+
+    runs = tmp_path / "runs"
+    argv = ["run", "--num-nodes", "2", "--data-dir", str(tmp_path / "cars"), "--run-dir", str(runs)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"data_dir {tmp_path / 'cars'} is read only by dataset imagefolder" in err
+    assert "add --dataset imagefolder" in err and "Traceback" not in err
+    assert not runs.exists(), "refused before the run directory is made"
+    # with the data set that reads it, the folder itself is checked instead
+    assert main([*argv, "--dataset", "imagefolder"]) == 2
+    assert "does not exist" in capsys.readouterr().err

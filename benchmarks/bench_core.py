@@ -24,6 +24,9 @@ Measures, on the digits set, each repeat in this order (so the setups alternate)
              Adam steps with no gradient exchange, one process per core, each doing
              its share of the 4 ranks one after another at its best thread count
              (tried: 1 and 2); --only no-exchange
+  no-exchange-4-procs  the same work with one process per rank, as raysim has, 1 thread
+             each, time-slicing the cores: what 4 processes on this machine cost before
+             any exchange; --only no-exchange
   data       the data path alone: samples/s one node's loader delivers (digits, batch 8)
   imagefolder-decode / imagefolder-cached
              the same for an imagefolder set (generated: 400 JPEGs of 256×192 in 4
@@ -41,7 +44,8 @@ and the total RSS above any one process still mean something); --only data measu
 data paths alone;
 --only serial measures raysim-4, raysim-4-gloo and serial-4 alone (issue 19's same-work
 target, at any --image-size), their order reversed every second repeat; --only
-no-exchange measures raysim-4 and no-exchange-4 the same way. no-exchange-4's rate is
+no-exchange measures raysim-4, no-exchange-4 and no-exchange-4-procs the same way.
+no-exchange-4's rate is
 raysim's: every process's samples over the slowest one's loop time, epoch by epoch,
 the processes starting each epoch together.
 """
@@ -155,9 +159,10 @@ def best_no_exchange(nodes: int, batch: int, image_size: int, epochs: int,
 
 
 def no_exchange(nodes: int, batch: int, image_size: int, epochs: int, max_steps: int | None,
-                threads: int) -> dict:  # fmt: skip
-    """The ranks' forward, backward and Adam work, no gradient exchange, one process per core."""
-    procs = min(nodes, len(os.sched_getaffinity(0)))
+                threads: int, procs: int | None = None) -> dict:  # fmt: skip
+    """The ranks' forward, backward and Adam work, no gradient exchange, in `procs`
+    processes (default: one per core)."""
+    procs = procs or min(nodes, len(os.sched_getaffinity(0)))
     context = mp.get_context("spawn")
     barrier, queue = context.Barrier(procs), context.Queue()
     workers = [context.Process(target=_no_exchange_worker, args=(
@@ -410,6 +415,7 @@ def measure(epochs: int, image_size: int, max_steps: int | None, run_dir: str,
         runs = {
             "raysim-4": lambda: raysim_run(4, 8, *args, run_dir),
             "no-exchange-4": lambda: best_no_exchange(4, 8, *args),
+            "no-exchange-4-procs": lambda: no_exchange(4, 8, *args, threads=1, procs=4),
         }
         return in_order(runs, flip)
     if only == "serial":
@@ -443,6 +449,8 @@ RATIOS = (
     ("raysim-4", "ddp-4-defaults"),
     ("raysim-4", "serial-4"),
     ("raysim-4", "no-exchange-4"),
+    ("raysim-4", "no-exchange-4-procs"),
+    ("no-exchange-4-procs", "no-exchange-4"),
     ("raysim-4-gloo", "serial-4"),
     ("raysim-4", "raysim-4-gloo"),
     ("ddp-4", "serial-4"),
@@ -685,9 +693,26 @@ def core_no_exchange(data: dict | None) -> str:
                            ("no-exchange-4", f"no gradient exchange, one process per core, "
                             f"{threads} thread(s) each (the limit)"))
     ]  # fmt: skip
+    if "no-exchange-4-procs" in data:
+        entry = data["no-exchange-4-procs"]
+        rows.append(
+            [
+                "no gradient exchange, one process per rank (as raysim), 1 thread each",
+                median_span(entry["steady_samples_per_s"], entry["min"], entry["max"], 0),
+            ]
+        )
     ratio = data["ratios"]["raysim-4 / no-exchange-4"]
     figure = f"**{num(ratio['median'], 2)}** ({span(ratio['min'], ratio['max'], 2)})"
     rows.append(["raysim / the limit, paired", figure])
+    for pair, label in (
+        ("no-exchange-4-procs / no-exchange-4", "one process per rank / the limit, paired"),
+        ("raysim-4 / no-exchange-4-procs", "raysim / one process per rank, paired"),
+    ):
+        if pair in data["ratios"]:
+            ratio = data["ratios"][pair]
+            rows.append(
+                [label, f"{num(ratio['median'], 2)} ({span(ratio['min'], ratio['max'], 2)})"]
+            )
     return table(header, rows)
 
 

@@ -52,6 +52,8 @@ def test_the_limit_runs_every_rank_with_no_exchange():
     assert run["threads"] in bench_core.THREAD_COUNTS
     assert run["processes"] == min(2, len(os.sched_getaffinity(0)))
     assert len(run["rates"]) == 2 and min(run["rates"]) > 0
+    per_rank = bench_core.no_exchange(3, 8, 16, 2, 1, threads=1, procs=3)  # more than cores
+    assert per_rank["processes"] == 3 and min(per_rank["rates"]) > 0
 
 
 def test_a_processs_memory_split_adds_up_to_its_pss():

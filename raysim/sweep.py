@@ -35,7 +35,9 @@ def _record_failure(cfg: ExperimentConfig, error: Exception) -> Path:
     (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
     summary_path = run_dir / SUMMARY_FILE
     if not summary_path.exists():
-        write_json(summary_path, {"status": "failed", "error": str(error)})
+        # a config error's first line is its heading: the report shows the problems instead
+        why = "; ".join(error.problems) if isinstance(error, ConfigError) else str(error)
+        write_json(summary_path, {"status": "failed", "error": why})
     return run_dir
 
 

@@ -25,7 +25,7 @@ from raysim.config import ExperimentConfig, replace
 from raysim.config.script import ScriptSpec, option_value, with_option
 from raysim.experiment import run
 from raysim.failures import PARTITION_TEXT, RunFailedError
-from raysim.node_program import check_state_fits
+from raysim.node_program import check_data_dir_read, check_state_fits
 from raysim.plan import ResourcePlan, max_nodes_per_device
 from raysim.units import MB, gib
 
@@ -160,6 +160,7 @@ def plan_memory(
     steps (max_steps_per_epoch, or the script's optimizer steps)."""
     if train_fn is None and script is None:
         check_state_fits(cfg, plan)  # before Ray starts: no batch fits below the state floor
+        check_data_dir_read(cfg)
     with (
         tempfile.TemporaryDirectory(prefix="raysim-fit-") as run_dir,
         SimCluster(plan, cfg.address, cfg.verbose),

@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 import torch
@@ -266,3 +267,7 @@ def test_a_data_dir_that_the_data_set_never_reads_is_refused_before_ray(tmp_path
     # with the data set that reads it, the folder itself is checked instead
     assert main([*argv, "--dataset", "imagefolder"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # raysim fit's trials share one Ray: refused before it starts, too
+    assert main(["fit", "--data-dir", str(tmp_path / "cars")]) == 2
+    assert "is read only by dataset imagefolder" in capsys.readouterr().err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()

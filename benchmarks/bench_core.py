@@ -45,9 +45,8 @@ data paths alone;
 --only serial measures raysim-4, raysim-4-gloo and serial-4 alone (issue 19's same-work
 target, at any --image-size), their order reversed every second repeat; --only
 no-exchange measures raysim-4, no-exchange-4 and no-exchange-4-procs the same way.
-no-exchange-4's rate is
-raysim's: every process's samples over the slowest one's loop time, epoch by epoch,
-the processes starting each epoch together.
+The no-exchange rates are raysim's: every process's samples over the slowest one's loop
+time, epoch by epoch, the processes starting each epoch together.
 """
 
 from __future__ import annotations
@@ -670,8 +669,7 @@ def core_serial(data: dict) -> str:
                         ("raysim-4 / raysim-4-gloo", "shared memory / gloo, paired")):  # fmt: skip
         if pair in data["ratios"]:
             ratio = data["ratios"][pair]
-            figure = f"{num(ratio['median'], 2)} ({span(ratio['min'], ratio['max'], 2)})"
-            rows.append([label, figure])
+            rows.append([label, median_span(ratio["median"], ratio["min"], ratio["max"], 2)])
     size = data["settings"]["image_size"]
     return table([f"{size} px, {len(data['raysim-4']['repeats'])} repeats", "steady samples/s, "
                   "median (min–max)"], rows)  # fmt: skip
@@ -710,9 +708,7 @@ def core_no_exchange(data: dict | None) -> str:
     ):
         if pair in data["ratios"]:
             ratio = data["ratios"][pair]
-            rows.append(
-                [label, f"{num(ratio['median'], 2)} ({span(ratio['min'], ratio['max'], 2)})"]
-            )
+            rows.append([label, median_span(ratio["median"], ratio["min"], ratio["max"], 2)])
     return table(header, rows)
 
 

@@ -43,7 +43,7 @@ def assumed_backward_share() -> float:
     return BACKWARD_TO_FORWARD / (1 + BACKWARD_TO_FORWARD)
 
 
-CONTENTION = {TCP: 1.004, RDMA: 0.4}
+CONTENTION = {TCP: 1.101, RDMA: 0.393}
 """How much an all-reduce beside backward slows it, by the network's transport: backward
 runs 1/(1 + this) as fast while the link is busy (one machine alone: RDMA's, its copies
 are DMA). Fitted by least squares on every published point (benchmarks/bench_projection.py,
@@ -56,7 +56,7 @@ def contention_for(topology: Topology) -> float:
     return CONTENTION[RDMA if topology.nodes == 1 else topology.network.transport]
 
 
-TORCH_DDP_OVERHEAD_S_PER_GB = 0.0739
+TORCH_DDP_OVERHEAD_S_PER_GB = 0.0854
 """PyTorch DDP's exposed cost per step beyond the all-reduces, per GB of gradients (bucket
 copies, hooks, the kernels' contention with backward). Fitted with CONTENTION on every
 published point by benchmarks/bench_projection.py."""

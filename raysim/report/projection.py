@@ -175,7 +175,7 @@ def validated_band(row: ProjectedStep, topology: Topology, strategy: str = "ddp"
     if band is None:
         return f"not checked ({regime or 'more GPUs than any published point'})"
     low, high = efficiency_range(row.efficiency, band)
-    whose = "" if band.frameworks == "pytorch" else " of other frameworks"
+    whose = "" if band.frameworks == "pytorch" else " of any framework"
     return f"{max(low, 0):.0%}-{min(high, 1):.0%} ({regime}, {band.points} pts{whose})"
 
 

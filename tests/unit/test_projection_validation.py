@@ -75,14 +75,14 @@ def projected_row(network: str, gpus_per_node: int, nodes: str, machines: int) -
 
 def test_project_prints_each_rows_band_and_says_where_nothing_was_checked():
     two = projected_row("ib_hdr", 8, "2,256", machines=2)
-    assert "(rdma, up to 16 GPUs, 8 pts)" in two  # PyTorch's points: what raysim projects
+    assert "(rdma, up to 16 GPUs, 10 pts)" in two  # PyTorch's points: what raysim projects
     big = projected_row("ib_hdr", 8, "2,256", machines=256)
     assert "not checked (more GPUs than any published point)" in big
 
 
-def test_a_regime_without_pytorchs_points_says_whose_points_its_band_is_from():
+def test_a_regime_with_few_of_pytorchs_points_says_whose_points_its_band_is_from():
     row = projected_row("25gbe", 4, "4", machines=4)
-    assert "(tcp, up to 16 GPUs, 3 pts of other frameworks)" in row
+    assert "(tcp, up to 16 GPUs, 4 pts of any framework)" in row
 
 
 @pytest.mark.slow

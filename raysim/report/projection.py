@@ -229,7 +229,8 @@ def describe_inputs(work: Workload, topology: Topology) -> list[str]:
         f"1/(1 + {CONTENTION[RDMA]:g}) inside one; DDP's own "
         f"overhead {work.sync_overhead_s * 1e3:.1f} ms per step (both fitted on published points)",
         "validated band: the published efficiency the leave-one-series-out errors of PyTorch's "
-        "published points in the same regime allow, or every framework's where it has none "
+        "published points in the same regime allow, or every framework's where it has fewer "
+        "than three "
         "(benchmarks/results/projection_validation.json)",
         "projected, not measured: see README 'How far to trust the projection'",
     ]

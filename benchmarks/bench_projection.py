@@ -11,13 +11,15 @@ would give it: the model (buckets and FLOP-based readiness from
 raysim.projection.model_profile), the batch, the one-GPU step and the links' presets
 (raysim.projection.links, from nccl-tests, not from these points).
 
-Three constants are fitted (least squares on efficiency): the contention of an all-reduce
-with backward over TCP and over RDMA, and PyTorch DDP's overhead per GB of gradients.
+Four constants are fitted (least squares on efficiency): the contention of an all-reduce
+with backward over TCP and over RDMA, PyTorch DDP's overhead per GB of gradients, and the
+spread of one GPU's compute that a synchronous step waits out on the slowest GPU.
 Every error reported is leave-one-series-out: the constants are refitted without the
 series (one model in one published table on one cluster) the point belongs to. Beside
-the model, two variants show what each mechanism buys on points it was not tuned on:
-`baseline` (no contention, no DDP overhead: nothing fitted) and `one_contention` (one
-contention for every transport, as before issue 32). The fit on every point gives the
+the model, three variants show what each mechanism buys on points it was not tuned on:
+`baseline` (no contention, no DDP overhead, no spread: nothing fitted), `one_contention`
+(one contention for every transport, as before issue 32) and `no_straggler` (the model
+without the slowest GPU). The fit on every point gives the
 constants in code (raysim.projection.step_model) and the error bands `raysim project`
 prints (raysim.projection.bands).
 Pure computation: no Ray, no training; about a minute.
@@ -39,15 +41,17 @@ from formatting import Renderer
 from raysim.projection.bands import regime
 from raysim.projection.collectives import Topology
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, RDMA
-from raysim.projection.model_profile import ModelProfile, profile_model, torchvision_profile
+from raysim.projection.model_profile import ModelProfile, profile_model, torchvision_model
 from raysim.projection.step_model import (
     CONTENTION,
+    STRAGGLER_SPREAD,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     Workload,
     project_step,
 )
 
-DLPERF = "Oneflow-Inc/DLPerf NVIDIADeepLearningExamples/{}/README.md"
+DLPERF = "NVIDIADeepLearningExamples/{}/README.md"
+DLPERF_TF = DLPERF.format("TensorFlow/Classification/ConvNets/resnet50v1.5")
 DLPERF_CLUSTER = (
     "8x V100-SXM2-16GB per machine, NVLink, one InfiniBand EDR 100 Gb/s NIC (DLPerf "
     "reports/dlperf_benchmark_test_report_v1.md)"
@@ -59,6 +63,10 @@ DLPERF_HOROVOD = (
 DLPERF_NEW = (
     "in the table the set cites, left out of it until issue 32's second look (with the "
     "1 x 4 GPU rows): new to the model"
+)
+DLPERF_LATE = (
+    "found for issue 32 on its third look (another DLPerf directory) after every mechanism, "
+    "the spread of the slowest GPU included, was set: new to the model"
 )
 TORCH_DDP_BENCH = "pytorch/pytorch benchmarks/distributed/ddp/README.md (PyTorch 1.4, NCCL)"
 HOROVOD = "horovod/horovod README (2017; table in the diff of PR #44): TensorFlow + Horovod"
@@ -83,8 +91,9 @@ class Published:
     """The series: one model in one published table on one cluster."""
     model: str
     framework: str
-    """torch_ddp (DDP's 25 MB buckets, overlapped, with DDP's overhead), apex_one_bucket
-    (apex DDP, message_size=250M elements: one bucket after backward), horovod."""
+    """torch_ddp (DDP's 25 MB buckets, overlapped, with DDP's overhead), one_bucket (one
+    all-reduce of every gradient after backward: apex DDP with message_size=250M elements,
+    Megatron-LM's local DDP), horovod."""
     batch: int
     gpus_per_node: int
     intra: str
@@ -108,13 +117,13 @@ def from_throughput(batch: int, one_gpu: float, scaled: dict[int, tuple[int, flo
     return batch / one_gpu, {n: gpus * batch / rate for n, (gpus, rate) in scaled.items()}
 
 
-def _dlperf(key, model, batch, one, scaled, setting, readme, framework="torch_ddp", four=None):
-    """A DLPerf table: machines of 8 GPUs (`scaled`), and `four`, the throughput of one
-    machine's 4 GPUs where the table has that row."""
+def _dlperf(key, model, batch, one, scaled, setting, page, framework="torch_ddp", four=None):
+    """A DLPerf table (`page`: its path in Oneflow-Inc/DLPerf): machines of 8 GPUs
+    (`scaled`), and `four`, the throughput of one machine's 4 GPUs where it has that row."""
     one_step, steps = from_throughput(batch, one, scaled)
     part = {4: 4 * batch / four} if four else {}
     return Published(key, model, framework, batch, 8, "nvlink2", "ib_edr", 1, one_step, steps,
-                     setting + "; " + DLPERF_CLUSTER, DLPERF.format(readme),
+                     setting + "; " + DLPERF_CLUSTER, "Oneflow-Inc/DLPerf " + page,
                      part_of_one_machine=part)  # fmt: skip
 
 
@@ -163,44 +172,69 @@ POINTS = [
     _dlperf("dlperf_resnet50", "resnet50", 128, 367.29,
             {1: (8, 2887.65), 2: (16, 5716.79), 4: (32, 10917.09)},
             "ResNet-50 v1.5 FP32, batch 128, NGC PyTorch 20.03, median of 5",
-            "PyTorch/resnet50v1.5", four=1449.48),
+            DLPERF.format("PyTorch/resnet50v1.5"), four=1449.48),
     _dlperf("dlperf_resnet50_amp", "resnet50", 256, 802.9,
             {1: (8, 6154.66), 2: (16, 11991.94), 4: (32, 22551.16)},
             "ResNet-50 v1.5 AMP (fp32 weights, so fp32 gradients on the wire), batch 256, "
-            "NGC PyTorch 20.03, median of 5", "PyTorch/resnet50v1.5", four=3137.44),
+            "NGC PyTorch 20.03, median of 5", DLPERF.format("PyTorch/resnet50v1.5"), four=3137.44),
     _dlperf("dlperf_bert_base", "bert_base", 32, 119.6,
             {1: (8, 921.32), 2: (16, 1499.4), 4: (32, 2885.81)},
             "BERT-base pretraining FP32, batch 32, seq 128, NGC PyTorch, apex DDP "
-            "message_size=250M elements", "PyTorch/BERT", "apex_one_bucket", four=457.72),
+            "message_size=250M elements", DLPERF.format("PyTorch/BERT"), "one_bucket", four=457.72),
     _dlperf("dlperf_bert_base_b48", "bert_base", 48, 121.94,
             {1: (8, 928.01), 2: (16, 1584.32), 4: (32, 3039.3)},
             "as dlperf_bert_base, batch 48 (the same page's second FP32 table); "
-            + DLPERF_NEW, "PyTorch/BERT", "apex_one_bucket", four=464.66),
+            + DLPERF_NEW, DLPERF.format("PyTorch/BERT"), "one_bucket", four=464.66),
     _dlperf("dlperf_bert_base_amp", "bert_base", 96, 462.35,
             {1: (8, 3287.12), 2: (16, 5426.07), 4: (32, 10349.12)},
             "BERT-base pretraining AMP, batch 96, seq 128; fp32 gradients on the wire (NVIDIA's "
             "BERT all-reduces its fp32 master gradients unless --allreduce_post_accumulation_fp16 "
-            "is given; DLPerf's flags n.s.)", "PyTorch/BERT", "apex_one_bucket", four=1727.93),
+            "is given; DLPerf's flags n.s.)", DLPERF.format("PyTorch/BERT"), "one_bucket",
+            four=1727.93),
     _dlperf("dlperf_bert_base_amp_b64", "bert_base", 64, 444.51,
             {1: (8, 3251.7), 2: (16, 4936.92), 4: (32, 9331.72)},
             "as dlperf_bert_base_amp, batch 64 (the same page's second FP16 table); "
-            + DLPERF_NEW, "PyTorch/BERT", "apex_one_bucket", four=1671.66),
+            + DLPERF_NEW, DLPERF.format("PyTorch/BERT"), "one_bucket", four=1671.66),
+    _dlperf("dlperf_examples_resnet50_dali", "resnet50", 128, 350.66,
+            {1: (8, 2707.42), 2: (16, 5193.09), 4: (32, 10032.72)},
+            "ResNet-50 v1.5 FP32, batch 128, pytorch/examples imagenet (DDP, one process per "
+            "GPU), PyTorch 1.6, NCCL 2.7.3, DALI (CPU) with 48 workers; " + DLPERF_LATE,
+            "PyTorch/resnet50v1.5/README.md", four=1306.49),
+    _dlperf("dlperf_examples_resnet50_loader", "resnet50", 128, 348.62,
+            {1: (8, 2632.93), 2: (16, 5115.4), 4: (32, 10021.29)},
+            "as dlperf_examples_resnet50_dali, torch's DataLoader with 48 workers; "
+            + DLPERF_LATE, "PyTorch/resnet50v1.5/README.md", four=1226.38),
+    Published("dlperf_megatron_gpt", "gpt_1536x16", "one_bucket", 2, 8, "nvlink2", "ib_edr", 1,
+              0.46412, {1: 0.48096, 2: 0.66446, 4: 0.68351},
+              "GPT (hidden 1536, 16 layers, sequence 2048, ~0.53 B parameters), FP16, micro-batch "
+              "2, activation checkpointing, Megatron-LM (NGC PyTorch 20.12, NCCL 2.8.3) with "
+              "tensor and pipeline parallel 1: data parallel alone, its default local DDP "
+              "all-reducing the fp16 gradients in one buffer after backward; NCCL over the "
+              "InfiniBand verbs (the page installs MLNX_OFED in the container); step times; "
+              + DLPERF_LATE + "; " + DLPERF_CLUSTER,
+              "Oneflow-Inc/DLPerf Megatron-LM/README.md, reports/GPT/"
+              "dlperf_gpt_test_report_210512.md", wire_bytes_per_param=2),
+    _dlperf("dlperf_mxnet_bert_base", "bert_base", 32, 127.05,
+            {1: (8, 928.03), 2: (16, 1136.44), 4: (32, 1895.5)},
+            "BERT-base pretraining FP32, batch 32, seq 128, MXNet gluon-nlp + Horovod; "
+            + DLPERF_LATE, "reports/dlperf_benchmark_test_report_v1.md (BERT-base table)",
+            "horovod"),
     _dlperf("dlperf_tf_resnet50", "resnet50", 128, 362.44,
             {1: (8, 2721.98), 2: (16, 5099.42), 4: (32, 9514.64)},
             "ResNet-50 v1.5, batch 128, TensorFlow 1.15 + Horovod 0.19.0, NCCL 2.6.3 (NGC "
             "20.03), DALI; " + DLPERF_HOROVOD,
-            "TensorFlow/Classification/ConvNets/resnet50v1.5", "horovod", four=1391.28),
+            DLPERF_TF, "horovod", four=1391.28),
     _dlperf("dlperf_mxnet_resnet50", "resnet50", 96, 389.71,
             {1: (8, 2947.72), 2: (16, 5684.68), 4: (32, 10419.21)},
             "ResNet-50 v1.5, batch 96, MXNet 1.6.0 + Horovod 0.19.0, NCCL 2.5.6 (NGC 20.03), "
             "DALI decoding JPEG on the CPU (ImageDecoder for nvJPEGDecoder); " + DLPERF_HOROVOD,
-            "MxNet/Classification/RN50v1.5", "horovod"),
+            DLPERF.format("MxNet/Classification/RN50v1.5"), "horovod"),
     Published("nvidia_tf_resnet50_dgx1", "resnet50", "horovod", 128, 8, "nvlink2", "ib_edr", 4,
               *from_throughput(128, 364.9, {1: (8, 2778.5)}),
               "ResNet-50 v1.5 FP32, TensorFlow + Horovod, NVIDIA's own DGX-1 (8x V100 16 GB, "
               "NVLink) results as DLPerf quotes them beside its batch-128 table (batch 128 "
               "assumed); found for issue 32 after the model was set: new to it",
-              DLPERF.format("TensorFlow/Classification/ConvNets/resnet50v1.5") + " (NVIDIA/"
+              "Oneflow-Inc/DLPerf " + DLPERF_TF + " (NVIDIA/"
               "DeepLearningExamples@709456c TensorFlow/Classification/RN50v1.5 README)",
               part_of_one_machine={4: 4 * 128 / 1419.4}),
     _horovod("horovod_tcp_inception_v3", "inception_v3", "25gbe", 134.4, {4: (16, 1990.7)},
@@ -261,6 +295,23 @@ EXCLUDED = {
     "(2795): the two tables' runs differ, and efficiencies of 104 / 103 / 103 / 102 % are "
     "beyond any step built on that one GPU; the projection would miss them by -6.6, -11.3, "
     "-11.1 and -11.2 points (an ad hoc run of this bench with them in)",
+    "DLPerf pytorch/examples ResNet-50 with 8 loader workers (DataLoader; DALI)": "input "
+    "bound: with the DataLoader its 8 GPUs train no faster than its 4 (1070.37 against "
+    "1079.19 img/s), with DALI 17 % slower than the same page's 48-worker run on 8 GPUs",
+    "DLPerf summary report, PyTorch ResNet-50 column": "repeats the NGC 20.03 setting of "
+    "dlperf_resnet50 within 7 % (a different run); counted once",
+    "DLPerf summary report, OneFlow, PaddlePaddle and TensorFlow 2.3 columns": "frameworks "
+    "whose gradient exchange the projection has no entry for (it knows PyTorch's DDP, one "
+    "all-reduce after backward, and Horovod's)",
+    "DLPerf DeepSpeed BERT-base (5 tables)": "three tables have rows above 100 % (33.15 x "
+    "on 32 GPUs, 16.29 and 16.33 x on 16), and the FP16 batch-64 table keeps 98.9 % on two "
+    "machines, where all-reducing its 220 MB of fp16 gradients after backward (DeepSpeed "
+    "without ZeRO) at the bandwidth the same cluster's BERT rows show (~11 GB/s) would cost "
+    "about a quarter of the step: its printed samples/s do not hold the exchange",
+    "scale-ops (Baskerville) Lightning GPT-2 epoch times": "strong scaling over a fixed "
+    "data set timed per epoch: the 85M model trains 2.5 x faster on 2 GPUs than on one, and "
+    "the 708M one slower on 2 x 2 GPUs than on one GPU (the author: the shared NIC); the "
+    "epoch times hold more than the steps",
     "RaySGD Horovod and Horovod + Apex columns": "no one-GPU figure in the same framework "
     "(the 1-GPU rows are DataParallel's and Ray's DDP)",
     "RaySGD single-node table, DataParallel columns": "torch.nn.DataParallel: one process "
@@ -268,12 +319,12 @@ EXCLUDED = {
 }
 """Published rows found but not validated on, each with why."""
 
-FAMILY = {"torch_ddp": "pytorch", "apex_one_bucket": "pytorch", "horovod": "horovod"}
+FAMILY = {"torch_ddp": "pytorch", "one_bucket": "pytorch", "horovod": "horovod"}
 """Each framework's family: PyTorch's (what raysim runs) or Horovod's (TensorFlow, MXNet)."""
 
-VARIANTS = ("by_transport", "one_contention", "baseline")
-"""The model (contention by transport), the model before issue 32 (one contention), and
-the model without its fitted mechanisms (no contention, no DDP overhead)."""
+VARIANTS = ("by_transport", "one_contention", "no_straggler", "baseline")
+"""The model (contention by transport), the model with one contention (as before issue
+32), the model without the slowest GPU, and the model without its fitted mechanisms."""
 
 
 @dataclass(frozen=True)
@@ -281,9 +332,10 @@ class Constants:
     contention_tcp: float
     contention_rdma: float
     ddp_overhead_s_per_gb: float
+    straggler_spread: float
 
 
-NOTHING = Constants(0.0, 0.0, 0.0)
+NOTHING = Constants(0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -334,13 +386,41 @@ class BertBase(torch.nn.Module):
         return logits.sum() + pooled.sum()
 
 
+class GptDataParallel(torch.nn.Module):
+    """DLPerf's Megatron-LM GPT for pure data parallelism: 16 pre-norm layers of hidden 1536
+    and 16 heads, sequence 2048, vocabulary 51200, the output tied to the embedding (about
+    0.53 B parameters)."""
+
+    def __init__(self, vocab: int = 51200, hidden: int = 1536, layers: int = 16):
+        super().__init__()
+        self.tokens = torch.nn.Embedding(vocab, hidden)
+        self.positions = torch.nn.Embedding(2048, hidden)
+        layer = torch.nn.TransformerEncoderLayer(hidden, 16, 4 * hidden, activation="gelu",
+                                                 batch_first=True, norm_first=True)  # fmt: skip
+        self.layers = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(hidden)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        h = self.norm(self.layers(self.tokens(ids) + self.positions(positions)))
+        return (h @ self.tokens.weight.t()).sum()
+
+
+TRANSFORMERS = {"bert_base": (BertBase, 128), "gpt_1536x16": (GptDataParallel, 2048)}
+"""The transformers built here (no torchvision model): class and sequence length."""
+
+
 def profile(point: Published) -> ModelProfile:
-    if point.model != "bert_base":
-        prof = torchvision_profile(point.model)
+    """The model's buckets and readiness under the point's framework: one bucket of every
+    gradient for one_bucket, DDP's default caps otherwise."""
+    cap = 10_000 if point.framework == "one_bucket" else None
+    if point.model not in TRANSFORMERS:
+        prof = profile_model(*torchvision_model(point.model), point.model, bucket_cap_mb=cap)
     else:
+        build, sequence = TRANSFORMERS[point.model]
         with torch.device("meta"):
-            model, ids = BertBase(), torch.zeros(2, 128, dtype=torch.long)
-        prof = profile_model(model, ids, "bert_base", bucket_cap_mb=1000)  # 250M fp32 elements
+            model, ids = build(), torch.zeros(2, sequence, dtype=torch.long)
+        prof = profile_model(model, ids, point.model, bucket_cap_mb=cap)
     scale = point.wire_bytes_per_param / 4
     return replace(prof, buckets_bytes=tuple(int(b * scale) for b in prof.buckets_bytes))
 
@@ -371,7 +451,8 @@ def projected_efficiency(row: Row, constants: Constants) -> float:
     topo = topology(row)
     rdma = row.machines == 1 or topo.network.transport == RDMA
     contention = constants.contention_rdma if rdma else constants.contention_tcp
-    return project_step(workload(row, constants), topo, contention).efficiency
+    return project_step(workload(row, constants), topo, contention,
+                        constants.straggler_spread).efficiency  # fmt: skip
 
 
 def error_points(row: Row, constants: Constants) -> float:
@@ -406,12 +487,27 @@ def golden(f: Callable[[float], float], low: float, high: float, steps: int = 28
 
 
 FIELDS = {
-    "by_transport": (("contention_tcp",), ("contention_rdma",), ("ddp_overhead_s_per_gb",)),
-    "one_contention": (("contention_tcp", "contention_rdma"), ("ddp_overhead_s_per_gb",)),
+    "by_transport": (
+        ("contention_tcp",),
+        ("contention_rdma",),
+        ("ddp_overhead_s_per_gb",),
+        ("straggler_spread",),
+    ),
+    "one_contention": (
+        ("contention_tcp", "contention_rdma"),
+        ("ddp_overhead_s_per_gb",),
+        ("straggler_spread",),
+    ),
+    "no_straggler": (("contention_tcp",), ("contention_rdma",), ("ddp_overhead_s_per_gb",)),
     "baseline": (),
 }
 """Per variant, the fitted parameters (fields moved together count as one)."""
-BOUNDS = {"contention_tcp": 4.0, "contention_rdma": 4.0, "ddp_overhead_s_per_gb": 0.5}
+BOUNDS = {
+    "contention_tcp": 4.0,
+    "contention_rdma": 4.0,
+    "ddp_overhead_s_per_gb": 0.5,
+    "straggler_spread": 0.1,
+}
 
 
 def fit(rows: Sequence[Row], variant: str) -> Constants:
@@ -492,6 +588,7 @@ def point_rows(rows: Sequence[Row], loso: dict[str, dict[int, float]], fitted: C
             "error_points": round(loso["by_transport"][i], 1),
             "error_points_in_fit": round(error_points(row, fitted), 1),
             "error_points_one_contention": round(loso["one_contention"][i], 1),
+            "error_points_no_straggler": round(loso["no_straggler"][i], 1),
             "error_points_baseline": round(loso["baseline"][i], 1),
             "algorithm": step.algorithm,
         })  # fmt: skip
@@ -502,15 +599,16 @@ def projection(data: dict) -> str:
     """BENCHMARKS.md's table: each point's leave-one-series-out error beside the
     one-contention model's and the baseline's, then each variant's summary."""
     lines = [
-        "| point | machines × GPUs | published | projected | error | one contention | baseline |",
-        "|---|---|---|---|---|---|---|",
+        "| point | machines × GPUs | published | projected | error | one contention | "
+        "no straggler | baseline |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in data["points"]:
         lines.append(
             f"| {p['point']} | {p['machines']} × {p['gpus'] // p['machines']} | "
             f"{p['published_efficiency']:.1%} | {p['projected_efficiency']:.1%} | "
             f"{p['error_points']:+.1f} | {p['error_points_one_contention']:+.1f} | "
-            f"{p['error_points_baseline']:+.1f} |"
+            f"{p['error_points_no_straggler']:+.1f} | {p['error_points_baseline']:+.1f} |"
         )
     lines.append("")
     for variant in VARIANTS:
@@ -549,9 +647,11 @@ def main() -> None:
         "fitted_on_every_point": {
             "contention": {"tcp": round(fitted.contention_tcp, 3),
                            "rdma": round(fitted.contention_rdma, 3)},
-            "torch_ddp_overhead_s_per_gb": round(fitted.ddp_overhead_s_per_gb, 4)},
+            "torch_ddp_overhead_s_per_gb": round(fitted.ddp_overhead_s_per_gb, 4),
+            "straggler_spread": round(fitted.straggler_spread, 4)},
         "in_code": {"contention": CONTENTION,
-                    "torch_ddp_overhead_s_per_gb": TORCH_DDP_OVERHEAD_S_PER_GB},
+                    "torch_ddp_overhead_s_per_gb": TORCH_DDP_OVERHEAD_S_PER_GB,
+                    "straggler_spread": STRAGGLER_SPREAD},
         "counts": {"points": len(rows), "series": len(POINTS),
                    "multi_machine": sum(r.machines > 1 for r in rows),
                    "machines": sorted({r.machines for r in rows})},

@@ -16,6 +16,7 @@ on backward prefetch and the rate limiter) runs, per step, with units in forward
   raysim.projection.collectives.gather_seconds.
 - compute beside a busy link runs 1/(1 + contention) as fast, the contention of DDP's
   all-reduces (raysim.projection.step_model.CONTENTION, fitted on DDP points only).
+- the GPUs compute as the slowest of them (step_model.slowest_of, DDP's fitted spread).
 - the rest of the step (the optimizer on the GPU's shard, the loss) is counted with
   forward: the step ends when the last unit's backward and the last reduce-scatter are done.
 
@@ -36,6 +37,7 @@ from raysim.projection.step_model import (
     contention_for,
     projected_step,
     scaled,
+    slowest_of,
 )
 
 
@@ -138,6 +140,15 @@ def fsdp_step_seconds(
     return max(now, link.free_at), link.total_s
 
 
+def slowest_fsdp_step_seconds(
+    work: FsdpWorkload, topology: Topology, contention: float
+) -> tuple[float, float]:
+    """fsdp_step_seconds with the GPUs computing as the slowest of them (slowest_of), and
+    that compute: (the overlapped step, the compute)."""
+    compute = work.step_s * slowest_of(topology.gpus)
+    return fsdp_step_seconds(replace(work, step_s=compute), topology, contention)[0], compute
+
+
 def project_fsdp_step(
     work: FsdpWorkload, topology: Topology, contention: float | None = None
 ) -> ProjectedStep:
@@ -147,10 +158,11 @@ def project_fsdp_step(
         raise ConfigError(problems)
     if contention is None:
         contention = contention_for(topology)
-    overlap, comm = fsdp_step_seconds(work, topology, contention)
+    overlap, compute = slowest_fsdp_step_seconds(work, topology, contention)
+    comm = fsdp_step_seconds(work, topology, contention)[1]
     return projected_step(
         topology.gpus, topology.nodes, work.batch_per_gpu, work.step_s, comm,
-        (overlap, work.step_s + comm), "ring" if topology.gpus > 1 else "none",
+        (overlap, compute + comm), "ring" if topology.gpus > 1 else "none",
     )  # fmt: skip
 
 
@@ -168,13 +180,15 @@ def compute_for_step(
     measured on some GPUs (one machine) carried to the compute it implies (bisection; the
     projected step grows with the compute)."""
     low, high = 0.0, measured_step_s
-    if fsdp_step_seconds(replace(work, step_s=1e-9), topology, contention)[0] > measured_step_s:
+    if slowest_fsdp_step_seconds(replace(work, step_s=1e-9), topology, contention)[0] > (
+        measured_step_s
+    ):
         raise ConfigError([
             f"step: {measured_step_s * 1e3:.1f} ms is shorter than the collectives alone on "
             "this topology; check the step, the model and the links"
         ])  # fmt: skip
     for _ in range(60):
         middle = (low + high) / 2
-        step = fsdp_step_seconds(replace(work, step_s=middle), topology, contention)[0]
+        step = slowest_fsdp_step_seconds(replace(work, step_s=middle), topology, contention)[0]
         low, high = (middle, high) if step < measured_step_s else (low, middle)
     return (low + high) / 2

@@ -17,9 +17,12 @@ and copies' share of the GPU and its PCIe; over TCP the host's kernel copies eve
 through socket buffers, which takes the CPU threads that feed the GPU (Horovod's 2017
 table shows it: VGG-16 on the same 16 GPUs trains 1787 img/s over RDMA, 1309 over TCP).
 
-What it cannot express: the slowest of many GPUs setting every step (jitter,
-stragglers), congestion from other jobs, gradient compression's compute, and input
-pipelines that stop keeping up.
+A synchronous step waits for the slowest GPU: each GPU's compute varies from step to step
+(STRAGGLER_SPREAD, its standard deviation over its mean), so N GPUs compute in the expected
+slowest of N, not in one GPU's mean (slowest_of).
+
+What it cannot express: a persistently slow GPU or machine, congestion from other jobs,
+gradient compression's compute, and input pipelines that stop keeping up.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 from raysim.errors import ConfigError
 from raysim.projection.collectives import Topology, allreduce_cost
@@ -43,7 +47,7 @@ def assumed_backward_share() -> float:
     return BACKWARD_TO_FORWARD / (1 + BACKWARD_TO_FORWARD)
 
 
-CONTENTION = {TCP: 1.101, RDMA: 0.393}
+CONTENTION = {TCP: 0.599, RDMA: 0.015}
 """How much an all-reduce beside backward slows it, by the network's transport: backward
 runs 1/(1 + this) as fast while the link is busy (one machine alone: RDMA's, its copies
 are DMA). Fitted by least squares on every published point (benchmarks/bench_projection.py,
@@ -56,10 +60,26 @@ def contention_for(topology: Topology) -> float:
     return CONTENTION[RDMA if topology.nodes == 1 else topology.network.transport]
 
 
-TORCH_DDP_OVERHEAD_S_PER_GB = 0.0854
+TORCH_DDP_OVERHEAD_S_PER_GB = 0.0289
 """PyTorch DDP's exposed cost per step beyond the all-reduces, per GB of gradients (bucket
 copies, hooks, the kernels' contention with backward). Fitted with CONTENTION on every
 published point by benchmarks/bench_projection.py."""
+
+
+STRAGGLER_SPREAD = 0.0401
+"""One GPU's step-to-step variation of its compute (standard deviation over the mean), as
+seen by a synchronous step that waits for the slowest GPU: the data-parallel step's
+synchronization cost (Chen et al., "Revisiting Distributed Synchronous SGD", 2016: the
+step is set by the slowest worker). Fitted with CONTENTION on every published point."""
+
+
+def slowest_of(gpus: int, spread: float = STRAGGLER_SPREAD) -> float:
+    """The expected compute of the slowest of `gpus` GPUs over one GPU's: 1 + spread ×
+    E[max of `gpus` standard normals], by Blom's approximation Φ⁻¹((n − 0.375)/(n + 0.25))
+    (within 1 % from 8 GPUs up, 4 % at 2; exactly 1 for one GPU)."""
+    if gpus <= 1:
+        return 1.0
+    return 1 + spread * NormalDist().inv_cdf((gpus - 0.375) / (gpus + 0.25))
 
 
 @dataclass(frozen=True)
@@ -196,9 +216,13 @@ def bucket_costs(
 
 
 def project_step(
-    work: Workload, topology: Topology, contention: float | None = None
+    work: Workload,
+    topology: Topology,
+    contention: float | None = None,
+    spread: float = STRAGGLER_SPREAD,
 ) -> ProjectedStep:
-    """The step on `topology`; `contention` None: the transport's (contention_for)."""
+    """The step on `topology`; `contention` None: the transport's (contention_for); its
+    GPUs compute as the slowest of them (slowest_of with `spread`)."""
     problems = work.problems() + topology.problems()
     if problems:
         raise ConfigError(problems)
@@ -208,11 +232,12 @@ def project_step(
     largest = max(range(len(costs)), key=lambda k: work.buckets_bytes[k], default=None)
     algorithm = costs[largest][1] if largest is not None else "none"
     overhead = work.sync_overhead_s if topology.gpus > 1 else 0.0
-    no_overlap = work.step_s + comm + overhead
+    compute = work.step_s * slowest_of(topology.gpus, spread)
+    no_overlap = compute + comm + overhead
     if contention is None:
         contention = contention_for(topology)
     overlap = overhead + overlapped_step_seconds(
-        work.step_s, per_bucket, work.backward_share, work.ready_fraction, contention
+        compute, per_bucket, work.backward_share, work.ready_fraction, contention
     )
     return projected_step(
         topology.gpus, topology.nodes, work.batch_per_gpu, work.step_s, comm,

@@ -22,6 +22,7 @@ from raysim.projection.links import RDMA
 from raysim.projection.step_model import (
     BACKWARD_TO_FORWARD,
     CONTENTION,
+    STRAGGLER_SPREAD,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     ProjectedStep,
     Workload,
@@ -29,6 +30,7 @@ from raysim.projection.step_model import (
     bytes_ready_fraction,
     project_step,
     regrid_ready_fraction,
+    slowest_of,
 )
 from raysim.projection.target import Target
 from raysim.report.runs import ReportError, RunRecord
@@ -227,11 +229,12 @@ def describe_inputs(work: Workload, topology: Topology) -> list[str]:
         f"overlap: backward runs 1/(1 + {CONTENTION[topology.network.transport]:g}) as fast "
         f"while an all-reduce runs beside it between machines ({topology.network.transport}), "
         f"1/(1 + {CONTENTION[RDMA]:g}) inside one; DDP's own "
-        f"overhead {work.sync_overhead_s * 1e3:.1f} ms per step (both fitted on published points)",
+        f"overhead {work.sync_overhead_s * 1e3:.1f} ms per step; the step waits for the slowest "
+        f"GPU, one GPU's compute varying by {STRAGGLER_SPREAD:.1%} (+{slowest_of(8) - 1:.1%} at 8 "
+        f"GPUs, +{slowest_of(64) - 1:.1%} at 64); all fitted on published points",
         "validated band: the published efficiency the leave-one-series-out errors of PyTorch's "
         "published points in the same regime allow, or every framework's where it has fewer "
-        "than three "
-        "(benchmarks/results/projection_validation.json)",
+        "than three (benchmarks/results/projection_validation.json)",
         "projected, not measured: see README 'How far to trust the projection'",
     ]
 

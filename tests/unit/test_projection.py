@@ -18,6 +18,7 @@ from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, RDMA, TCP, Link,
 from raysim.projection.model_profile import torchvision_profile
 from raysim.projection.step_model import (
     CONTENTION,
+    STRAGGLER_SPREAD,
     TORCH_DDP_OVERHEAD_S_PER_GB,
     Workload,
     bytes_ready_fraction,
@@ -26,6 +27,7 @@ from raysim.projection.step_model import (
     project_scaling,
     project_step,
     regrid_ready_fraction,
+    slowest_of,
 )
 from raysim.report.projection import format_table
 
@@ -67,6 +69,37 @@ def test_a_slower_link_never_projects_a_higher_efficiency(resnet50, step_s):
         eff = [project_step(work(resnet50, step_s), topo(nodes, network=n)).efficiency
                for n in by_speed]  # fmt: skip
         assert eff == sorted(eff), (nodes, list(zip(by_speed, eff, strict=True)))
+
+
+def expected_max_of_normals(n: int) -> float:
+    """E[max of n standard normals] by integrating x · n φ(x) Φ(x)^(n−1) (midpoint rule)."""
+    step, total = 1e-3, 0.0
+    for i in range(-8000, 8000):
+        x = (i + 0.5) * step
+        pdf = math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+        total += x * n * pdf * (0.5 * (1 + math.erf(x / math.sqrt(2)))) ** (n - 1) * step
+    return total
+
+
+def test_the_slowest_gpu_is_the_expected_maximum_of_their_spread():
+    assert slowest_of(1) == 1.0 and slowest_of(8, spread=0.0) == 1.0
+    for gpus, within in ((2, 0.05), (8, 0.01), (64, 0.01), (512, 0.01)):
+        exact = expected_max_of_normals(gpus)
+        assert (slowest_of(gpus, 0.04) - 1) / 0.04 == pytest.approx(exact, rel=within), gpus
+    assert slowest_of(16) < slowest_of(128) < slowest_of(1024)
+
+
+def test_more_gpus_wait_for_their_slowest(resnet50):
+    """Without a link to pay for (loopback is the emulation's; a one-machine NVLink of
+    nearly free all-reduces), N GPUs train at one GPU's speed over their slowest's."""
+    free = Link("free", 1e9, 0.0, place="intra", transport=RDMA)
+    for gpus in (2, 8, 16):
+        one_machine = Topology(1, gpus, free, NETWORK_LINKS["ib_hdr"])
+        row = project_step(work(resnet50), one_machine)
+        assert row.efficiency == pytest.approx(1 / slowest_of(gpus), rel=1e-4), gpus
+        assert row.efficiency < 1 - 0.5 * STRAGGLER_SPREAD
+        flat = project_step(work(resnet50), one_machine, spread=0.0)
+        assert flat.efficiency == pytest.approx(1.0, abs=1e-4)
 
 
 def test_the_projected_step_never_falls_below_compute(resnet50):

@@ -8,9 +8,10 @@ table starts (one GPU alone, or one machine): that step gives the compute per st
 (raysim.projection.fsdp_step.compute_for_step, so the anchor's own collectives are not
 counted as compute), and every other row is projected from it and compared with the
 published per-GPU throughput, as efficiency against the anchor. Nothing is fitted: the
-contention is DDP's (raysim.projection.step_model.CONTENTION, fitted on DDP points only),
-the links are the presets (raysim.projection.links, from nccl-tests). Every point was read
-before the FSDP model was written (`seen_while_designing`); no constant was tuned on them.
+contention and the slowest GPU's spread are DDP's (raysim.projection.step_model.CONTENTION
+and STRAGGLER_SPREAD, fitted on DDP points only), the links are the presets
+(raysim.projection.links, from nccl-tests). Every point was read before the FSDP model was
+written (`seen_while_designing`); no constant was tuned on them.
 Pure computation: no Ray, no training; seconds.
 """
 
@@ -212,7 +213,8 @@ def main() -> None:
     rows = [point for series in SERIES for point in points(series)]
     result = {
         **provenance(args.allow_dirty),
-        "fitted": "nothing: DDP's contention (fitted on DDP points) and the link presets",
+        "fitted": "nothing: DDP's contention and slowest-GPU spread (fitted on DDP points) "
+        "and the link presets",
         "summary": summary([row["error_points"] for row in rows]),
         "points": rows,
     }

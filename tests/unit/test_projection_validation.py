@@ -75,7 +75,7 @@ def projected_row(network: str, gpus_per_node: int, nodes: str, machines: int) -
 
 def test_project_prints_each_rows_band_and_says_where_nothing_was_checked():
     two = projected_row("ib_hdr", 8, "2,256", machines=2)
-    assert "(rdma, up to 16 GPUs, 10 pts)" in two  # PyTorch's points: what raysim projects
+    assert "(rdma, up to 16 GPUs, 13 pts)" in two  # PyTorch's points: what raysim projects
     big = projected_row("ib_hdr", 8, "2,256", machines=256)
     assert "not checked (more GPUs than any published point)" in big
 

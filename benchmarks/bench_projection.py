@@ -56,14 +56,15 @@ DLPERF_CLUSTER = (
     "8x V100-SXM2-16GB per machine, NVLink, one InfiniBand EDR 100 Gb/s NIC (DLPerf "
     "reports/dlperf_benchmark_test_report_v1.md)"
 )
+SECOND_LOOK = (
+    "found on issue 32's second look, after the contention by transport and DDP's overhead "
+    "were set and before the slowest GPU was added (their errors decided it)"
+)
 DLPERF_HOROVOD = (
-    "FP32, real ImageNet, median of 5-7 runs; found for issue 32 after the model and its "
-    "mechanisms were set: new to it"
+    "FP32, real ImageNet, median of 5-7 runs; found for issue 32 after the contention by "
+    "transport and DDP's overhead were set and before the slowest GPU was added"
 )
-DLPERF_NEW = (
-    "in the table the set cites, left out of it until issue 32's second look (with the "
-    "1 x 4 GPU rows): new to the model"
-)
+DLPERF_NEW = "in the table the set cites, left out of it until then; " + SECOND_LOOK
 DLPERF_LATE = (
     "found for issue 32 on its third look (another DLPerf directory) after every mechanism, "
     "the spread of the slowest GPU included, was set: new to the model"
@@ -109,7 +110,7 @@ class Published:
     whose frameworks all-reduce fp32 gradients), 2 (a framework that all-reduces fp16)."""
     part_of_one_machine: dict[int, float] = field(default_factory=dict)
     """GPUs -> published step on one machine using fewer than gpus_per_node of its GPUs
-    (the same table's 1 node x 4 GPUs rows)."""
+    (a table's rows on 2 or 4 of a machine's GPUs)."""
 
 
 def from_throughput(batch: int, one_gpu: float, scaled: dict[int, tuple[int, float]]):
@@ -136,8 +137,7 @@ def _raysgd(key, precision, one, by_gpus):
     return Published(key, "resnet50", "torch_ddp", 128, 8, "nvlink2", "100gbe", 1, one_step,
                      steps, f"ResNet-50 {precision}, batch 128, synthetic ImageNet; AWS "
                      "p3dn.24xlarge: 8x V100 with NVLink, 100 Gb/s Ethernet (NCCL's sockets: "
-                     "no EFA plugin in the benchmark's setup); found for issue 32 after the "
-                     "model and its mechanisms were set: new to it", RAYSGD,
+                     "no EFA plugin in the benchmark's setup); " + SECOND_LOOK, RAYSGD,
                      part_of_one_machine=part)  # fmt: skip
 
 
@@ -233,7 +233,7 @@ POINTS = [
               *from_throughput(128, 364.9, {1: (8, 2778.5)}),
               "ResNet-50 v1.5 FP32, TensorFlow + Horovod, NVIDIA's own DGX-1 (8x V100 16 GB, "
               "NVLink) results as DLPerf quotes them beside its batch-128 table (batch 128 "
-              "assumed); found for issue 32 after the model was set: new to it",
+              "assumed); " + SECOND_LOOK,
               "Oneflow-Inc/DLPerf " + DLPERF_TF + " (NVIDIA/"
               "DeepLearningExamples@709456c TensorFlow/Classification/RN50v1.5 README)",
               part_of_one_machine={4: 4 * 128 / 1419.4}),

@@ -3,10 +3,9 @@
 A regime is how the machines talk (one machine alone, or the network's transport: TCP or
 RDMA) and how many GPUs train. Each band is the range of the leave-one-series-out errors
 (projected − published efficiency, in points) of the published points in that regime, of
-PyTorch's (DDP, apex: the step raysim projects) where it has at least three, else of every
-framework's (Horovod's among them, whose errors run larger: README), as
-benchmarks/bench_projection.py last
-measured them (benchmarks/results/
+PyTorch's (DDP, apex, Megatron-LM: the step raysim projects) where it has at least three,
+else of every framework's (Horovod's among them, whose errors run larger: README), as
+benchmarks/bench_projection.py last measured them (benchmarks/results/
 projection_validation.json, which a test keeps this table equal to). A cluster larger than
 any checked, or a regime with no published point, has no band: the projection says so.
 """

@@ -142,11 +142,11 @@ def fsdp_step_seconds(
 
 def slowest_fsdp_step_seconds(
     work: FsdpWorkload, topology: Topology, contention: float
-) -> tuple[float, float]:
-    """fsdp_step_seconds with the GPUs computing as the slowest of them (slowest_of), and
-    that compute: (the overlapped step, the compute)."""
+) -> tuple[float, float, float]:
+    """fsdp_step_seconds with the GPUs computing as the slowest of them (slowest_of): (the
+    overlapped step, every collective back to back, that compute)."""
     compute = work.step_s * slowest_of(topology.gpus)
-    return fsdp_step_seconds(replace(work, step_s=compute), topology, contention)[0], compute
+    return (*fsdp_step_seconds(replace(work, step_s=compute), topology, contention), compute)
 
 
 def project_fsdp_step(
@@ -158,8 +158,7 @@ def project_fsdp_step(
         raise ConfigError(problems)
     if contention is None:
         contention = contention_for(topology)
-    overlap, compute = slowest_fsdp_step_seconds(work, topology, contention)
-    comm = fsdp_step_seconds(work, topology, contention)[1]
+    overlap, comm, compute = slowest_fsdp_step_seconds(work, topology, contention)
     return projected_step(
         topology.gpus, topology.nodes, work.batch_per_gpu, work.step_s, comm,
         (overlap, compute + comm), "ring" if topology.gpus > 1 else "none",

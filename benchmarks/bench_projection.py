@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ import torch
 from common import parse, provenance
 from formatting import Renderer
 
-from raysim.projection.bands import regime
+from raysim.projection.bands import OWN_POINTS, regime
 from raysim.projection.collectives import Topology
 from raysim.projection.links import INTRA_LINKS, NETWORK_LINKS, RDMA
 from raysim.projection.model_profile import ModelProfile, profile_model, torchvision_model
@@ -118,11 +119,16 @@ def from_throughput(batch: int, one_gpu: float, scaled: dict[int, tuple[int, flo
     return batch / one_gpu, {n: gpus * batch / rate for n, (gpus, rate) in scaled.items()}
 
 
+def part_steps(batch: int, rates: dict[int, float]) -> dict[int, float]:
+    """{GPUs: step} of one machine's rows on some of its GPUs, from images/s."""
+    return {gpus: gpus * batch / rate for gpus, rate in rates.items()}
+
+
 def _dlperf(key, model, batch, one, scaled, setting, page, framework="torch_ddp", four=None):
     """A DLPerf table (`page`: its path in Oneflow-Inc/DLPerf): machines of 8 GPUs
     (`scaled`), and `four`, the throughput of one machine's 4 GPUs where it has that row."""
     one_step, steps = from_throughput(batch, one, scaled)
-    part = {4: 4 * batch / four} if four else {}
+    part = part_steps(batch, {4: four} if four else {})
     return Published(key, model, framework, batch, 8, "nvlink2", "ib_edr", 1, one_step, steps,
                      setting + "; " + DLPERF_CLUSTER, "Oneflow-Inc/DLPerf " + page,
                      part_of_one_machine=part)  # fmt: skip
@@ -133,7 +139,7 @@ def _raysgd(key, precision, one, by_gpus):
     GPUs are part of one machine."""
     one_step, steps = from_throughput(128, one, {g // 8: (g, r) for g, r in by_gpus.items()
                                                  if g >= 8})  # fmt: skip
-    part = {g: g * 128 / rate for g, rate in by_gpus.items() if g < 8}
+    part = part_steps(128, {g: rate for g, rate in by_gpus.items() if g < 8})
     return Published(key, "resnet50", "torch_ddp", 128, 8, "nvlink2", "100gbe", 1, one_step,
                      steps, f"ResNet-50 {precision}, batch 128, synthetic ImageNet; AWS "
                      "p3dn.24xlarge: 8x V100 with NVLink, 100 Gb/s Ethernet (NCCL's sockets: "
@@ -236,7 +242,7 @@ POINTS = [
               "assumed); " + SECOND_LOOK,
               "Oneflow-Inc/DLPerf " + DLPERF_TF + " (NVIDIA/"
               "DeepLearningExamples@709456c TensorFlow/Classification/RN50v1.5 README)",
-              part_of_one_machine={4: 4 * 128 / 1419.4}),
+              part_of_one_machine=part_steps(128, {4: 1419.4})),
     _horovod("horovod_tcp_inception_v3", "inception_v3", "25gbe", 134.4, {4: (16, 1990.7)},
              "4 servers x 4 GPUs, 25 Gb/s Ethernet over TCP"),
     _horovod("horovod_tcp_resnet101", "resnet101", "25gbe", 119.4, {4: (16, 1685.1)},
@@ -413,7 +419,7 @@ TRANSFORMERS = {"bert_base": (BertBase, 128), "gpt_1536x16": (GptDataParallel, 2
 def profile(point: Published) -> ModelProfile:
     """The model's buckets and readiness under the point's framework: one bucket of every
     gradient for one_bucket, DDP's default caps otherwise."""
-    cap = 10_000 if point.framework == "one_bucket" else None
+    cap = math.inf if point.framework == "one_bucket" else None
     if point.model not in TRANSFORMERS:
         prof = profile_model(*torchvision_model(point.model), point.model, bucket_cap_mb=cap)
     else:
@@ -544,11 +550,6 @@ def summary(errors: Sequence[float]) -> dict:
         "mean_signed_error_points": round(statistics.mean(errors), 2),
         "within_5_points": sum(abs(e) <= 5 for e in errors),
     }
-
-
-OWN_POINTS = 3
-"""A regime's band is of PyTorch's points where it has at least this many: one or two
-errors make no range."""
 
 
 def bands(rows: Sequence[Row], errors: dict[int, float]) -> dict[str, dict]:

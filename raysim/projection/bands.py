@@ -3,7 +3,7 @@
 A regime is how the machines talk (one machine alone, or the network's transport: TCP or
 RDMA) and how many GPUs train. Each band is the range of the leave-one-series-out errors
 (projected − published efficiency, in points) of the published points in that regime, of
-PyTorch's (DDP, apex, Megatron-LM: the step raysim projects) where it has at least three,
+PyTorch's (DDP, apex, Megatron-LM: the step raysim projects) where it has OWN_POINTS,
 else of every framework's (Horovod's among them, whose errors run larger: README), as
 benchmarks/bench_projection.py last measured them (benchmarks/results/
 projection_validation.json, which a test keeps this table equal to). A cluster larger than
@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 from raysim.projection.collectives import Topology
 
+OWN_POINTS = 3
+"""A regime's band is of PyTorch's points where it has at least this many (one or two
+errors make no range), else of every framework's."""
 SCALES = ((16, "up to 16 GPUs"), (128, "17-128 GPUs"), (512, "129-512 GPUs"))
 """Upper bounds of the scale classes; beyond the last, nothing was checked."""
 ONE_MACHINE = "one machine"
@@ -38,7 +41,7 @@ class Band:
     points: int
     frameworks: str = "pytorch"
     """Whose points: "pytorch" (PyTorch's alone) or "any" (every framework's: fewer than
-    three of PyTorch's points in the regime)."""
+    OWN_POINTS of PyTorch's in the regime)."""
 
 
 BANDS: dict[str, Band] = {

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from raysim.projection.bands import band_for, efficiency_range
+from raysim.projection.bands import OWN_POINTS, band_for, efficiency_range
 from raysim.projection.collectives import Topology
 from raysim.projection.comm_model import compressed_bytes
 from raysim.projection.cost import Cost, cost_of
@@ -234,7 +234,7 @@ def describe_inputs(work: Workload, topology: Topology) -> list[str]:
         f"GPUs, +{slowest_of(64) - 1:.1%} at 64); all fitted on published points",
         "validated band: the published efficiency the leave-one-series-out errors of PyTorch's "
         "published points in the same regime allow, or every framework's where it has fewer "
-        "than three (benchmarks/results/projection_validation.json)",
+        f"than {OWN_POINTS} (benchmarks/results/projection_validation.json)",
         "projected, not measured: see README 'How far to trust the projection'",
     ]
 

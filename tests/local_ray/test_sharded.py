@@ -24,6 +24,10 @@ pytestmark = pytest.mark.slow
 
 NODES = 4
 """Every layer's rows divide by 4, so FSDP's shards are exact quarters."""
+RUN_MEMORY_FRACTION = 0.15
+"""1.6 GB of the 10 GiB simulated device a node: far above the MLP's ~0.1 GB peak, and the
+host check's reservation for 4 such nodes (about 10.4 GB) leaves room for the suite's other
+worker beside them (at 0.25 it asked 14.7 GB, and once found 14.5 free)."""
 SLOW_LINK = {"name": "slow", "bandwidth_gbps": 10, "latency_us": 5000}
 """5 ms per message: FSDP's collectives are held well past their real time on any CPU."""
 
@@ -97,7 +101,7 @@ def run_strategy(
     out.mkdir()
     cfg = load_config(**{
         **TINY, "strategy": strategy, "num_nodes": NODES, "num_epochs": 2, "batch_size": 16,
-        "gpu_fraction": 0.25, "memory_fraction": 0.25, "run_dir": str(root / "runs"),
+        "gpu_fraction": 0.25, "memory_fraction": RUN_MEMORY_FRACTION, "run_dir": str(root / "runs"),
         "run_name": name or strategy,
         "train_config": {"out": str(out), "depth": depth, "whole_weights": whole_weights},
         **overrides,

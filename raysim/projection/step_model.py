@@ -47,7 +47,7 @@ def assumed_backward_share() -> float:
     return BACKWARD_TO_FORWARD / (1 + BACKWARD_TO_FORWARD)
 
 
-CONTENTION = {TCP: 0.599, RDMA: 0.015}
+CONTENTION = {TCP: 0.519, RDMA: 0.216}
 """How much an all-reduce beside backward slows it, by the network's transport: backward
 runs 1/(1 + this) as fast while the link is busy (one machine alone: RDMA's, its copies
 are DMA). Fitted by least squares on every published point (benchmarks/bench_projection.py,
@@ -60,13 +60,13 @@ def contention_for(topology: Topology) -> float:
     return CONTENTION[RDMA if topology.nodes == 1 else topology.network.transport]
 
 
-TORCH_DDP_OVERHEAD_S_PER_GB = 0.0289
+TORCH_DDP_OVERHEAD_S_PER_GB = 0.0021
 """PyTorch DDP's exposed cost per step beyond the all-reduces, per GB of gradients (bucket
 copies, hooks, the kernels' contention with backward). Fitted with CONTENTION on every
 published point by benchmarks/bench_projection.py."""
 
 
-STRAGGLER_SPREAD = 0.0401
+STRAGGLER_SPREAD = 0.0473
 """One GPU's step-to-step variation of its compute (standard deviation over the mean), as
 seen by a synchronous step that waits for the slowest GPU: the data-parallel step's
 synchronization cost (Chen et al., "Revisiting Distributed Synchronous SGD", 2016: the

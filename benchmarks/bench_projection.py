@@ -231,8 +231,8 @@ MXNET_BERT_TABLES = {
 def _mxnet_bert() -> list[Published]:
     """DLPerf's MXNet BERT-base tables: gluon-nlp (7b7bf60) with MXNet 1.6.0, Horovod 0.19.5
     and NCCL 2.7.3 under mpirun. FP16 casts the model (run_pretraining.py's get_model:
-    model.cast(args.dtype); multi_precision keeps fp32 weights in the optimizer), so its
-    gradients go on the wire in fp16."""
+    model.cast(args.dtype), read at gluon-nlp 0c99603, not at 7b7bf60; multi_precision
+    keeps fp32 weights in the optimizer), so its gradients go on the wire in fp16."""
     points = []
     for suffix, table in MXNET_BERT_TABLES.items():
         precision, batch, (one, two, four, eight, sixteen, thirty_two) = table

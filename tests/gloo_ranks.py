@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,27 +9,25 @@ import torch
 from torch import nn
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run_ranks(work: Callable[[int, int], dict], world_size: int, result_dir: Path) -> list:
     """work(rank, world_size) in world_size fresh processes, each a rank of one gloo group on
-    127.0.0.1 with one torch thread; what each returned, in rank order."""
+    127.0.0.1 with one torch thread; what each returned, in rank order. The ranks meet
+    through a file in result_dir, not a TCP port: a port found free and released can be
+    taken by another process (a Ray worker of the suite's other half) before rank 0 binds
+    it."""
     import torch.multiprocessing as mp
 
-    port = free_port()
-    mp.spawn(_in_group, args=(world_size, port, str(result_dir), work), nprocs=world_size)
+    rendezvous = result_dir / "rendezvous"
+    mp.spawn(_in_group, args=(world_size, str(rendezvous), str(result_dir), work),
+             nprocs=world_size)  # fmt: skip
     return [torch.load(result_dir / f"rank{r}.pt") for r in range(world_size)]
 
 
-def _in_group(rank: int, world_size: int, port: int, result_dir: str, work: Callable) -> None:
+def _in_group(rank: int, world_size: int, rendezvous: str, result_dir: str, work: Callable) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    address = f"tcp://127.0.0.1:{port}"
+    address = f"file://{rendezvous}"
     dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
     try:
         results = work(rank, world_size)

@@ -17,17 +17,15 @@ def run_ranks(work: Callable[[int, int], dict], world_size: int, result_dir: Pat
     it."""
     import torch.multiprocessing as mp
 
-    rendezvous = result_dir / "rendezvous"
-    mp.spawn(_in_group, args=(world_size, str(rendezvous), str(result_dir), work),
-             nprocs=world_size)  # fmt: skip
+    mp.spawn(_in_group, args=(world_size, str(result_dir), work), nprocs=world_size)
     return [torch.load(result_dir / f"rank{r}.pt") for r in range(world_size)]
 
 
-def _in_group(rank: int, world_size: int, rendezvous: str, result_dir: str, work: Callable) -> None:
+def _in_group(rank: int, world_size: int, result_dir: str, work: Callable) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    address = f"file://{rendezvous}"
+    address = f"file://{result_dir}/rendezvous"
     dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
     try:
         results = work(rank, world_size)
